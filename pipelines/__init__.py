@@ -1,0 +1,1 @@
+"""Job entry points (``run(argv)``) and their PipelineOptions; thin wiring only."""

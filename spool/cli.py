@@ -1,0 +1,38 @@
+"""The ``spool`` command: one entry point, one sub-command per question a user asks.
+
+Exit codes: 0 success, 1 the command failed (the message says why and what to do),
+2 the command line was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spool import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spool",
+        description="Spool: multi-tenant ELT from one Kafka topic into per-tenant warehouses.",
+        epilog="Run 'spool <command> --help' for a command's options and an example.\n"
+        "Exit codes: 0 ok, 1 failed (the message says why), 2 bad command line.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"spool {__version__}")
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Beam PTransforms and DoFns: Kafka source, decode, shape, batch, write, commit, load."""
