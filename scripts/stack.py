@@ -319,8 +319,13 @@ class PgInstance:
     databases: tuple[str, ...]
 
     @property
-    def home(self) -> Path:
+    def link(self) -> Path:
         return VAR / self.name
+
+    @property
+    def home(self) -> Path:
+        # resolved: when var/<name> is a symlink, the postgres user must not walk var/'s parents
+        return self.link.resolve()
 
     @property
     def data(self) -> Path:
@@ -364,10 +369,15 @@ def as_pg_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+def run_pg(argv: list[str]) -> None:
+    # cwd "/": the postgres user may not be able to enter the checkout
+    run(as_pg_user(argv), stdout=subprocess.DEVNULL, cwd="/")
+
+
 def pg_owner_ok(path: Path) -> bool:
     if os.geteuid() != 0:
         return True
-    res = subprocess.run(as_pg_user(["test", "-w", str(path)]), check=False)  # noqa: S603
+    res = subprocess.run(as_pg_user(["test", "-w", str(path)]), check=False, cwd="/")  # noqa: S603
     return res.returncode == 0
 
 
@@ -377,7 +387,7 @@ def pg_prepare_home(inst: PgInstance) -> None:
     If the checkout sits under a directory postgres cannot traverse (e.g. /root), the data
     lives under /var/tmp and var/<instance> is a symlink to it.
     """
-    home = inst.home
+    home = inst.link
     if home.is_symlink() and not home.exists():
         home.unlink()
     home.mkdir(parents=True, exist_ok=True)
@@ -393,9 +403,10 @@ def pg_prepare_home(inst: PgInstance) -> None:
             home.rmdir()
             home.symlink_to(real, target_is_directory=True)
             log(f"{inst.name}: {VAR} is not reachable by the postgres user; data lives in {real}")
-    (home / "log").mkdir(exist_ok=True)
+    log_dir = inst.home / "log"
+    log_dir.mkdir(exist_ok=True)
     if os.geteuid() == 0:
-        shutil.chown(home / "log", "postgres", "postgres")
+        shutil.chown(log_dir, "postgres", "postgres")
 
 
 def pg_initdb(inst: PgInstance, bindir: Path) -> None:
@@ -406,9 +417,8 @@ def pg_initdb(inst: PgInstance, bindir: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(pwfile, "postgres", "postgres")
     log(f"{inst.name}: initdb into {inst.data}")
-    run(as_pg_user([str(bindir / "initdb"), "-D", str(inst.data), "-U", PG_USER,
-                    f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
-                    "-E", "UTF8", "--locale=C.UTF-8"]), stdout=subprocess.DEVNULL)
+    run_pg([str(bindir / "initdb"), "-D", str(inst.data), "-U", PG_USER, f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C.UTF-8"])
     pwfile.unlink()
     with open(inst.data / "postgresql.conf", "a") as fh:
         fh.write(
@@ -456,8 +466,8 @@ def pg_start(inst: PgInstance) -> None:
     pg_initdb(inst, bindir)
     if pg_running(inst) is None:
         log(f"{inst.name}: starting on {HOST}:{inst.port}")
-        run(as_pg_user([str(bindir / "pg_ctl"), "-D", str(inst.data), "-l", str(inst.logfile),
-                        "-w", "-t", "60", "start"]), stdout=subprocess.DEVNULL)
+        run_pg([str(bindir / "pg_ctl"), "-D", str(inst.data), "-l", str(inst.logfile),
+                "-w", "-t", "60", "start"])
     wait_until(inst.name, lambda: pg_ready(inst), 60)
     conn = pg_connect(inst)
     conn.autocommit = True
@@ -476,8 +486,8 @@ def pg_start(inst: PgInstance) -> None:
 def pg_stop(inst: PgInstance) -> bool:
     if pg_running(inst) is None:
         return False
-    run(as_pg_user([str(pg_bindir() / "pg_ctl"), "-D", str(inst.data), "-m", "fast", "-w",
-                    "-t", "60", "stop"]), stdout=subprocess.DEVNULL)
+    run_pg([str(pg_bindir() / "pg_ctl"), "-D", str(inst.data), "-m", "fast", "-w",
+            "-t", "60", "stop"])
     return True
 
 
