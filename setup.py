@@ -21,7 +21,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
     # listed explicitly: a package missing here is missing on remote workers
-    packages=["spool", "pipelines", "transforms"],
+    packages=["spool", "spool.ledger", "pipelines", "transforms"],
     install_requires=requirements(),
     entry_points={"console_scripts": ["spool=spool.cli:main"]},
 )

@@ -1,0 +1,108 @@
+"""Options and helpers both jobs share: the ledger, the spool location, runner defaults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    PrismRunnerOptions,
+    S3Options,
+    StandardOptions,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PRISM = ROOT / "var" / "bin" / "prism"
+
+
+class LedgerOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--ledger_dsn",
+            help="PostgreSQL connection string of the ledger database (batches, tenants), "
+            "e.g. postgresql://user:pass@host:5432/ledger. Default: $SPOOL_LEDGER_DSN.")
+
+
+class SpoolLocationOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--spool_location",
+            help="Where batch files live: a local folder or s3://bucket/prefix (S3 client "
+            "settings come from Beam's --s3_* options). Default: $SPOOL_LOCATION, else "
+            "./var/spool.")
+
+
+class ErrorOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="Log level of the job's own messages (default INFO).")
+
+
+def resolve_common(options: PipelineOptions) -> tuple[str, str]:
+    """Fill the ledger DSN and spool location from the environment; returns both.
+
+    The environment is read here, at run(), and nowhere else.
+    """
+    ledger = options.view_as(LedgerOptions)
+    if not ledger.ledger_dsn:
+        ledger.ledger_dsn = os.environ.get("SPOOL_LEDGER_DSN")
+    if not ledger.ledger_dsn:
+        raise SystemExit("error: no ledger: pass --ledger_dsn=postgresql://... or set "
+                         "SPOOL_LEDGER_DSN (scripts/services.sh env prints the local one)")
+    loc = options.view_as(SpoolLocationOptions)
+    if not loc.spool_location:
+        loc.spool_location = os.environ.get("SPOOL_LOCATION") or str(Path("var/spool"))
+    if "://" not in loc.spool_location:
+        loc.spool_location = str(Path(loc.spool_location).resolve())
+    s3 = options.view_as(S3Options)
+    if loc.spool_location.startswith("s3://") and not s3.s3_endpoint_url and \
+            os.environ.get("SPOOL_S3_ENDPOINT"):
+        s3.s3_endpoint_url = os.environ["SPOOL_S3_ENDPOINT"]
+    if loc.spool_location.startswith("s3://"):
+        s3.s3_access_key_id = s3.s3_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+        s3.s3_secret_access_key = s3.s3_secret_access_key or os.environ.get(
+            "AWS_SECRET_ACCESS_KEY")
+        s3.s3_region_name = s3.s3_region_name or os.environ.get("AWS_DEFAULT_REGION",
+                                                                "us-east-1")
+    return ledger.ledger_dsn, loc.spool_location
+
+
+def choose_runner(options: PipelineOptions, streaming: bool) -> None:
+    """Default runners: FnApiRunner (DirectRunner) for bounded runs, Prism for streaming."""
+    std = options.view_as(StandardOptions)
+    std.streaming = streaming
+    if std.runner is None:
+        if streaming:
+            std.runner = "PrismRunner"
+        else:
+            std.runner = "DirectRunner"
+    if std.runner in ("DirectRunner", "direct") and not streaming:
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode == "multi_threading":
+            raise SystemExit("error: --direct_running_mode=multi_threading loses records with "
+                             "splittable reads; use in_memory or multi_processing")
+    if std.runner in ("PrismRunner", "prism"):
+        prism = options.view_as(PrismRunnerOptions)
+        if not prism.prism_location:
+            found = os.environ.get("SPOOL_PRISM") or (
+                str(LOCAL_PRISM) if LOCAL_PRISM.exists() else shutil.which("prism"))
+            if not found:
+                raise SystemExit("error: streaming mode runs on Prism, which is not built: run "
+                                 "scripts/build_prism.sh or pass --prism_location")
+            prism.prism_location = found
+
+
+def configure_logging(options: PipelineOptions) -> None:
+    level = options.view_as(ErrorOptions).log_level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    for noisy in ("kafka", "botocore", "urllib3", "apache_beam"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

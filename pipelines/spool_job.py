@@ -1,0 +1,201 @@
+"""The spool job: Kafka fat queue → per-(tenant, stream) Parquet batches + READY ledger rows.
+
+    python -m pipelines.spool_job --help
+    python -m pipelines.spool_job --mode=drain --topic=fatq      # read what is there, then end
+    python -m pipelines.spool_job --mode=streaming --topic=fatq  # run until stopped (Prism)
+
+ReadFromKafka → DecodeAndShape → BatchByTable → WriteBatches → CommitOffsets. Drain mode
+runs on Beam's FnApiRunner (DirectRunner); streaming mode on Prism, or any runner given with
+--runner (Flink, Dataflow).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.common import (
+    ErrorOptions,
+    LedgerOptions,
+    SpoolLocationOptions,
+    choose_runner,
+    configure_logging,
+    resolve_common,
+)
+from spool.envelope import DecodeRules
+from spool.ledger import Ledger
+from transforms.batching import BatchByTable, BatchConfig
+from transforms.commit_offsets import CommitConfig, CommitOffsets
+from transforms.decode_shape import POSITIONS, DecodeAndShape, ShapeConfig
+from transforms.kafka_read import ReadConfig, ReadFromKafka
+from transforms.write_batches import WriteBatches, WriteConfig
+
+log = logging.getLogger("spool.job")
+
+
+class KafkaSourceOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("Kafka source")
+        group.add_argument(
+            "--kafka_bootstrap",
+            help="Kafka bootstrap servers, host:port[,host:port]. Default: "
+            "$SPOOL_KAFKA_BOOTSTRAP, else 127.0.0.1:19092 (the local stack).")
+        group.add_argument("--topic", default="spool.fatq",
+                           help="The fat queue topic to read (default spool.fatq).")
+        group.add_argument(
+            "--consumer_group", default="spool",
+            help="Consumer group whose committed offsets say where to resume; the job "
+            "commits only past records whose batches are in the ledger (default spool).")
+        group.add_argument(
+            "--start_offset", default="earliest", choices=["earliest", "latest"],
+            help="Where to start in a partition the group has never committed (default "
+            "earliest: nothing already in the queue is skipped).")
+        group.add_argument(
+            "--mode", default="drain", choices=["drain", "streaming"],
+            help="drain: read up to the end offsets seen at start (or --max_records), write "
+            "the batches, commit, and end. streaming: run until stopped (default drain).")
+        group.add_argument(
+            "--max_records", type=int, default=None,
+            help="drain mode: read at most this many records in all (spread over the "
+            "partitions by backlog), then end.")
+        group.add_argument(
+            "--read_chunk_records", type=int, default=20_000,
+            help="Records per poll of one partition; one chunk is one Beam element "
+            "(default 20000).")
+        group.add_argument("--poll_timeout_ms", type=int, default=500,
+                           help="How long one poll waits for records (default 500).")
+        group.add_argument(
+            "--idle_watermark_lag_seconds", type=float, default=1.0,
+            help="streaming: a partition with nothing new moves its watermark to now minus "
+            "this lag, so idle partitions never hold windows open (default 1.0).")
+        group.add_argument(
+            "--watermark_scope", default="auto", choices=["auto", "partition", "process"],
+            help="partition: each partition's reader reports its own watermark (for Flink and "
+            "Dataflow, which hold one per reader). process: readers report the minimum over "
+            "all partitions read in this worker process (needed on Prism, which keeps only "
+            "the last bundle's watermark). auto: process on Prism, else partition.")
+        group.add_argument(
+            "--kafka_config", action="append", default=[], metavar="KEY=VALUE",
+            help="Extra kafka-python client setting, repeatable, e.g. "
+            "--kafka_config security_protocol=SSL --kafka_config sasl_mechanism=PLAIN.")
+
+
+class DecodeOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("Decode")
+        group.add_argument(
+            "--max_message_bytes", type=int, default=4 * 1024 * 1024,
+            help="Messages larger than this are rejected (kept in _sdc_rejected with their "
+            "bytes), not loaded (default 4194304 = 4 MiB).")
+        group.add_argument(
+            "--tenant_header", default="tenant",
+            help="Kafka header that names the tenant of a Singer message (default tenant).")
+        group.add_argument(
+            "--tenant_refresh_seconds", type=float, default=5.0,
+            help="How often, at most, an unknown tenant sends the job back to the ledger's "
+            "registry before the record is rejected (default 5).")
+
+
+class BatchOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("Batches")
+        group.add_argument(
+            "--batch_seconds", type=float, default=60.0,
+            help="Event-time window per batch: a (tenant, stream) batch closes when the "
+            "watermark passes its window's end, at the latest (default 60).")
+        group.add_argument("--batch_max_rows", type=int, default=100_000,
+                           help="A batch closes once it holds this many rows (default 100000).")
+        group.add_argument(
+            "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
+            help="A batch closes once its records hold this many bytes (default 64 MiB).")
+        group.add_argument("--parquet_compression", default="zstd",
+                           choices=["zstd", "snappy", "gzip", "none"],
+                           help="Compression of the batch files (default zstd).")
+
+
+def watermark_scope(options: PipelineOptions) -> str:
+    scope = options.view_as(KafkaSourceOptions).watermark_scope
+    if scope != "auto":
+        return scope
+    runner = str(options.view_as(StandardOptions).runner or "")
+    return "process" if "prism" in runner.lower() else "partition"
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
+          spool_location: str, bootstrap: str):
+    """Wire the job's transforms onto ``pipeline``; returns the commit output."""
+    src = options.view_as(KafkaSourceOptions)
+    dec = options.view_as(DecodeOptions)
+    bat = options.view_as(BatchOptions)
+    streaming = src.mode == "streaming"
+    kafka_config = tuple(src.kafka_config or ())
+    read = ReadConfig(
+        bootstrap=bootstrap, topic=src.topic, group=src.consumer_group,
+        start_offset=src.start_offset, streaming=streaming, max_records=src.max_records,
+        chunk_records=src.read_chunk_records, poll_timeout_ms=src.poll_timeout_ms,
+        idle_lag_seconds=src.idle_watermark_lag_seconds, kafka_config=kafka_config,
+        watermark_scope=watermark_scope(options))
+    part_rows = max(1, min(25_000, bat.batch_max_rows // 4))
+    shape = ShapeConfig(
+        ledger_dsn=ledger_dsn, window_seconds=bat.batch_seconds,
+        rules=DecodeRules(max_message_bytes=dec.max_message_bytes,
+                          tenant_header=dec.tenant_header),
+        tenant_refresh_seconds=dec.tenant_refresh_seconds,
+        part_max_rows=part_rows, part_max_bytes=max(1, bat.batch_max_bytes // 4))
+    batch = BatchConfig(window_seconds=bat.batch_seconds, max_rows=bat.batch_max_rows,
+                        max_bytes=bat.batch_max_bytes)
+    write = WriteConfig(spool_location=spool_location, ledger_dsn=ledger_dsn,
+                        window_seconds=bat.batch_seconds,
+                        compression=bat.parquet_compression)
+    commit = CommitConfig(bootstrap=bootstrap, group=src.consumer_group,
+                          window_seconds=bat.batch_seconds, kafka_config=kafka_config)
+
+    shaped = (pipeline
+              | "ReadFromKafka" >> ReadFromKafka(read)
+              | "DecodeAndShape" >> DecodeAndShape(shape))
+    written = (shaped.parts
+               | "BatchByTable" >> BatchByTable(batch)
+               | "WriteBatches" >> WriteBatches(write))
+    return (shaped[POSITIONS], written) | "CommitOffsets" >> CommitOffsets(commit)
+
+
+def run(argv: list[str] | None = None, *, wait: bool = True):
+    """Run the spool job; returns the PipelineResult (finished, unless ``wait`` is False)."""
+    options = PipelineOptions(argv)
+    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, LedgerOptions,
+                 SpoolLocationOptions, ErrorOptions):
+        options.view_as(view)  # every concern's options are parsed and validated
+    configure_logging(options)
+    src = options.view_as(KafkaSourceOptions)
+    bootstrap = src.kafka_bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP",
+                                                        "127.0.0.1:19092")
+    src.kafka_bootstrap = bootstrap
+    ledger_dsn, spool_location = resolve_common(options)
+    choose_runner(options, streaming=src.mode == "streaming")
+    Ledger(ledger_dsn).migrate()
+
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options, ledger_dsn, spool_location, bootstrap)
+    log.info("spool job: %s mode, topic %s, group %s, spool %s", src.mode, src.topic,
+             src.consumer_group, spool_location)
+    result = pipeline.run()
+    if wait:
+        result.wait_until_finish()
+    return result
+
+
+if __name__ == "__main__":
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        from pipelines.help import print_help
+
+        print_help(__doc__, [KafkaSourceOptions, DecodeOptions, BatchOptions, LedgerOptions,
+                             SpoolLocationOptions, ErrorOptions])
+        sys.exit(0)
+    run()

@@ -1,0 +1,130 @@
+"""Per-record work on a chunk of queue records: decode, validate, shape, sort into parts.
+
+``ChunkShaper.add_chunk`` takes consecutive records of one partition and files every record
+into the part of its (tenant, stream, window); ``take_parts`` hands the parts over. The
+spool job's Beam step and the plain-consumer baseline of the benchmark both use this class,
+so they do identical per-record work.
+
+Control messages act here: a Singer SCHEMA updates the stream's key properties (in the
+ledger, through the directory), STATE is saved as the tenant's latest state, and
+ACTIVATE_VERSION marks the stream's part so the loader can retire older table versions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spool.envelope import Decoded, Decoder, Kind, Reason
+from spool.parts import REJECTED_STREAM, Part, rejected_row, rejected_tenant, shape_decoded
+from spool.shape import ShapeError, record_id
+
+Record = tuple  # (offset, kafka_ms, event_ms, value, headers)
+PartKey = tuple  # (tenant, stream, window_start_ms)
+
+
+@dataclass
+class ChunkStats:
+    records: int = 0
+    rejected: dict | None = None
+
+    def reject(self, code: str) -> None:
+        if self.rejected is None:
+            self.rejected = {}
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+
+
+class ChunkShaper:
+    def __init__(self, decoder: Decoder, directory, window_ms: int,
+                 save_state: Callable[[str, object, str], None],
+                 part_max_rows: int = 25_000, part_max_bytes: int = 16 * 1024 * 1024,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.decoder = decoder
+        self.directory = directory
+        self.window_ms = window_ms
+        self.save_state = save_state
+        self.part_max_rows = part_max_rows
+        self.part_max_bytes = part_max_bytes
+        self.clock = clock
+        self.parts: dict[PartKey, Part] = {}
+        self.full: list[tuple[PartKey, Part]] = []
+        self.rows = 0
+        self.stats = ChunkStats()
+
+    def _part(self, tenant: str, stream: str, event_ms: int) -> Part:
+        key = (tenant, stream, event_ms - event_ms % self.window_ms)
+        part = self.parts.get(key)
+        if part is None:
+            part = self.parts[key] = Part()
+        elif len(part.rows) >= self.part_max_rows or part.bytes >= self.part_max_bytes:
+            # a part is at most a fraction of a batch, so batches close near their limits
+            self.full.append((key, part))
+            part = self.parts[key] = Part()
+        return part
+
+    def add_chunk(self, topic: str, partition: int, records: list[Record]) -> None:
+        decode = self.decoder.decode
+        tp = f"{topic}/{partition}"
+        states: dict[str, tuple] = {}
+        for offset, kafka_ms, event_ms, value, headers in records:
+            decoded = decode(value, headers)
+            rid = record_id(topic, partition, offset)
+            kind = decoded.kind
+            if kind is Kind.RECORD:
+                try:
+                    rows, seq = shape_decoded(decoded, rid, kafka_ms, offset)
+                except ShapeError as exc:
+                    decoded = Decoded(Kind.REJECTED, tenant=decoded.tenant,
+                                      stream=decoded.stream, reason=Reason.TOO_DEEP,
+                                      message=f"{exc}; flatten it before sending")
+                    self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                    continue
+                part = self._part(decoded.tenant, decoded.stream, event_ms)
+                part.rows.extend(rows)
+                self.rows += len(rows)
+                part.note_record(tp, offset, len(value), event_ms)
+                part.note_sequence(seq)
+                key_names = decoded.key_names or ()
+                if part.key_names != key_names:
+                    part.key_names = key_names
+                if decoded.singer and part.schema is None:
+                    part.schema = self.directory.schema(decoded.tenant, decoded.stream)
+            elif kind is Kind.REJECTED:
+                self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+            elif kind is Kind.SCHEMA:
+                self.directory.learn_schema(decoded.tenant, decoded.stream, decoded.key_names,
+                                            decoded.schema, rid)
+            elif kind is Kind.ACTIVATE_VERSION:
+                part = self._part(decoded.tenant, decoded.stream, event_ms)
+                part.activate_version = max(part.activate_version or decoded.table_version,
+                                            decoded.table_version)
+                part.note_record(tp, offset, len(value), event_ms)
+                part.key_names = part.key_names or (
+                    self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
+            else:  # STATE
+                states[decoded.tenant] = (decoded.data["value"], rid)
+        self.stats.records += len(records)
+        for tenant, (state, rid) in states.items():
+            self.save_state(tenant, state, rid)
+
+    def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
+                tp: str, offset: int) -> None:
+        tenant = rejected_tenant(decoded, self.decoder.is_tenant)
+        part = self._part(tenant, REJECTED_STREAM, event_ms)
+        part.rows.append(((), rejected_row(decoded, rid, kafka_ms, int(self.clock() * 1000),
+                                           value)))
+        self.rows += 1
+        part.note_record(tp, offset, len(value or b""), event_ms)
+        self.stats.reject(decoded.reason.value if decoded.reason else "unknown")
+
+    def take_parts(self) -> list[tuple[PartKey, Part]]:
+        """All parts so far, in the order they were started; the shaper starts afresh."""
+        parts = self.full
+        parts.extend(self.parts.items())
+        self.parts, self.full, self.rows = {}, [], 0
+        return parts
+
+    def take_stats(self) -> ChunkStats:
+        stats, self.stats = self.stats, ChunkStats()
+        return stats

@@ -1,0 +1,75 @@
+"""What the spool job must know about tenants and streams while it decodes, cached.
+
+The registry lives in the ledger; decoding asks per record, so answers are cached and
+refreshed: the tenant list at most every ``refresh_seconds`` and only when a tenant is not
+found; a stream's Singer key properties when its SCHEMA passes by, or from the ledger on a
+miss (at most once per stream per refresh interval). Time is injected as ``clock``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Registry(Protocol):
+    def tenant_ids(self) -> set[str]: ...
+    def stream_keys(self) -> dict[tuple[str, str], tuple[str, ...]]: ...
+    def stream_schema(self, tenant_id: str, stream: str): ...
+    def save_stream_schema(self, tenant_id, stream, key_names, schema, record_id) -> None: ...
+
+
+class Directory:
+    def __init__(self, registry: Registry, refresh_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._tenants: set[str] = registry.tenant_ids()
+        self._tenants_at = clock()
+        self._keys: dict[tuple[str, str], tuple[str, ...]] = registry.stream_keys()
+        self._schemas: dict[tuple[str, str], dict | None] = {}
+        self._misses: dict[tuple[str, str], float] = {}
+
+    def is_tenant(self, tenant: str) -> bool:
+        if tenant in self._tenants:
+            return True
+        now = self._clock()
+        if now - self._tenants_at >= self._refresh:
+            self._tenants = self._registry.tenant_ids()
+            self._tenants_at = now
+        return tenant in self._tenants
+
+    def stream_keys(self, tenant: str, stream: str) -> tuple[str, ...] | None:
+        key = (tenant, stream)
+        found = self._keys.get(key)
+        if found is not None:
+            return found
+        now = self._clock()
+        if now - self._misses.get(key, -1e18) < self._refresh:
+            return None
+        self._misses[key] = now
+        row = self._registry.stream_schema(tenant, stream)
+        if row is None:
+            return None
+        self._keys[key], self._schemas[key] = row
+        return row[0]
+
+    def schema(self, tenant: str, stream: str) -> dict | None:
+        key = (tenant, stream)
+        if key not in self._schemas and key in self._keys:
+            row = self._registry.stream_schema(tenant, stream)
+            self._schemas[key] = row[1] if row else None
+        return self._schemas.get(key)
+
+    def learn_schema(self, tenant: str, stream: str, key_names: tuple[str, ...],
+                     schema: dict, record_id: str) -> None:
+        """A SCHEMA message: remember it here and in the ledger (only when it changed)."""
+        key = (tenant, stream)
+        if self._keys.get(key) == key_names and self._schemas.get(key) == schema:
+            return
+        self._registry.save_stream_schema(tenant, stream, key_names, schema, record_id)
+        self._keys[key] = key_names
+        self._schemas[key] = schema
+        self._misses.pop(key, None)

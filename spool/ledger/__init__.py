@@ -1,0 +1,224 @@
+"""The ledger: PostgreSQL tables that say where every batch is (docs/ledger.md).
+
+``Ledger`` wraps one psycopg2 connection. Every method is one short transaction; a lost
+connection is reopened once and the statement retried, since each write here is idempotent
+(an upsert keyed by content-derived ids). Batch state changes go through
+:mod:`spool.ledger.states`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg2
+import psycopg2.extras
+
+from spool.ledger.migrations import MIGRATIONS
+from spool.ledger.states import BatchState
+
+__all__ = ["BatchRecord", "BatchState", "Ledger"]
+
+log = logging.getLogger(__name__)
+MIGRATION_LOCK = 0x5F5F_0001  # advisory lock key for schema migrations
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch file as the spool job records it (state READY)."""
+
+    batch_id: str
+    tenant_id: str
+    stream: str
+    uri: str
+    window_start: datetime
+    window_end: datetime
+    pane: int
+    record_count: int
+    row_count: int
+    byte_count: int
+    file_bytes: int
+    min_sequence: int | None
+    max_sequence: int | None
+    offsets: dict  # {"topic/partition": [[first, last], ...]}
+    key_names: tuple[str, ...]
+    columns: dict
+    meta: dict
+
+
+class Ledger:
+    def __init__(self, dsn: str, application_name: str = "spool") -> None:
+        self._dsn = dsn
+        self._app = application_name
+        self._conn = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _connect(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self._dsn, application_name=self._app,
+                                          connect_timeout=10)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator:
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                yield cur
+        except psycopg2.InterfaceError:
+            self.close()
+            raise
+
+    def run(self, fn: Callable, *args):
+        """Run ``fn(cursor, *args)`` in a transaction. If the connection was lost, reconnect
+        and run it once more (every ledger write is idempotent)."""
+        for attempt in (1, 2):
+            try:
+                with self.transaction() as cur:
+                    return fn(cur, *args)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                broken = self._conn is None or self._conn.closed
+                if attempt == 2 or not broken:
+                    raise
+                log.warning("ledger connection lost (%s); reconnecting", type(exc).__name__)
+                self.close()
+        raise AssertionError("unreachable")
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply missing migrations; returns the schema version."""
+
+        def apply(cur):
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            cur.execute("""CREATE TABLE IF NOT EXISTS spool_schema_version (
+                               version integer PRIMARY KEY,
+                               description text NOT NULL,
+                               applied_at timestamptz NOT NULL DEFAULT now())""")
+            cur.execute("SELECT coalesce(max(version), 0) FROM spool_schema_version")
+            current = cur.fetchone()[0]
+            for version, description, sql in MIGRATIONS:
+                if version > current:
+                    cur.execute(sql)
+                    cur.execute("INSERT INTO spool_schema_version (version, description) "
+                                "VALUES (%s, %s)", (version, description))
+                    log.info("ledger migrated to version %d: %s", version, description)
+                    current = version
+            return current
+
+        return self.run(apply)
+
+    # -- tenants and streams --------------------------------------------------------------
+
+    def tenant_ids(self) -> set[str]:
+        def q(cur):
+            cur.execute("SELECT tenant_id FROM tenants")
+            return {r[0] for r in cur.fetchall()}
+
+        return self.run(q)
+
+    def add_tenant(self, tenant_id: str, destination_kind: str = "none",
+                   connection: dict | None = None, schema_name: str | None = None,
+                   load_options: dict | None = None) -> None:
+        def q(cur):
+            cur.execute(
+                """INSERT INTO tenants (tenant_id, destination_kind, connection, schema_name,
+                                        load_options)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (tenant_id) DO UPDATE SET
+                     destination_kind = EXCLUDED.destination_kind,
+                     connection = EXCLUDED.connection, schema_name = EXCLUDED.schema_name,
+                     load_options = EXCLUDED.load_options, updated_at = now()""",
+                (tenant_id, destination_kind, json.dumps(connection or {}), schema_name,
+                 json.dumps(load_options or {})))
+
+        self.run(q)
+
+    def stream_keys(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Key properties of every stream whose Singer SCHEMA was seen."""
+
+        def q(cur):
+            cur.execute("SELECT tenant_id, stream, key_names FROM streams")
+            return {(t, s): tuple(k) for t, s, k in cur.fetchall()}
+
+        return self.run(q)
+
+    def stream_schema(self, tenant_id: str, stream: str) -> tuple[tuple[str, ...], dict] | None:
+        def q(cur):
+            cur.execute("SELECT key_names, json_schema FROM streams WHERE tenant_id = %s "
+                        "AND stream = %s", (tenant_id, stream))
+            row = cur.fetchone()
+            return (tuple(row[0]), row[1]) if row else None
+
+        return self.run(q)
+
+    def save_stream_schema(self, tenant_id: str, stream: str, key_names: tuple[str, ...],
+                           schema: dict | None, record_id: str) -> None:
+        def q(cur):
+            cur.execute(
+                """INSERT INTO streams (tenant_id, stream, key_names, json_schema, schema_record)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (tenant_id, stream) DO UPDATE SET
+                     key_names = EXCLUDED.key_names, json_schema = EXCLUDED.json_schema,
+                     schema_record = EXCLUDED.schema_record, updated_at = now()""",
+                (tenant_id, stream, list(key_names),
+                 json.dumps(schema) if schema is not None else None, record_id))
+
+        self.run(q)
+
+    def save_tenant_state(self, tenant_id: str, state, record_id: str) -> None:
+        def q(cur):
+            cur.execute(
+                """INSERT INTO tenant_state (tenant_id, state, record_id) VALUES (%s, %s, %s)
+                   ON CONFLICT (tenant_id) DO UPDATE SET state = EXCLUDED.state,
+                     record_id = EXCLUDED.record_id, updated_at = now()""",
+                (tenant_id, json.dumps(state), record_id))
+
+        self.run(q)
+
+    # -- batches (spool side) -------------------------------------------------------------
+
+    def record_batches(self, batches: list[BatchRecord]) -> int:
+        """Insert READY batches; a batch id already present is left as it is (its content
+        is the same, since ids derive from content). Returns how many were new."""
+
+        def q(cur):
+            rows = [
+                (b.batch_id, b.tenant_id, b.stream, b.uri, BatchState.READY.value,
+                 b.window_start, b.window_end, b.pane, b.record_count, b.row_count,
+                 b.byte_count, b.file_bytes, b.min_sequence, b.max_sequence,
+                 json.dumps(b.offsets), list(b.key_names), json.dumps(b.columns),
+                 json.dumps(b.meta))
+                for b in batches
+            ]
+            inserted = psycopg2.extras.execute_values(
+                cur,
+                """INSERT INTO batches (batch_id, tenant_id, stream, uri, state, window_start,
+                       window_end, pane, record_count, row_count, byte_count, file_bytes,
+                       min_sequence, max_sequence, offsets, key_names, columns, meta)
+                   VALUES %s ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id""",
+                rows, fetch=True)
+            return len(inserted)
+
+        return self.run(q) if batches else 0
+
+    def batch_ids(self, tenant_id: str | None = None) -> list[str]:
+        def q(cur):
+            if tenant_id is None:
+                cur.execute("SELECT batch_id FROM batches ORDER BY batch_id")
+            else:
+                cur.execute("SELECT batch_id FROM batches WHERE tenant_id = %s ORDER BY batch_id",
+                            (tenant_id,))
+            return [r[0] for r in cur.fetchall()]
+
+        return self.run(q)

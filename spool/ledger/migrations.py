@@ -1,0 +1,80 @@
+"""The ledger's schema, as numbered migrations applied in order, each in one transaction.
+
+A migration is never edited once released: a change is a new entry at the end. The table
+``spool_schema_version`` records what was applied; ``migrate`` takes an advisory lock so
+that workers starting together apply each migration once.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "tenants, streams, batches, tenant state",
+        """
+        CREATE TABLE tenants (
+            tenant_id        text PRIMARY KEY,
+            destination_kind text NOT NULL DEFAULT 'none'
+                             CHECK (destination_kind IN ('postgres', 'redshift', 'none')),
+            connection       jsonb NOT NULL DEFAULT '{}'::jsonb,
+            schema_name      text,
+            load_options     jsonb NOT NULL DEFAULT '{}'::jsonb,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            updated_at       timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE streams (
+            tenant_id     text NOT NULL,
+            stream        text NOT NULL,
+            key_names     text[] NOT NULL DEFAULT '{}',
+            json_schema   jsonb,
+            schema_record text,
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, stream)
+        );
+
+        CREATE TYPE batch_state AS ENUM ('READY', 'LOADING', 'LOADED', 'FAILED');
+
+        CREATE TABLE batches (
+            batch_id         text PRIMARY KEY,
+            tenant_id        text NOT NULL,
+            stream           text NOT NULL,
+            uri              text NOT NULL,
+            state            batch_state NOT NULL DEFAULT 'READY',
+            window_start     timestamptz NOT NULL,
+            window_end       timestamptz NOT NULL,
+            pane             integer NOT NULL,
+            record_count     integer NOT NULL,
+            row_count        integer NOT NULL,
+            byte_count       bigint NOT NULL,
+            file_bytes       bigint NOT NULL,
+            min_sequence     bigint,
+            max_sequence     bigint,
+            offsets          jsonb NOT NULL,
+            key_names        text[] NOT NULL DEFAULT '{}',
+            columns          jsonb NOT NULL,
+            meta             jsonb NOT NULL DEFAULT '{}'::jsonb,
+            attempts         integer NOT NULL DEFAULT 0,
+            last_error       text,
+            next_attempt_at  timestamptz,
+            lease_owner      text,
+            lease_expires_at timestamptz,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            updated_at       timestamptz NOT NULL DEFAULT now(),
+            load_started_at  timestamptz,
+            loaded_at        timestamptz
+        );
+        CREATE INDEX batches_open ON batches (tenant_id, stream, min_sequence)
+            WHERE state <> 'LOADED';
+        CREATE INDEX batches_by_state ON batches (state, tenant_id, stream);
+        CREATE INDEX batches_created ON batches (created_at);
+
+        CREATE TABLE tenant_state (
+            tenant_id  text PRIMARY KEY,
+            state      jsonb NOT NULL,
+            record_id  text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
+]

@@ -1,0 +1,127 @@
+"""Parts: the rows of one (tenant, stream, window) from a stretch of the queue.
+
+Decoding and shaping happen per record in plain Python; what moves between Beam steps is a
+part, so Beam's per-element cost is paid per (tenant, stream, window, bundle), not per record.
+A part is a plain dict, pickled to bytes for the trip (``Part.dumps``); the batch step only
+needs its row and byte counts and its *stream meta* (key names, Singer schema), which travel
+beside the blob so that it never unpickles a part it only counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+
+from spool import shape as shaping
+from spool.envelope import Decoded, Kind
+
+REJECTED_STREAM = "_sdc_rejected"
+UNASSIGNED_TENANT = "_unassigned"  # rejected records whose tenant is unknown or absent
+
+
+@dataclass
+class Part:
+    rows: list = field(default_factory=list)
+    records: int = 0
+    bytes: int = 0
+    min_seq: int | None = None
+    max_seq: int | None = None
+    offsets: dict = field(default_factory=dict)  # "topic/partition" -> [min, max, count]
+    min_event_ms: int | None = None
+    key_names: tuple = ()
+    schema: dict | None = None
+    activate_version: int | None = None
+
+    def meta_key(self) -> str:
+        """Records with different stream meta never share a batch."""
+        digest = hashlib.sha256(json.dumps([list(self.key_names), self.schema],
+                                           sort_keys=True).encode()).hexdigest()[:16]
+        return digest
+
+    def note_record(self, topic_partition: str, offset: int, size: int, event_ms: int) -> None:
+        self.records += 1
+        self.bytes += size
+        rng = self.offsets.get(topic_partition)
+        if rng is None:
+            self.offsets[topic_partition] = [offset, offset, 1]
+        else:
+            if offset < rng[0]:
+                rng[0] = offset
+            if offset > rng[1]:
+                rng[1] = offset
+            rng[2] += 1
+        if self.min_event_ms is None or event_ms < self.min_event_ms:
+            self.min_event_ms = event_ms
+
+    def note_sequence(self, seq: int) -> None:
+        if self.min_seq is None or seq < self.min_seq:
+            self.min_seq = seq
+        if self.max_seq is None or seq > self.max_seq:
+            self.max_seq = seq
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, blob: bytes) -> Part:
+        part = cls.__new__(cls)
+        part.__dict__.update(pickle.loads(blob))  # noqa: S301 - our own bytes between steps
+        return part
+
+    def merge(self, other: Part) -> None:
+        self.rows.extend(other.rows)
+        self.records += other.records
+        self.bytes += other.bytes
+        for tp, (lo, hi, n) in other.offsets.items():
+            rng = self.offsets.get(tp)
+            if rng is None:
+                self.offsets[tp] = [lo, hi, n]
+            else:
+                self.offsets[tp] = [min(rng[0], lo), max(rng[1], hi), rng[2] + n]
+        for seq in (other.min_seq, other.max_seq):
+            if seq is not None:
+                self.note_sequence(seq)
+        if other.min_event_ms is not None and (self.min_event_ms is None
+                                               or other.min_event_ms < self.min_event_ms):
+            self.min_event_ms = other.min_event_ms
+        if other.activate_version is not None:
+            self.activate_version = max(self.activate_version or other.activate_version,
+                                        other.activate_version)
+        self.key_names = other.key_names
+        self.schema = other.schema
+
+
+def rejected_row(decoded: Decoded, rid: str, kafka_ms: int, rejected_at_ms: int,
+                 value: bytes | None) -> dict:
+    raw = value or b""
+    return {
+        "_sdc_record_id": rid,
+        "_sdc_received_at": kafka_ms,
+        "_sdc_rejected_at": rejected_at_ms,
+        "table_name": decoded.stream,
+        "reason_code": decoded.reason.value if decoded.reason else "unknown",
+        "reason": decoded.message,
+        "record": raw.decode("utf-8", errors="replace"),
+        "raw": raw,
+    }
+
+
+def rejected_tenant(decoded: Decoded, is_tenant) -> str:
+    if decoded.tenant is not None and decoded.reason is not None and \
+            decoded.reason.value != "unknown_tenant" and is_tenant(decoded.tenant):
+        return decoded.tenant
+    return UNASSIGNED_TENANT
+
+
+def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int) -> tuple[list, int]:
+    """(rows, sequence) of a decoded RECORD (may raise shape.ShapeError)."""
+    assert decoded.kind is Kind.RECORD
+    seq = decoded.sequence
+    if seq is None:
+        seq = shaping.default_sequence(kafka_ms, offset)
+    return shaping.shape(decoded.data, rid=rid, sequence=seq, received_at_ms=kafka_ms,
+                         key_names=decoded.key_names or (),
+                         extracted_at_us=decoded.extracted_at,
+                         table_version=decoded.table_version), seq

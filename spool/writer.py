@@ -1,0 +1,96 @@
+"""Assemble a batch from parts: its replay-safe name, its Parquet bytes, its ledger record.
+
+Names come from the content, never from a clock or uuid4, so a retried bundle that rebuilds
+the same batch rewrites the same object and upserts the same ledger row::
+
+    <tenant>/<stream>/<window start, UTC>/<pane>-<partition>-<offset>-<digest>
+
+``tenant`` and ``stream`` are percent-encoded (any text is a safe key), ``pane`` is the
+batch's number within its (tenant, stream, window), ``partition-offset`` its first record,
+and ``digest`` a hash of all its record ids, so two batches share a name only when they hold
+the same records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from spool import batchfile
+from spool.ledger import BatchRecord
+from spool.parts import Part
+
+
+def _first_record(offsets: dict) -> tuple[int, int]:
+    firsts = []
+    for tp, (lo, _hi, _n) in offsets.items():
+        firsts.append((int(tp.rsplit("/", 1)[1]), lo))
+    return min(firsts) if firsts else (0, 0)
+
+
+def _digest(rows: list) -> str:
+    rids = sorted(row["_sdc_record_id"] for table, row in rows if not table)
+    h = hashlib.sha256()
+    for rid in rids:
+        h.update(rid.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:12]
+
+
+def batch_key(tenant: str, stream: str, window_start_ms: int, pane: int, part: Part) -> str:
+    start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
+    partition, offset = _first_record(part.offsets)
+    return (f"{quote(tenant, safe='')}/{quote(stream, safe='')}/"
+            f"{start:%Y%m%dT%H%M%SZ}/{pane:05d}-{partition}-{offset}-{_digest(part.rows)}")
+
+
+def merge_parts(parts: list[Part]) -> Part:
+    merged = Part()
+    for part in parts:
+        merged.merge(part)
+    return merged
+
+
+def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pane: int,
+             part: Part, base_uri: str, batched_at_ms: int,
+             compression: str = "zstd") -> tuple[str, bytes, BatchRecord]:
+    """(uri, Parquet bytes, ledger record) of one batch."""
+    key = batch_key(tenant, stream, window_start_ms, pane, part)
+    uri = f"{base_uri.rstrip('/')}/{key}.parquet"
+    window_start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
+    window_end = datetime.fromtimestamp((window_start_ms + window_ms) / 1000, tz=UTC)
+    meta = {
+        "batch_id": key,
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "pane": pane,
+        "record_count": part.records,
+        "key_names": list(part.key_names),
+        "schema": part.schema,
+        "activate_version": part.activate_version,
+        "batched_at_ms": batched_at_ms,
+    }
+    data, file_meta = batchfile.encode(
+        batchfile.BatchData(tenant, stream, part.rows, meta), compression=compression)
+    record = BatchRecord(
+        batch_id=key,
+        tenant_id=tenant,
+        stream=stream,
+        uri=uri,
+        window_start=window_start,
+        window_end=window_end,
+        pane=pane,
+        record_count=part.records,
+        row_count=file_meta["row_count"],
+        byte_count=part.bytes,
+        file_bytes=len(data),
+        min_sequence=part.min_seq,
+        max_sequence=part.max_seq,
+        offsets=part.offsets,
+        key_names=tuple(part.key_names),
+        columns=file_meta["columns"],
+        meta={"tables": file_meta["tables"], "schema": part.schema,
+              "activate_version": part.activate_version, "batched_at_ms": batched_at_ms},
+    )
+    return uri, data, record

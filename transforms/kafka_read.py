@@ -1,0 +1,306 @@
+"""ReadFromKafka: a Python-native splittable DoFn on kafka-python.
+
+One restriction per (topic, partition): an offset range that starts at the consumer group's
+committed offset (or the earliest/latest offset when the group has none) and ends at the end
+offset seen at start (drain mode, or earlier with ``max_records``) or never (streaming).
+
+Each output element is a *chunk*: up to ``chunk_records`` consecutive records of one
+partition, as ``(topic, partition, records)`` with ``records`` a list of
+``(offset, kafka_ms, event_ms, value, headers)``. Records keep their Kafka timestamp
+(``kafka_ms``); ``event_ms`` is the same clamped to be non-decreasing within the partition, so
+no record is ever behind the partition's watermark (late data would be dropped by windows).
+The chunk's element timestamp is its first record's ``event_ms``.
+
+Watermark: a partition's *floor* is its last ``event_ms``; when a partition has nothing new
+(streaming), its floor moves to *now - idle lag*, so idle partitions never hold windows back,
+and the restriction is deferred for a moment. With ``watermark_scope="partition"`` each
+restriction reports its own floor, which is right on runners that hold a watermark per
+residual (Flink, Dataflow). Prism instead takes the minimum over the residuals of the *last
+bundle* as the stage's watermark, so a bundle holding one partition would let the watermark
+pass records other partitions have not read yet; with ``watermark_scope="process"`` every
+restriction reports the minimum floor over all partitions of the topic as known in this
+worker process (Prism runs a job's Python code in one process), which keeps it right there.
+Streaming restrictions are split only by checkpoints (never fractionally: an unbounded offset
+range has no meaningful middle).
+
+Beam 2.77's MonotonicWatermarkEstimator default provider starts from ``None`` and crashes
+once an SDF defers; this module's provider always carries a real timestamp.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+
+from spool.kafka_config import consumer_config
+
+log = logging.getLogger(__name__)
+
+UNBOUNDED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    bootstrap: str
+    topic: str
+    group: str
+    start_offset: str = "earliest"  # where to start when the group has no committed offset
+    streaming: bool = False
+    max_records: int | None = None
+    chunk_records: int = 20_000
+    poll_timeout_ms: int = 500
+    max_bundle_seconds: float = 2.0
+    idle_lag_seconds: float = 1.0
+    idle_defer_seconds: float = 0.5
+    watermark_scope: str = "partition"  # or "process", see the module docstring
+    kafka_config: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    topic: str
+    partition: int
+    start: int
+    stop: int
+    partitions: tuple[int, ...] = ()  # every partition of the topic
+
+
+# (topic, partition) -> floor in ms, shared by the restrictions of one worker process
+_FLOORS: dict[tuple[str, int], int] = {}
+_NO_FLOOR = MIN_TIMESTAMP.micros // 1000
+
+
+def allocate(limit: int, backlog: dict[int, int]) -> dict[int, int]:
+    """Split a record budget over partitions in proportion to their backlog (deterministic)."""
+    total = sum(backlog.values())
+    if total <= limit:
+        return dict(backlog)
+    share = {p: backlog[p] * limit // total for p in backlog}
+    left = limit - sum(share.values())
+    for p in sorted(backlog, key=lambda p: (-(backlog[p] * limit % total), p)):
+        if left <= 0:
+            break
+        if share[p] < backlog[p]:
+            share[p] += 1
+            left -= 1
+    return share
+
+
+class _ListPartitionsFn(beam.DoFn):
+    """Impulse → one PartitionRange per partition of the topic, resolved at run time."""
+
+    def __init__(self, cfg: ReadConfig) -> None:
+        self.cfg = cfg
+
+    def process(self, _):
+        from kafka import KafkaConsumer, TopicPartition
+
+        cfg = self.cfg
+        consumer = KafkaConsumer(**consumer_config(cfg.bootstrap, cfg.kafka_config,
+                                                   group_id=cfg.group))
+        try:
+            deadline = time.monotonic() + 60
+            parts = consumer.partitions_for_topic(cfg.topic)
+            while not parts:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"topic {cfg.topic!r} not found on {cfg.bootstrap}; "
+                                       "create it or fix --topic")
+                time.sleep(0.5)
+                parts = consumer.partitions_for_topic(cfg.topic)
+            tps = [TopicPartition(cfg.topic, p) for p in sorted(parts)]
+            begin = consumer.beginning_offsets(tps)
+            end = consumer.end_offsets(tps)
+            starts = {}
+            for tp in tps:
+                committed = consumer.committed(tp)
+                if committed is not None:
+                    starts[tp] = max(committed, begin[tp])
+                else:
+                    starts[tp] = begin[tp] if cfg.start_offset == "earliest" else end[tp]
+        finally:
+            consumer.close()
+        if cfg.streaming:
+            stops = {tp: UNBOUNDED for tp in tps}
+        else:
+            stops = {tp: max(end[tp], starts[tp]) for tp in tps}
+            if cfg.max_records is not None:
+                budget = allocate(cfg.max_records,
+                                  {tp.partition: stops[tp] - starts[tp] for tp in tps})
+                stops = {tp: starts[tp] + budget[tp.partition] for tp in tps}
+        for tp in tps:
+            log.info("reading %s/%d from offset %d to %s", tp.topic, tp.partition, starts[tp],
+                     "the end of time" if stops[tp] == UNBOUNDED else stops[tp])
+            yield PartitionRange(tp.topic, tp.partition, starts[tp], stops[tp],
+                                 tuple(sorted(parts)))
+
+
+class _OffsetTracker(OffsetRestrictionTracker):
+    """Offset tracker that never splits an unbounded range fractionally."""
+
+    def try_split(self, fraction_of_remainder):
+        if self._range.stop >= UNBOUNDED and fraction_of_remainder != 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+    def is_bounded(self):
+        return self._range.stop < UNBOUNDED
+
+
+class _PartitionRestrictions(RestrictionProvider):
+    def initial_restriction(self, element: PartitionRange):
+        return OffsetRange(element.start, element.stop)
+
+    def create_tracker(self, restriction):
+        return _OffsetTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        if restriction.stop >= UNBOUNDED:
+            return 1  # unknown backlog
+        return max(restriction.stop - restriction.start, 0)
+
+    def truncate(self, element, restriction):
+        # on a runner's drain, stop reading new records
+        return None
+
+
+class _PartitionWatermarks(WatermarkEstimatorProvider):
+    """Manual watermark whose state is always a Timestamp, never None."""
+
+    def initial_estimator_state(self, element, restriction):
+        return MIN_TIMESTAMP
+
+    def create_watermark_estimator(self, estimator_state):
+        return ManualWatermarkEstimator(estimator_state or MIN_TIMESTAMP)
+
+
+_RESTRICTIONS = _PartitionRestrictions()
+_WATERMARKS = _PartitionWatermarks()
+
+
+class _ReadPartitionFn(beam.DoFn):
+    """Reads one partition's offset range in chunks (bounded: drain mode)."""
+
+    def __init__(self, cfg: ReadConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self):
+        self._consumers: dict = {}
+        self._next: dict = {}
+
+    def _consumer(self, topic: str, partition: int, start: int):
+        from kafka import KafkaConsumer, TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        consumer = self._consumers.get(tp)
+        if consumer is None:
+            consumer = KafkaConsumer(**consumer_config(
+                self.cfg.bootstrap, self.cfg.kafka_config,
+                max_poll_records=self.cfg.chunk_records))
+            consumer.assign([tp])
+            self._consumers[tp] = consumer
+        if self._next.get(tp) != start:
+            consumer.seek(tp, start)
+            self._next[tp] = start
+        return consumer, tp
+
+    def process(
+        self,
+        element: PartitionRange,
+        tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
+        watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS),
+    ):
+        cfg = self.cfg
+        restriction = tracker.current_restriction()
+        consumer, tp = self._consumer(element.topic, element.partition, restriction.start)
+        me = (element.topic, element.partition)
+        floor = max(watermark.current_watermark().micros // 1000, _FLOORS.get(me, _NO_FLOOR))
+        shared = cfg.watermark_scope == "process"
+        deadline = time.monotonic() + cfg.max_bundle_seconds
+
+        def report(floor: int) -> None:
+            _FLOORS[me] = floor
+            mark = floor
+            if shared:
+                mark = min(_FLOORS.get((element.topic, p), _NO_FLOOR) for p in element.partitions)
+            if mark > watermark.current_watermark().micros // 1000:
+                watermark.set_watermark(Timestamp(micros=mark * 1000))
+
+        while True:
+            stop = tracker.current_restriction().stop
+            polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.chunk_records)
+            records = polled.get(tp)
+            if records:
+                if records[-1].offset >= stop:
+                    records = [r for r in records if r.offset < stop]
+                    if not records:
+                        tracker.try_claim(stop)
+                        return
+                if not tracker.try_claim(records[-1].offset):
+                    return
+                self._next[tp] = records[-1].offset + 1
+                chunk = []
+                for r in records:
+                    ts = r.timestamp
+                    if ts > floor:
+                        floor = ts
+                    chunk.append((r.offset, ts, floor, r.value, r.headers))
+                yield beam.window.TimestampedValue(
+                    (element.topic, element.partition, chunk),
+                    Timestamp(micros=chunk[0][2] * 1000))
+                report(floor)
+            else:
+                position = consumer.position(tp)
+                if position >= stop:
+                    tracker.try_claim(stop)
+                    return
+                if cfg.streaming:
+                    floor = max(floor, int((time.time() - cfg.idle_lag_seconds) * 1000))
+                    report(floor)
+                    tracker.defer_remainder(Duration(seconds=cfg.idle_defer_seconds))
+                    return
+            if cfg.streaming and time.monotonic() > deadline:
+                tracker.defer_remainder()
+                return
+
+    def teardown(self):
+        for consumer in getattr(self, "_consumers", {}).values():
+            consumer.close(autocommit=False)
+        self._consumers = {}
+
+
+class _ReadPartitionStreamingFn(_ReadPartitionFn):
+    """The same reader over unbounded ranges (streaming mode)."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element: PartitionRange,
+        tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
+        watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS),
+    ):
+        yield from super().process(element, tracker, watermark)
+
+
+class ReadFromKafka(beam.PTransform):
+    """Chunks of raw records from every partition of one topic (see the module docstring)."""
+
+    def __init__(self, cfg: ReadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pbegin):
+        read_fn = _ReadPartitionStreamingFn if self.cfg.streaming else _ReadPartitionFn
+        return (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(self.cfg))
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "ReadPartitions" >> beam.ParDo(read_fn(self.cfg))
+        )
