@@ -13,7 +13,10 @@ from apache_beam.options.pipeline_options import (
     PrismRunnerOptions,
     S3Options,
     StandardOptions,
+    WorkerOptions,
 )
+
+from spool import secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PRISM = ROOT / "var" / "bin" / "prism"
@@ -25,7 +28,9 @@ class LedgerOptions(PipelineOptions):
         parser.add_argument(
             "--ledger_dsn",
             help="PostgreSQL connection string of the ledger database (batches, tenants), "
-            "e.g. postgresql://user:pass@host:5432/ledger. Default: $SPOOL_LEDGER_DSN.")
+            "or a reference to it: env:NAME (an environment variable, read by each worker) "
+            "or file:/path. Default: env:SPOOL_LEDGER_DSN, so the password stays out of the "
+            "pipeline's options and logs.")
 
 
 class SpoolLocationOptions(PipelineOptions):
@@ -53,10 +58,13 @@ def resolve_common(options: PipelineOptions) -> tuple[str, str]:
     """
     ledger = options.view_as(LedgerOptions)
     if not ledger.ledger_dsn:
-        ledger.ledger_dsn = os.environ.get("SPOOL_LEDGER_DSN")
-    if not ledger.ledger_dsn:
-        raise SystemExit("error: no ledger: pass --ledger_dsn=postgresql://... or set "
-                         "SPOOL_LEDGER_DSN (scripts/services.sh env prints the local one)")
+        ledger.ledger_dsn = "env:SPOOL_LEDGER_DSN"
+    try:
+        secrets.resolve(ledger.ledger_dsn)
+    except secrets.SecretError as exc:
+        raise SystemExit(f"error: no ledger: {exc}; pass --ledger_dsn=postgresql://... or set "
+                         "SPOOL_LEDGER_DSN (scripts/services.sh env prints the local "
+                         "one)") from None
     loc = options.view_as(SpoolLocationOptions)
     if not loc.spool_location:
         loc.spool_location = os.environ.get("SPOOL_LOCATION") or str(Path("var/spool"))
@@ -86,9 +94,18 @@ def choose_runner(options: PipelineOptions, streaming: bool) -> None:
             std.runner = "DirectRunner"
     if std.runner in ("DirectRunner", "direct") and not streaming:
         direct = options.view_as(DirectOptions)
+        given = options.get_all_options(drop_default=True)
+        if "direct_running_mode" not in given:
+            # one SDK worker process per core: the per-record work is CPU-bound Python
+            direct.direct_running_mode = "multi_processing"
+            if "direct_num_workers" not in given:
+                direct.direct_num_workers = os.cpu_count() or 1
         if direct.direct_running_mode == "multi_threading":
             raise SystemExit("error: --direct_running_mode=multi_threading loses records with "
                              "splittable reads; use in_memory or multi_processing")
+        worker = options.view_as(WorkerOptions)
+        if not worker.default_sdk_harness_log_level:
+            worker.default_sdk_harness_log_level = "WARNING"
     if std.runner in ("PrismRunner", "prism"):
         prism = options.view_as(PrismRunnerOptions)
         if not prism.prism_location:
@@ -106,3 +123,6 @@ def configure_logging(options: PipelineOptions) -> None:
                         force=True)
     for noisy in ("kafka", "botocore", "urllib3", "apache_beam"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # relays SDK worker warnings about options it does not know (ours), which is noise
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
+        logging.ERROR)

@@ -32,6 +32,7 @@ from transforms.batching import BatchByTable, BatchConfig
 from transforms.commit_offsets import CommitConfig, CommitOffsets
 from transforms.decode_shape import POSITIONS, DecodeAndShape, ShapeConfig
 from transforms.kafka_read import ReadConfig, ReadFromKafka
+from transforms.objectstore import S3Config
 from transforms.write_batches import WriteBatches, WriteConfig
 
 log = logging.getLogger("spool.job")
@@ -115,9 +116,10 @@ class BatchOptions(PipelineOptions):
         group.add_argument(
             "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
             help="A batch closes once its records hold this many bytes (default 64 MiB).")
-        group.add_argument("--parquet_compression", default="zstd",
-                           choices=["zstd", "snappy", "gzip", "none"],
-                           help="Compression of the batch files (default zstd).")
+        group.add_argument(
+            "--parquet_compression", default="snappy", choices=["snappy", "zstd", "gzip", "none"],
+            help="Compression of the batch files (default snappy: fast for many small files and "
+            "readable by Redshift's COPY).")
 
 
 def watermark_scope(options: PipelineOptions) -> str:
@@ -153,7 +155,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
                         max_bytes=bat.batch_max_bytes)
     write = WriteConfig(spool_location=spool_location, ledger_dsn=ledger_dsn,
                         window_seconds=bat.batch_seconds,
-                        compression=bat.parquet_compression)
+                        compression=bat.parquet_compression,
+                        s3=S3Config.from_options(options))
     commit = CommitConfig(bootstrap=bootstrap, group=src.consumer_group,
                           window_seconds=bat.batch_seconds, kafka_config=kafka_config)
 
@@ -161,7 +164,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
               | "ReadFromKafka" >> ReadFromKafka(read)
               | "DecodeAndShape" >> DecodeAndShape(shape))
     written = (shaped.parts
-               | "BatchByTable" >> BatchByTable(batch)
+               | "BatchByTable" >> BatchByTable(batch, streaming)
                | "WriteBatches" >> WriteBatches(write))
     return (shaped[POSITIONS], written) | "CommitOffsets" >> CommitOffsets(commit)
 

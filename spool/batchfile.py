@@ -2,23 +2,27 @@
 
 Layout (format version 1, documented in docs/batch-format.md):
 
-* ``_sdc_table`` (int32) says which table a row belongs to: an index into the ``tables``
-  list of the file's metadata; rows are grouped by table, root rows first.
+* ``_sdc_table`` (string) names the table a row belongs to by its table path as compact
+  JSON: ``[]`` for the root, ``[["items"]]`` for the child table of the root's ``items``
+  array, ``[["items"],["subs"]]`` for an array inside its elements.
 * System columns have fixed names and types (``SYSTEM_TYPES``).
 * ``_sdc_source_key:["<key>","<type>"]`` columns carry the root key values in child rows.
 * Every data column is one (table, original field path, JSON type) and is named by the JSON
-  text ``[<table index>, [<path>...], "<type>"]``, so a field whose type drifts has one
+  text ``[<table path>,[<field path>...],"<type>"]``, so a field whose type drifts has one
   column per type and nothing is cast. A field seen only as null has a column of type
   ``null``.
 * The file's key-value metadata ``spool`` holds the batch metadata (tenant, stream, window,
   pane, key names, Singer schema, activated table version, row and record counts, and the
   column summary the ledger also stores).
 
-Everything here is plain pyarrow; the object store and the ledger are elsewhere.
+Shaped rows become an Arrow table per part (``rows_to_table``), so what travels between
+pipeline steps is columnar; a batch concatenates its parts' tables (``concat``), summarises
+them (``summarize``) and writes Parquet (``encode``). Everything here is plain pyarrow.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterable
@@ -33,11 +37,12 @@ from spool.shape import LEVEL_KEYS, SOURCE_KEY_PREFIX, TablePath
 FORMAT_VERSION = 1
 METADATA_KEY = b"spool"
 TABLE_COLUMN = "_sdc_table"
-REJECTED_TABLE = "_sdc_rejected"
+ROOT_TABLE = "[]"  # the root table's key
 
 TS_MS = pa.timestamp("ms", tz="UTC")
 TS_US = pa.timestamp("us", tz="UTC")
 SYSTEM_TYPES: dict[str, pa.DataType] = {
+    TABLE_COLUMN: pa.string(),
     "_sdc_record_id": pa.string(),
     "_sdc_sequence": pa.int64(),
     "_sdc_received_at": TS_MS,
@@ -59,7 +64,7 @@ JSON_TYPES: dict[type, tuple[str, pa.DataType]] = {
     bool: ("boolean", pa.bool_()),
     type(None): ("null", pa.null()),
 }
-ARROW_OF_TYPE = {name: dt for name, dt in JSON_TYPES.values()}
+_NONE = type(None)
 
 
 @dataclass
@@ -74,162 +79,131 @@ class ColumnSummary:
         return {"types": self.types, "max_bytes": self.max_bytes, "null_count": self.null_count}
 
 
-@dataclass
-class BatchData:
-    """A batch ready to be written: rows plus what the file's metadata says about them."""
-
-    tenant: str
-    stream: str
-    rows: list  # [(TablePath, row dict)], any table order
-    meta: dict = field(default_factory=dict)
+def compact_json(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def data_column_name(table_index: int, path: tuple[str, ...], type_name: str) -> str:
-    return compact_json([table_index, list(path), type_name])
+def table_key(path: TablePath) -> str:
+    """A table path (tuple of field path keys) as its compact JSON key."""
+    return "[" + ",".join(path) + "]"
+
+
+def data_column_name(table: str, path_key: str, type_name: str) -> str:
+    return f'[{table},{path_key},"{type_name}"]'
 
 
 def source_key_column_name(key: str, type_name: str) -> str:
     return "_sdc_source_key:" + compact_json([key, type_name])
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_column_name(name: str) -> tuple[str, object]:
-    """('system', name) | ('source_key', (key, type)) | ('data', (table, path, type))."""
+    """('system', name) | ('source_key', (key, type)) | ('data', (table, path, type)), where
+    table and path are compact JSON keys."""
     if name.startswith("["):
-        t, path, type_name = json.loads(name)
-        return "data", (t, tuple(path), type_name)
+        table, path, type_name = json.loads(name)
+        return "data", (compact_json(table), compact_json(path), type_name)
     if name.startswith("_sdc_source_key:"):
         key, type_name = json.loads(name[len("_sdc_source_key:"):])
         return "source_key", (key, type_name)
     return "system", name
 
 
-def compact_json(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def _typed_columns(rows: list[dict]):
+    """(key, value class, Python list) per column, one per JSON type of a drifting key."""
+    keys = set().union(*rows)
+    for key in sorted(keys):
+        values = [r.get(key) for r in rows]
+        classes = set(map(type, values))
+        if len(classes) == 1 or (len(classes) == 2 and _NONE in classes):
+            classes.discard(_NONE)
+            yield key, (classes.pop() if classes else _NONE), values
+            continue
+        classes.discard(_NONE)
+        for cls in sorted(classes, key=lambda c: c.__name__):
+            yield key, cls, [v if v.__class__ is cls else None for v in values]
 
 
-def table_path_to_json(path: TablePath) -> list[list[str]]:
-    return [list(p) for p in path]
+def _table_arrays(table: str, t_rows: list[dict]) -> dict[str, pa.Array]:
+    arrays: dict[str, pa.Array] = {}
+    for key, cls, values in _typed_columns(t_rows):
+        if key[0] == "[":
+            type_name, dt = JSON_TYPES[cls]
+            arrays[data_column_name(table, key, type_name)] = pa.array(values, dt)
+        elif key.startswith(SOURCE_KEY_PREFIX):
+            type_name, dt = JSON_TYPES.get(cls, ("string", pa.string()))
+            arrays[source_key_column_name(key[len(SOURCE_KEY_PREFIX):], type_name)] = \
+                pa.array(values, dt)
+        else:
+            arrays[key] = pa.array(values, SYSTEM_TYPES[key])
+    arrays[TABLE_COLUMN] = pa.array([table] * len(t_rows), pa.string())
+    return arrays
 
 
-def table_path_from_json(obj) -> TablePath:
-    return tuple(tuple(p) for p in obj)
-
-
-def _columns_of(rows: list[dict]) -> dict:
-    """Dense Python lists per (key, value class), None where a row lacks the key."""
-    cols: dict = {}
-    for j, row in enumerate(rows):
-        for k, v in row.items():
-            key = (k, v.__class__)
-            col = cols.get(key)
-            if col is None:
-                col = cols[key] = [None] * j if j else []
-            elif len(col) < j:
-                col.extend([None] * (j - len(col)))
-            col.append(v)
-    n = len(rows)
-    for col in cols.values():
-        if len(col) < n:
-            col.extend([None] * (n - len(col)))
-    return cols
-
-
-def _pad(arr: pa.Array, before: int, after: int) -> pa.Array:
-    if not before and not after:
-        return arr
-    parts = []
-    if before:
-        parts.append(pa.nulls(before, arr.type))
-    parts.append(arr)
-    if after:
-        parts.append(pa.nulls(after, arr.type))
-    return pa.concat_arrays(parts)
-
-
-def build_table(rows: Iterable[tuple[TablePath, dict]]) -> tuple[pa.Table, list, dict]:
-    """Columnarise shaped rows: (Arrow table, table paths, column summary)."""
+def rows_to_table(rows: Iterable[tuple[TablePath, dict]]) -> pa.Table:
+    """Columnarise shaped rows (any tables, any order) into one Arrow table."""
     by_table: dict[TablePath, list[dict]] = {}
     for table, row in rows:
         lst = by_table.get(table)
         if lst is None:
             lst = by_table[table] = []
         lst.append(row)
-    tables = sorted(by_table, key=lambda t: (len(t), t))  # root first
-    total = sum(len(v) for v in by_table.values())
-    arrays: dict[str, pa.Array] = {}
-    summary: dict[str, dict[str, ColumnSummary]] = {}
-    table_ids = []
-    start = 0
-    for t_index, table in enumerate(tables):
-        t_rows = by_table[table]
-        n = len(t_rows)
-        table_ids.append(pa.array([t_index] * n, pa.int32()) if n else None)
-        t_summary: dict[str, ColumnSummary] = {}
-        non_null: dict[str, int] = {}
-        for (key, cls), values in _columns_of(t_rows).items():
-            if key.__class__ is str:
-                if key.startswith(SOURCE_KEY_PREFIX):
-                    type_name, dt = JSON_TYPES.get(cls, ("string", pa.string()))
-                    name = source_key_column_name(key[len(SOURCE_KEY_PREFIX):], type_name)
-                else:
-                    name, dt = key, SYSTEM_TYPES[key]
-                    type_name = None
-                path_key = None
-            else:
-                type_name, dt = JSON_TYPES[cls]
-                name = data_column_name(t_index, key, type_name)
-                path_key = compact_json(list(key))
-            arr = pa.array(values, dt)
-            if path_key is not None:
-                s = t_summary.get(path_key)
-                if s is None:
-                    s = t_summary[path_key] = ColumnSummary()
-                valid = len(arr) - arr.null_count
-                if type_name != "null":
-                    s.types[type_name] = s.types.get(type_name, 0) + valid
-                    non_null[path_key] = non_null.get(path_key, 0) + valid
-                elif "null" not in s.types:
-                    s.types["null"] = 0
-                if type_name == "string" and valid:
-                    s.max_bytes = max(s.max_bytes, pc.max(pc.binary_length(arr)).as_py() or 0)
-            padded = _pad(arr, start, total - start - n)
-            prev = arrays.get(name)
-            if prev is None:
-                arrays[name] = padded
-            else:  # a system column shared by several tables: fill in this table's slice
-                mask = pc.is_valid(padded)
-                arrays[name] = pc.if_else(mask, padded, prev)
-        for path_key, s in t_summary.items():
-            s.null_count = n - non_null.get(path_key, 0)
-            if len(s.types) > 1:
-                s.types.pop("null", None)  # "null" only marks a field never seen with a value
-        summary[compact_json(table_path_to_json(table))] = t_summary
-        start += n
-    ids = [a for a in table_ids if a is not None]
-    columns = {TABLE_COLUMN: pa.concat_arrays(ids) if ids else pa.array([], pa.int32())}
-    columns.update(dict(sorted(arrays.items(), key=lambda kv: _column_order(kv[0]))))
-    table = pa.table(columns)
-    summary_json = {t: {p: s.to_json() for p, s in cols.items()} for t, cols in summary.items()}
-    return table, [table_path_to_json(t) for t in tables], summary_json
+    parts = [pa.table(_table_arrays(table_key(t), by_table[t]))
+             for t in sorted(by_table, key=lambda t: (len(t), t))]
+    return concat(parts)
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """One table from several (columns unified, missing ones null), columns in file order."""
+    tables = [t for t in tables if t.num_columns]
+    if not tables:
+        return pa.table({TABLE_COLUMN: pa.array([], pa.string())})
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables,
+                                                                promote_options="default")
+    return table.select(sorted(table.column_names, key=_column_order))
 
 
 def _column_order(name: str) -> tuple:
-    kind, _ = parse_column_name(name)
-    return ({"system": 0, "source_key": 1, "data": 2}[kind], name)
+    if name == TABLE_COLUMN:
+        return (-1, name)
+    if name[0] == "[":
+        return (2, name)
+    return (1 if name.startswith("_sdc_source_key:") else 0, name)
 
 
-def encode(batch: BatchData, compression: str = "zstd") -> tuple[bytes, dict]:
-    """Parquet bytes of a batch and the metadata stored in the file (and in the ledger)."""
-    table, tables, summary = build_table(batch.rows)
-    meta = {
-        "format": FORMAT_VERSION,
-        "tenant": batch.tenant,
-        "stream": batch.stream,
-        "tables": tables,
-        "row_count": table.num_rows,
-        "columns": summary,
-        **batch.meta,
-    }
+def summarize(table: pa.Table) -> tuple[list, dict]:
+    """(table paths in file order, column summary per table and field path)."""
+    counts = {v["values"]: v["counts"]
+              for v in pc.value_counts(table.column(TABLE_COLUMN)).to_pylist()}
+    tables = sorted(counts, key=lambda t: (len(json.loads(t)), t))
+    summary: dict[str, dict[str, ColumnSummary]] = {t: {} for t in tables}
+    for name in table.column_names:
+        kind, info = parse_column_name(name)
+        if kind != "data":
+            continue
+        t, path, type_name = info
+        col = table.column(name)
+        valid = len(col) - col.null_count if type_name != "null" else 0
+        s = summary[t].get(path)
+        if s is None:
+            s = summary[t][path] = ColumnSummary(null_count=counts[t])
+        s.types[type_name] = s.types.get(type_name, 0) + valid
+        s.null_count -= valid
+        if type_name == "string" and valid:
+            s.max_bytes = max(s.max_bytes, pc.max(pc.binary_length(col)).as_py() or 0)
+    for cols in summary.values():
+        for s in cols.values():
+            if len(s.types) > 1:
+                s.types.pop("null", None)  # "null" only marks a field never seen with a value
+    return ([json.loads(t) for t in tables],
+            {t: {p: s.to_json() for p, s in cols.items()} for t, cols in summary.items()})
+
+
+def encode(table: pa.Table, meta: dict, compression: str = "snappy") -> tuple[bytes, dict]:
+    """Parquet bytes of a batch table and the metadata stored in the file (and ledger)."""
+    tables, summary = summarize(table)
+    meta = {"format": FORMAT_VERSION, "tables": tables, "row_count": table.num_rows,
+            "columns": summary, **meta}
     table = table.replace_schema_metadata(
         {METADATA_KEY: json.dumps(meta, ensure_ascii=False).encode()})
     sink = pa.BufferOutputStream()
@@ -249,19 +223,30 @@ def read_meta(data: bytes) -> dict:
     return json.loads(schema.metadata[METADATA_KEY])
 
 
-def rows_of_table(table: pa.Table, index: int) -> pa.Table:
-    """The rows of one table of the batch, with only the columns that table uses."""
-    ids = table.column(TABLE_COLUMN)
-    sub = table.filter(pc.equal(ids, index))
+def rows_of_table(table: pa.Table, table_path) -> pa.Table:
+    """The rows of one table of the batch (path as JSON list or key), with only the columns
+    that table uses."""
+    key = table_path if isinstance(table_path, str) else compact_json(table_path)
+    sub = table.filter(pc.equal(table.column(TABLE_COLUMN), key))
     keep = []
     for name in sub.column_names:
         if name == TABLE_COLUMN:
             continue
         kind, info = parse_column_name(name)
-        if kind == "data" and info[0] != index:
-            continue
-        if sub.column(name).null_count == sub.num_rows and not (
-                kind == "data" and info[2] == "null"):
-            continue
-        keep.append(name)
+        if kind == "data":
+            if info[0] == key:
+                keep.append(name)
+        elif sub.column(name).null_count < sub.num_rows:
+            keep.append(name)
     return sub.select(keep)
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()

@@ -1,7 +1,10 @@
 """Per-record work on a chunk of queue records: decode, validate, shape, sort into parts.
 
-``ChunkShaper.add_chunk`` takes consecutive records of one partition and files every record
-into the part of its (tenant, stream, window); ``take_parts`` hands the parts over. The
+``ChunkShaper.add_chunk`` takes consecutive records of one partition (objects with
+``offset``, ``timestamp``, ``value`` and ``headers``, as kafka-python returns them) and files
+every record into the part of its (tenant, stream, window) by its *event time*: the Kafka
+timestamp clamped to be non-decreasing within the partition, starting from ``floor_ms``;
+``take_parts`` hands the parts over. The
 spool job's Beam step and the plain-consumer baseline of the benchmark both use this class,
 so they do identical per-record work.
 
@@ -18,9 +21,8 @@ from dataclasses import dataclass
 
 from spool.envelope import Decoded, Decoder, Kind, Reason
 from spool.parts import REJECTED_STREAM, Part, rejected_row, rejected_tenant, shape_decoded
-from spool.shape import ShapeError, record_id
+from spool.shape import InexactNumber, ShapeError, record_id
 
-Record = tuple  # (offset, kafka_ms, event_ms, value, headers)
 PartKey = tuple  # (tenant, stream, window_start_ms)
 
 
@@ -63,17 +65,29 @@ class ChunkShaper:
             part = self.parts[key] = Part()
         return part
 
-    def add_chunk(self, topic: str, partition: int, records: list[Record]) -> None:
+    def add_chunk(self, topic: str, partition: int, floor_ms: int, records: list) -> int:
+        """Shape a chunk; returns the partition's event-time floor after it."""
         decode = self.decoder.decode
         tp = f"{topic}/{partition}"
         states: dict[str, tuple] = {}
-        for offset, kafka_ms, event_ms, value, headers in records:
+        event_ms = floor_ms
+        for r in records:
+            offset, kafka_ms, value, headers = r.offset, r.timestamp, r.value, r.headers
+            if kafka_ms > event_ms:
+                event_ms = kafka_ms
             decoded = decode(value, headers)
             rid = record_id(topic, partition, offset)
             kind = decoded.kind
             if kind is Kind.RECORD:
                 try:
-                    rows, seq = shape_decoded(decoded, rid, kafka_ms, offset)
+                    try:
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset)
+                    except InexactNumber:
+                        decoded = decode(value, headers, exact=True)
+                        if decoded.kind is not Kind.RECORD:
+                            self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                            continue
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=True)
                 except ShapeError as exc:
                     decoded = Decoded(Kind.REJECTED, tenant=decoded.tenant,
                                       stream=decoded.stream, reason=Reason.TOO_DEEP,
@@ -107,6 +121,7 @@ class ChunkShaper:
         self.stats.records += len(records)
         for tenant, (state, rid) in states.items():
             self.save_state(tenant, state, rid)
+        return event_ms
 
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
                 tp: str, offset: int) -> None:
@@ -119,10 +134,13 @@ class ChunkShaper:
         self.stats.reject(decoded.reason.value if decoded.reason else "unknown")
 
     def take_parts(self) -> list[tuple[PartKey, Part]]:
-        """All parts so far, in the order they were started; the shaper starts afresh."""
+        """All parts so far (sealed: columnar), in the order they were started; the shaper
+        starts afresh."""
         parts = self.full
         parts.extend(self.parts.items())
         self.parts, self.full, self.rows = {}, [], 0
+        for _, part in parts:
+            part.seal()
         return parts
 
     def take_stats(self) -> ChunkStats:

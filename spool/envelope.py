@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 MAX_NAME_CHARS = 255
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,6 +86,7 @@ class Decoded:
 
 ENVELOPE_FIELDS = {"tenant", "stream", "key_names", "sequence", "data", "extracted_at",
                    "table_version"}
+FAST_FIELDS = {"tenant", "stream", "key_names", "sequence", "data"}
 SINGER_TYPES = {"RECORD", "SCHEMA", "ACTIVATE_VERSION", "STATE"}
 
 
@@ -96,8 +99,39 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_json(text: str):
-    return json.loads(text, parse_constant=_no_constants)
+
+
+def _parse_slow(value: bytes):
+    """Exact parse with the standard library: (object, None) or (None, rejection)."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, _reject(Reason.NOT_UTF8, f"the message is not UTF-8 (byte {exc.start}: "
+                             f"{value[exc.start:exc.start + 1]!r}); send UTF-8 encoded JSON")
+    try:
+        obj = json.loads(text, parse_constant=_no_constants)
+    except ValueError as exc:
+        return None, _reject(Reason.NOT_JSON, f"the message is not JSON: {exc}")
+    except RecursionError:
+        return None, _reject(Reason.TOO_DEEP, "the message nests too deeply to be parsed")
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return None, _reject(Reason.NOT_UTF8, "the message has a \\u escape that is not a "
+                             "character (a lone surrogate); send valid Unicode")
+    return obj, None
+
+
+def parse(value: bytes, exact: bool = False):
+    """(object, None) or (None, rejection): orjson, or the standard library when ``exact``
+    or when orjson refuses the text (to tell why). orjson turns integers beyond 64 bits into
+    floats; shaping notices such floats and asks for an exact parse (see Decoder.decode)."""
+    if not exact:
+        try:
+            return orjson.loads(value), None
+        except orjson.JSONDecodeError:
+            pass
+    return _parse_slow(value)
 
 
 def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -185,9 +219,11 @@ class Decoder:
         self.is_tenant = is_tenant
         self.stream_keys = stream_keys
 
-    def decode(self, value: bytes | None, headers=None) -> Decoded:
+    def decode(self, value: bytes | None, headers=None, exact: bool = False) -> Decoded:
+        """Decode one message; ``exact`` parses with the standard library (for the rare
+        message whose numbers orjson cannot hold exactly)."""
         header_tenant = header_value(headers, self.rules.tenant_header) if headers else None
-        result = self._decode(value, header_tenant)
+        result = self._decode(value, header_tenant, exact)
         if result.kind is Kind.REJECTED and result.tenant is None and header_tenant:
             result.tenant = header_tenant
         if result.tenant is not None and result.reason is not Reason.UNKNOWN_TENANT and \
@@ -199,7 +235,7 @@ class Decoder:
                 tenant=result.tenant, stream=result.stream)
         return result
 
-    def _decode(self, value: bytes | None, header_tenant: str | None) -> Decoded:
+    def _decode(self, value: bytes | None, header_tenant: str | None, exact: bool) -> Decoded:
         if value is None:
             return _reject(Reason.NOT_OBJECT, "the message has no value (a tombstone); send a "
                            "JSON object")
@@ -207,17 +243,9 @@ class Decoder:
             return _reject(Reason.TOO_LARGE, f"the message has {len(value)} bytes, over the "
                            f"limit of {self.rules.max_message_bytes} (--max_message_bytes); split "
                            "the record or raise the limit")
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return _reject(Reason.NOT_UTF8, f"the message is not UTF-8 (byte {exc.start}: "
-                           f"{value[exc.start:exc.start + 1]!r}); send UTF-8 encoded JSON")
-        try:
-            obj = _parse_json(text)
-        except ValueError as exc:
-            return _reject(Reason.NOT_JSON, f"the message is not JSON: {exc}")
-        except RecursionError:
-            return _reject(Reason.NOT_JSON, "the message nests too deeply to be parsed")
+        obj, rejected = parse(value, exact)
+        if rejected is not None:
+            return rejected
         if not isinstance(obj, dict):
             return _reject(Reason.NOT_OBJECT, f"the message is a JSON {type(obj).__name__}, "
                            "not an object; send an envelope or a Singer message")
@@ -227,7 +255,11 @@ class Decoder:
 
     # -- Spool envelope -----------------------------------------------------------------
 
-    def _envelope(self, obj: dict, header_tenant: str | None) -> Decoded:
+    def _envelope(self, obj: dict, header_tenant: str | None, fast: bool = True) -> Decoded:
+        if fast:
+            quick = self._envelope_fast(obj, header_tenant)
+            if quick is not None:
+                return quick
         tenant, err = _name(obj, "tenant", "envelope")
         if err:
             err.tenant = header_tenant
@@ -264,6 +296,36 @@ class Decoder:
             return _reject(Reason.WRONG_TYPE, why, tenant, stream)
         return Decoded(Kind.RECORD, tenant=tenant, stream=stream, data=data, key_names=key_names,
                        sequence=sequence, extracted_at=extracted_at, table_version=table_version)
+
+    @staticmethod
+    def _envelope_fast(obj: dict, header_tenant: str | None) -> Decoded | None:
+        """The common well-formed envelope without optional fields other than key names and
+        sequence; None sends the message through the full checks (same verdicts)."""
+        tenant = obj.get("tenant")
+        stream = obj.get("stream")
+        data = obj.get("data")
+        if not (tenant.__class__ is str and stream.__class__ is str and data.__class__ is dict
+                and obj.keys() <= FAST_FIELDS and header_tenant in (None, tenant)
+                and 0 < len(tenant) <= MAX_NAME_CHARS and 0 < len(stream) <= MAX_NAME_CHARS
+                and not tenant.isspace() and not stream.isspace()):
+            return None
+        seq = obj.get("sequence")
+        if seq is not None and not (seq.__class__ is int and INT64_MIN <= seq <= INT64_MAX):
+            return None
+        keys = obj.get("key_names")
+        if keys is None:
+            return Decoded(Kind.RECORD, tenant=tenant, stream=stream, data=data, key_names=(),
+                           sequence=seq)
+        if keys.__class__ is not list:
+            return None
+        for k in keys:
+            v = data.get(k) if k.__class__ is str else None
+            if v is None or v.__class__ in (dict, list):
+                return None
+        if len(set(keys)) != len(keys):
+            return None
+        return Decoded(Kind.RECORD, tenant=tenant, stream=stream, data=data,
+                       key_names=tuple(keys), sequence=seq)
 
     # -- Singer ---------------------------------------------------------------------------
 

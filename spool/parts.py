@@ -2,9 +2,10 @@
 
 Decoding and shaping happen per record in plain Python; what moves between Beam steps is a
 part, so Beam's per-element cost is paid per (tenant, stream, window, bundle), not per record.
-A part is a plain dict, pickled to bytes for the trip (``Part.dumps``); the batch step only
-needs its row and byte counts and its *stream meta* (key names, Singer schema), which travel
-beside the blob so that it never unpickles a part it only counts.
+While shaping, a part collects row dicts; ``seal`` turns them into one Arrow table, so what
+travels is columnar (``dumps``: the part's metadata plus the table as Arrow IPC bytes). The
+batch step only needs a part's row and byte counts and its *stream meta* (key names, Singer
+schema), which travel beside the blob so that it never opens a part it only counts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import json
 import pickle
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
+from spool import batchfile
 from spool import shape as shaping
 from spool.envelope import Decoded, Kind
 
@@ -23,7 +27,9 @@ UNASSIGNED_TENANT = "_unassigned"  # rejected records whose tenant is unknown or
 
 @dataclass
 class Part:
-    rows: list = field(default_factory=list)
+    rows: list = field(default_factory=list)  # shaped rows, until sealed
+    table: pa.Table | None = None  # the rows as Arrow, once sealed
+    n_rows: int = 0
     records: int = 0
     bytes: int = 0
     min_seq: int | None = None
@@ -61,17 +67,30 @@ class Part:
         if self.max_seq is None or seq > self.max_seq:
             self.max_seq = seq
 
+    def seal(self) -> Part:
+        """Columnarise the shaped rows (once); the row dicts are dropped."""
+        if self.table is None:
+            self.n_rows = len(self.rows)
+            self.table = batchfile.rows_to_table(self.rows)
+            self.rows = []
+        return self
+
     def dumps(self) -> bytes:
-        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        self.seal()
+        meta = {k: v for k, v in self.__dict__.items() if k not in ("rows", "table")}
+        return pickle.dumps((meta, batchfile.to_ipc(self.table)),
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def loads(cls, blob: bytes) -> Part:
-        part = cls.__new__(cls)
-        part.__dict__.update(pickle.loads(blob))  # noqa: S301 - our own bytes between steps
+        meta, ipc = pickle.loads(blob)  # noqa: S301 - our own bytes between pipeline steps
+        part = cls(**meta)
+        part.table = batchfile.from_ipc(ipc)
         return part
 
-    def merge(self, other: Part) -> None:
-        self.rows.extend(other.rows)
+    def merge_meta(self, other: Part) -> None:
+        """Fold another part's counts and ranges into this one (not its rows)."""
+        self.n_rows += other.n_rows
         self.records += other.records
         self.bytes += other.bytes
         for tp, (lo, hi, n) in other.offsets.items():
@@ -115,8 +134,10 @@ def rejected_tenant(decoded: Decoded, is_tenant) -> str:
     return UNASSIGNED_TENANT
 
 
-def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int) -> tuple[list, int]:
-    """(rows, sequence) of a decoded RECORD (may raise shape.ShapeError)."""
+def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,
+                  exact: bool = False) -> tuple[list, int]:
+    """(rows, sequence) of a decoded RECORD (may raise shape.ShapeError, and InexactNumber
+    unless ``exact``)."""
     assert decoded.kind is Kind.RECORD
     seq = decoded.sequence
     if seq is None:
@@ -124,4 +145,4 @@ def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int) -> tup
     return shaping.shape(decoded.data, rid=rid, sequence=seq, received_at_ms=kafka_ms,
                          key_names=decoded.key_names or (),
                          extracted_at_us=decoded.extracted_at,
-                         table_version=decoded.table_version), seq
+                         table_version=decoded.table_version, exact=exact), seq

@@ -2,15 +2,15 @@
 
 The rule (docs/batch-format.md has the long form):
 
-* Nested objects are flattened; each value keeps its *original field path* (a tuple of the
-  source field names, e.g. ``("customer", "address", "city")``) and its JSON type (the Python
-  type of the value: str, int, float, bool or None). Column *naming* is the loader's job.
+* Nested objects are flattened; each value keeps its *original field path* (the list of
+  source field names, e.g. ``["customer", "address", "city"]``) and its JSON type (the
+  Python type of the value: str, int, float, bool or None). Column *naming* is the loader's.
 * An array at path ``p`` becomes rows of a child table whose table path is the parent's plus
   ``p``. Each child row carries the root record's key values (``_sdc_source_key_<k>``), its
   position in every enclosing array (``_sdc_level_<n>_id``, n = 0 for the outermost), the
   root's ``_sdc_record_id`` and ``_sdc_sequence``. An array element that is an object is
-  flattened into the child row; a scalar goes to the field path ``("value",)``; an array
-  inside an array is a grandchild table under ``("value",)``.
+  flattened into the child row; a scalar goes to the field path ``["value"]``; an array
+  inside an array is a grandchild table under ``["value"]``.
 * Empty objects and empty arrays produce nothing. Integers beyond 64 bits are kept exactly as
   their decimal text (a string value); a float that is not finite (JSON like 1e999) is kept
   as its text.
@@ -19,26 +19,69 @@ The rule (docs/batch-format.md has the long form):
   1,000,000, which orders a partition's records), ``_sdc_received_at`` (Kafka time, ms),
   ``_sdc_extracted_at`` and ``_sdc_table_version`` when given.
 
-Row dicts use two kinds of keys: tuples are data field paths, strings are system fields.
+A row is a dict with string keys: a data field's key is its path as compact JSON (always
+starting with ``[``, e.g. ``["customer","address","city"]``), a system field's key is its
+name (``_sdc_record_id``). Strings cache their hash, so the dicts stay cheap downstream. A
+table path is a tuple of such path keys: ``()`` for the root, ``('["items"]',)`` for the
+child table of the root's ``items`` array, and so on.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from spool.envelope import INT64_MAX, INT64_MIN
 
-TablePath = tuple[tuple[str, ...], ...]  # () is the root; (("items",),) its child, ...
-Row = dict  # {field path tuple | system name: value}
+TablePath = tuple[str, ...]
+Row = dict
 
 ROOT: TablePath = ()
-VALUE_PATH = ("value",)
+ROOT_PREFIX = "[]"
+VALUE_KEY = '["value"]'
 SOURCE_KEY_PREFIX = "_sdc_source_key_"
 LEVEL_KEYS = tuple(f"_sdc_level_{n}_id" for n in range(64))
+
+_PATHS: dict[str, dict[str, str]] = {}
+_PATH_CACHE_LIMIT = 200_000
+_path_count = 0
 
 
 class ShapeError(ValueError):
     """The record cannot be shaped (e.g. it nests deeper than Python can walk)."""
+
+
+class InexactNumber(ValueError):
+    """A float at or beyond 2**63 may be a big integer a fast JSON parser rounded; the caller
+    parses the message exactly and shapes it again with ``exact=True``."""
+
+
+BIG_FLOAT = 9.2e18
+
+
+def path_key(path: Iterable[str]) -> str:
+    return json.dumps(list(path), ensure_ascii=False, separators=(",", ":"))
+
+
+def path_of(key: str) -> list[str]:
+    return json.loads(key)
+
+
+def _child_key(prefix: str, name: str) -> str:
+    """The path key of field ``name`` under the object at path key ``prefix`` (cached)."""
+    global _path_count
+    children = _PATHS.get(prefix)
+    if children is None:
+        if _path_count > _PATH_CACHE_LIMIT:  # keys that are data (ids as keys) must not leak
+            _PATHS.clear()
+            _path_count = 0
+        children = _PATHS[prefix] = {}
+    key = children.get(name)
+    if key is None:
+        enc = json.dumps(name, ensure_ascii=False)
+        key = children[name] = f"[{enc}]" if prefix == ROOT_PREFIX else f"{prefix[:-1]},{enc}]"
+        _path_count += 1
+    return key
 
 
 def record_id(topic: str, partition: int, offset: int) -> str:
@@ -60,27 +103,34 @@ def _scalar(v):
     return v
 
 
-def _flatten(obj: dict, prefix: tuple, out: dict, arrays: list) -> None:
+def _flatten(obj: dict, prefix: str, out: dict, arrays: list, exact: bool) -> None:
+    children = _PATHS.get(prefix)
     for k, v in obj.items():
+        key = children.get(k) if children is not None else None
+        if key is None:
+            key = _child_key(prefix, k)
+            children = _PATHS.get(prefix)
         cls = v.__class__
         if cls is dict:
             if v:
-                _flatten(v, (*prefix, k), out, arrays)
+                _flatten(v, key, out, arrays, exact)
         elif cls is list:
             if v:
-                arrays.append(((*prefix, k), v))
+                arrays.append((key, v))
         elif cls is int or cls is float:
-            out[(*prefix, k)] = _scalar(v)
+            if not exact and cls is float and (v >= BIG_FLOAT or v <= -BIG_FLOAT):
+                raise InexactNumber
+            out[key] = _scalar(v)
         else:
-            out[(*prefix, k)] = v
+            out[key] = v
 
 
 def _explode(arrays: list, table: TablePath, levels: tuple, common: dict,
-             rows: list) -> None:
+             rows: list, exact: bool) -> None:
     depth = len(levels)
     level_key = LEVEL_KEYS[depth]
-    for path, items in arrays:
-        child: TablePath = (*table, path)
+    for key, items in arrays:
+        child: TablePath = (*table, key)
         child_rows = []
         for i, item in enumerate(items):
             row = dict(common)
@@ -90,16 +140,18 @@ def _explode(arrays: list, table: TablePath, levels: tuple, common: dict,
             cls = item.__class__
             if cls is dict:
                 nested: list = []
-                _flatten(item, (), row, nested)
+                _flatten(item, ROOT_PREFIX, row, nested, exact)
                 child_rows.append(row)
                 if nested:
-                    _explode(nested, child, (*levels, i), common, rows)
+                    _explode(nested, child, (*levels, i), common, rows, exact)
             elif cls is list:
                 child_rows.append(row)
                 if item:
-                    _explode([(VALUE_PATH, item)], child, (*levels, i), common, rows)
+                    _explode([(VALUE_KEY, item)], child, (*levels, i), common, rows, exact)
             else:
-                row[VALUE_PATH] = _scalar(item)
+                if not exact and cls is float and (item >= BIG_FLOAT or item <= -BIG_FLOAT):
+                    raise InexactNumber
+                row[VALUE_KEY] = _scalar(item)
                 child_rows.append(row)
         rows.extend((child, r) for r in child_rows)
 
@@ -113,12 +165,17 @@ def shape(
     key_names: Iterable[str] = (),
     extracted_at_us: int | None = None,
     table_version: int | None = None,
+    exact: bool = True,
 ) -> list[tuple[TablePath, Row]]:
-    """Rows of the root table (first) and of child tables for one record."""
+    """Rows of the root table (first) and of child tables for one record.
+
+    ``exact=False`` says ``data`` came from a parser that rounds big integers to floats:
+    shaping then raises InexactNumber at the first float beyond 64-bit integer range.
+    """
     root: Row = {}
     arrays: list = []
     try:
-        _flatten(data, (), root, arrays)
+        _flatten(data, ROOT_PREFIX, root, arrays, exact)
         root["_sdc_record_id"] = rid
         root["_sdc_sequence"] = sequence
         root["_sdc_received_at"] = received_at_ms
@@ -133,7 +190,7 @@ def shape(
                 common["_sdc_table_version"] = table_version
             for k in key_names:
                 common[SOURCE_KEY_PREFIX + k] = _scalar(data[k])
-            _explode(arrays, ROOT, (), common, rows)
+            _explode(arrays, ROOT, (), common, rows, exact)
     except RecursionError as exc:
         raise ShapeError("the record nests too deeply to be flattened") from exc
     except IndexError as exc:  # more than 64 levels of arrays

@@ -17,6 +17,9 @@ import hashlib
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from spool import batchfile
 from spool.ledger import BatchRecord
 from spool.parts import Part
@@ -29,8 +32,9 @@ def _first_record(offsets: dict) -> tuple[int, int]:
     return min(firsts) if firsts else (0, 0)
 
 
-def _digest(rows: list) -> str:
-    rids = sorted(row["_sdc_record_id"] for table, row in rows if not table)
+def _digest(table: pa.Table) -> str:
+    roots = pc.equal(table.column(batchfile.TABLE_COLUMN), batchfile.ROOT_TABLE)
+    rids = sorted(pc.filter(table.column("_sdc_record_id"), roots).to_pylist())
     h = hashlib.sha256()
     for rid in rids:
         h.update(rid.encode())
@@ -42,19 +46,21 @@ def batch_key(tenant: str, stream: str, window_start_ms: int, pane: int, part: P
     start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
     partition, offset = _first_record(part.offsets)
     return (f"{quote(tenant, safe='')}/{quote(stream, safe='')}/"
-            f"{start:%Y%m%dT%H%M%SZ}/{pane:05d}-{partition}-{offset}-{_digest(part.rows)}")
+            f"{start:%Y%m%dT%H%M%SZ}/{pane:05d}-{partition}-{offset}-{_digest(part.table)}")
 
 
 def merge_parts(parts: list[Part]) -> Part:
+    """One sealed part holding all rows and metadata of ``parts``."""
     merged = Part()
     for part in parts:
-        merged.merge(part)
+        merged.merge_meta(part.seal())
+    merged.table = batchfile.concat([p.table for p in parts])
     return merged
 
 
 def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pane: int,
              part: Part, base_uri: str, batched_at_ms: int,
-             compression: str = "zstd") -> tuple[str, bytes, BatchRecord]:
+             compression: str = "snappy") -> tuple[str, bytes, BatchRecord]:
     """(uri, Parquet bytes, ledger record) of one batch."""
     key = batch_key(tenant, stream, window_start_ms, pane, part)
     uri = f"{base_uri.rstrip('/')}/{key}.parquet"
@@ -71,8 +77,9 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
         "activate_version": part.activate_version,
         "batched_at_ms": batched_at_ms,
     }
-    data, file_meta = batchfile.encode(
-        batchfile.BatchData(tenant, stream, part.rows, meta), compression=compression)
+    data, file_meta = batchfile.encode(part.seal().table,
+                                       {"tenant": tenant, "stream": stream, **meta},
+                                       compression=compression)
     record = BatchRecord(
         batch_id=key,
         tenant_id=tenant,

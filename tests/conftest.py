@@ -119,3 +119,28 @@ def s3_prefix(stack, unique):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
             s3.delete_objects(Bucket=stack.s3_bucket, Delete={"Objects": keys})
+
+
+@pytest.fixture
+def ledger_dsn(stack, unique):
+    """A ledger of its own: a schema in the ledger database, chosen by the DSN's search_path."""
+    import psycopg2
+
+    conn = psycopg2.connect(stack.ledger_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{unique}"')
+    yield f"{stack.ledger_dsn}?options=-csearch_path%3D{unique}"
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def prism():
+    """Beam's Prism runner, built once from the Go module proxy (cached under var/)."""
+    res = subprocess.run([str(ROOT / "scripts" / "build_prism.sh")], capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0:
+        pytest.fail(f"could not build Prism:\n{res.stderr}")
+    return ROOT / "var" / "bin" / "prism"

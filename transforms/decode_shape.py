@@ -63,13 +63,13 @@ class _DecodeShapeFn(beam.DoFn):
         self._shaper.take_parts()
 
     def process(self, chunk):
-        topic, partition, records = chunk
-        self._shaper.add_chunk(topic, partition, records)
+        topic, partition, floor_ms, records = chunk
+        last_event_ms = self._shaper.add_chunk(topic, partition, floor_ms, records)
         self.records_read.inc(len(records))
-        last = records[-1]
         yield beam.pvalue.TaggedOutput(
-            POSITIONS, beam.window.TimestampedValue(((topic, partition), last[0] + 1),
-                                                    Timestamp(micros=last[2] * 1000)))
+            POSITIONS, beam.window.TimestampedValue(
+                ((topic, partition), records[-1].offset + 1),
+                Timestamp(micros=last_event_ms * 1000)))
         if self._shaper.rows >= self.cfg.flush_rows:
             for key, value, ts in self._take():
                 yield beam.window.TimestampedValue((key, value), ts)
@@ -84,7 +84,7 @@ class _DecodeShapeFn(beam.DoFn):
             Metrics.counter("spool.rejected", code).inc(n)
         for (tenant, stream, _window), part in self._shaper.take_parts():
             self.parts_out.inc()
-            value = (len(part.rows), part.bytes, part.meta_key(), part.dumps())
+            value = (part.n_rows, part.bytes, part.meta_key(), part.dumps())
             yield (tenant, stream), value, Timestamp(micros=part.min_event_ms * 1000)
 
     def teardown(self):

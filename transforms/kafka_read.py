@@ -5,11 +5,11 @@ committed offset (or the earliest/latest offset when the group has none) and end
 offset seen at start (drain mode, or earlier with ``max_records``) or never (streaming).
 
 Each output element is a *chunk*: up to ``chunk_records`` consecutive records of one
-partition, as ``(topic, partition, records)`` with ``records`` a list of
-``(offset, kafka_ms, event_ms, value, headers)``. Records keep their Kafka timestamp
-(``kafka_ms``); ``event_ms`` is the same clamped to be non-decreasing within the partition, so
-no record is ever behind the partition's watermark (late data would be dropped by windows).
-The chunk's element timestamp is its first record's ``event_ms``.
+partition, as ``(topic, partition, floor_ms, records)`` with kafka-python's records (offset,
+timestamp, value, headers). A record's *event time* is its Kafka timestamp clamped to be
+non-decreasing within the partition: ``max(floor_ms, timestamps so far)``, so no record is
+ever behind the partition's watermark (late data would be dropped by windows). The chunk's
+element timestamp is its first record's event time.
 
 Watermark: a partition's *floor* is its last ``event_ms``; when a partition has nothing new
 (streaming), its floor moves to *now - idle lag*, so idle partitions never hold windows back,
@@ -245,15 +245,11 @@ class _ReadPartitionFn(beam.DoFn):
                 if not tracker.try_claim(records[-1].offset):
                     return
                 self._next[tp] = records[-1].offset + 1
-                chunk = []
-                for r in records:
-                    ts = r.timestamp
-                    if ts > floor:
-                        floor = ts
-                    chunk.append((r.offset, ts, floor, r.value, r.headers))
+                first = max(floor, records[0].timestamp)
                 yield beam.window.TimestampedValue(
-                    (element.topic, element.partition, chunk),
-                    Timestamp(micros=chunk[0][2] * 1000))
+                    (element.topic, element.partition, floor, records),
+                    Timestamp(micros=first * 1000))
+                floor = max(floor, max(r.timestamp for r in records))
                 report(floor)
             else:
                 position = consumer.position(tp)

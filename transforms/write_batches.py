@@ -13,7 +13,7 @@ The order is the contract (STYLE 8):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -22,7 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from spool.ledger import Ledger
 from spool.parts import Part
 from spool.writer import assemble, merge_parts
-from transforms.objectstore import put_atomic
+from transforms.objectstore import ObjectStore, S3Config
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class WriteConfig:
     spool_location: str
     ledger_dsn: str
     window_seconds: float
-    compression: str = "zstd"
+    compression: str = "snappy"
+    s3: S3Config = field(default_factory=S3Config)
 
 
 class _WriteBatchFn(beam.DoFn):
@@ -43,6 +44,7 @@ class _WriteBatchFn(beam.DoFn):
 
     def setup(self):
         self._ledger = Ledger(self.cfg.ledger_dsn, application_name="spool-job")
+        self._store = ObjectStore(self.cfg.s3)
 
     def start_bundle(self):
         self._pending: list = []
@@ -54,7 +56,7 @@ class _WriteBatchFn(beam.DoFn):
             tenant, stream, window_start_ms, int(self.cfg.window_seconds * 1000), pane, part,
             self.cfg.spool_location, batched_at_ms=int(time.time() * 1000),
             compression=self.cfg.compression)
-        put_atomic(uri, data)
+        self._store.put_atomic(uri, data)
         self._pending.append((record, window))
         self.batches.inc()
         self.rows.inc(record.row_count)

@@ -18,6 +18,7 @@ from datetime import datetime
 import psycopg2
 import psycopg2.extras
 
+from spool import secrets
 from spool.ledger.migrations import MIGRATIONS
 from spool.ledger.states import BatchState
 
@@ -51,6 +52,8 @@ class BatchRecord:
 
 
 class Ledger:
+    """``dsn`` may be a secret reference (``env:NAME``, ``file:/path``), resolved on connect."""
+
     def __init__(self, dsn: str, application_name: str = "spool") -> None:
         self._dsn = dsn
         self._app = application_name
@@ -60,8 +63,8 @@ class Ledger:
 
     def _connect(self):
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg2.connect(self._dsn, application_name=self._app,
-                                          connect_timeout=10)
+            self._conn = psycopg2.connect(secrets.resolve(self._dsn),
+                                          application_name=self._app, connect_timeout=10)
         return self._conn
 
     def close(self) -> None:

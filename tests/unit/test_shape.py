@@ -1,0 +1,115 @@
+"""Shaping rules: flattening, child tables, system fields, exact numbers (golden rows)."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import pytest
+
+from spool.chunks import ChunkShaper
+from spool.envelope import Decoder, DecodeRules
+from spool.parts import REJECTED_STREAM
+from spool.shape import InexactNumber, default_sequence, shape
+from tests import nasty
+
+Rec = namedtuple("Rec", "offset timestamp value headers")
+
+
+def test_nested_objects_and_arrays_golden():
+    data = {"id": 7, "customer": {"name": "Zoë", "address": {"city": "Köln"}},
+            "items": [{"sku": "a", "qty": 2, "subs": [1, 2]}, {"sku": "b"}],
+            "tags": ["x"], "empty": {}, "none": []}
+    rows = shape(data, rid="q/0/5", sequence=9, received_at_ms=1000, key_names=["id"])
+    assert rows == [
+        ((), {'["id"]': 7, '["customer","name"]': "Zoë", '["customer","address","city"]': "Köln",
+              "_sdc_record_id": "q/0/5", "_sdc_sequence": 9, "_sdc_received_at": 1000}),
+        (('["items"]', '["subs"]'), {"_sdc_record_id": "q/0/5", "_sdc_sequence": 9,
+                                     "_sdc_source_key_id": 7, "_sdc_level_0_id": 0,
+                                     "_sdc_level_1_id": 0, '["value"]': 1}),
+        (('["items"]', '["subs"]'), {"_sdc_record_id": "q/0/5", "_sdc_sequence": 9,
+                                     "_sdc_source_key_id": 7, "_sdc_level_0_id": 0,
+                                     "_sdc_level_1_id": 1, '["value"]': 2}),
+        (('["items"]',), {"_sdc_record_id": "q/0/5", "_sdc_sequence": 9, "_sdc_source_key_id": 7,
+                          "_sdc_level_0_id": 0, '["sku"]': "a", '["qty"]': 2}),
+        (('["items"]',), {"_sdc_record_id": "q/0/5", "_sdc_sequence": 9, "_sdc_source_key_id": 7,
+                          "_sdc_level_0_id": 1, '["sku"]': "b"}),
+        (('["tags"]',), {"_sdc_record_id": "q/0/5", "_sdc_sequence": 9, "_sdc_source_key_id": 7,
+                         "_sdc_level_0_id": 0, '["value"]': "x"}),
+    ]
+
+
+def test_array_of_arrays_and_objects_inside_arrays():
+    rows = shape({"m": [[1], [2, 3]], "o": [{"p": {"q": [True]}}]}, rid="r", sequence=1,
+                 received_at_ms=0)
+    tables = sorted({t for t, _ in rows})
+    assert tables == [(), ('["m"]',), ('["m"]', '["value"]'), ('["o"]',),
+                      ('["o"]', '["p","q"]')]
+    grand = [r for t, r in rows if t == ('["m"]', '["value"]')]
+    assert [(r["_sdc_level_0_id"], r["_sdc_level_1_id"], r['["value"]']) for r in grand] == \
+        [(0, 0, 1), (1, 0, 2), (1, 1, 3)]
+
+
+def test_optional_system_fields():
+    (_, root), = shape({"a": 1}, rid="r", sequence=1, received_at_ms=5, extracted_at_us=7,
+                       table_version=3)
+    assert (root["_sdc_extracted_at"], root["_sdc_table_version"]) == (7, 3)
+
+
+def test_fast_parser_floats_beyond_int64_ask_for_an_exact_parse():
+    with pytest.raises(InexactNumber):
+        shape({"n": 1.2345678901234568e29}, rid="r", sequence=1, received_at_ms=0, exact=False)
+    (_, root), = shape({"n": 1.5e29}, rid="r", sequence=1, received_at_ms=0, exact=True)
+    assert root['["n"]'] == 1.5e29
+
+
+def test_default_sequence_orders_a_partition():
+    assert default_sequence(1000, 5) < default_sequence(1000, 6) < default_sequence(1001, 0)
+
+
+def shaper():
+    tenants = {"acme", "a.b"}
+    dec = Decoder(DecodeRules(), tenants.__contains__, lambda t, s: None)
+
+    class Directory:
+        def schema(self, t, s):
+            return None
+
+        def stream_keys(self, t, s):
+            return None
+
+    return ChunkShaper(dec, Directory(), 60_000, lambda *a: None)
+
+
+@pytest.mark.parametrize("case", nasty.CASES, ids=lambda c: c.name)
+def test_nasty_case_lands_in_a_part_with_the_expected_rows(case):
+    sh = shaper()
+    sh.add_chunk("q", 0, 0, [Rec(11, 1_000, case.value, case.headers)])
+    parts = sh.take_parts()
+    assert len(parts) == 1
+    (tenant, stream, _window), part = parts[0]
+    assert part.records == 1 and part.offsets == {"q/0": [11, 11, 1]}
+    rows = part.table.to_pylist()
+    if case.expect == "record":
+        assert stream != REJECTED_STREAM
+        root = next(r for r in rows if r["_sdc_table"] == "[]")
+        data = {k.split(",", 1)[1].rsplit(",", 1)[0]: v for k, v in root.items()
+                if k.startswith("[") and v is not None}
+        expected = {k: v for k, v in case.root.items() if v is not None}
+        assert data == expected
+        assert root["_sdc_record_id"] == "q/0/11"
+    else:
+        assert stream == REJECTED_STREAM
+        (row,) = rows
+        assert row["reason_code"] == case.expect
+        assert row["raw"] == (case.value or b"")
+        assert row["_sdc_record_id"] == "q/0/11"
+        assert tenant == case.tenant
+
+
+def test_event_time_is_clamped_to_never_go_back_in_a_partition():
+    sh = shaper()
+    recs = [Rec(0, 120_000, nasty.env({"i": 0}), []), Rec(1, 30_000, nasty.env({"i": 1}), [])]
+    floor = sh.add_chunk("q", 0, 0, recs)
+    assert floor == 120_000
+    ((_, _, window), part), = sh.take_parts()
+    assert window == 120_000 and part.records == 2  # the late record joins its predecessor
