@@ -16,5 +16,6 @@ cleanup() {
 }
 trap cleanup EXIT
 .venv/bin/python scripts/stack.py start --started-file "$started"
+./scripts/build_prism.sh   # Beam's Prism runner for the streaming tests (cached in var/)
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

@@ -45,14 +45,14 @@ class BatchConfig:
 
 
 PART_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), BytesCoder()])
-COUNTS_CODER = TupleCoder([VarIntCoder(), VarIntCoder()])
+# (rows, bytes, meta key, next pane) of the open batch: one state value, one read and one
+# write per element (each state access has a cost on the SDK side)
+OPEN_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), StrUtf8Coder(), VarIntCoder()])
 
 
 class _BatchFn(beam.DoFn):
     PARTS = BagStateSpec("parts", PART_CODER)
-    COUNTS = ReadModifyWriteStateSpec("counts", COUNTS_CODER)
-    META = ReadModifyWriteStateSpec("meta", StrUtf8Coder())
-    PANE = ReadModifyWriteStateSpec("pane", VarIntCoder())
+    OPEN = ReadModifyWriteStateSpec("open", OPEN_CODER)
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(self, cfg: BatchConfig) -> None:
@@ -63,25 +63,25 @@ class _BatchFn(beam.DoFn):
         element,
         window=beam.DoFn.WindowParam,
         parts=beam.DoFn.StateParam(PARTS),
-        counts=beam.DoFn.StateParam(COUNTS),
-        meta=beam.DoFn.StateParam(META),
-        pane=beam.DoFn.StateParam(PANE),
+        state=beam.DoFn.StateParam(OPEN),
         close=beam.DoFn.TimerParam(CLOSE),
     ):
         key, (n_rows, n_bytes, meta_key, blob) = element
-        current = counts.read()
+        current = state.read()
         if current is None:
             close.set(window.max_timestamp())
-            current = (0, 0)
-        elif current[0] and meta.read() != meta_key:
-            yield from self._close(key, window, parts, counts, pane)
-            current = (0, 0)
+            rows, size, pane = 0, 0, 0
+        else:
+            rows, size, meta, pane = current
+            if (rows or size) and meta != meta_key:
+                yield from self._close(key, window, parts, pane)
+                rows, size, pane = 0, 0, pane + 1
         parts.add((n_rows, n_bytes, blob))
-        meta.write(meta_key)
-        current = (current[0] + n_rows, current[1] + n_bytes)
-        counts.write(current)
-        if current[0] >= self.cfg.max_rows or current[1] >= self.cfg.max_bytes:
-            yield from self._close(key, window, parts, counts, pane)
+        rows, size = rows + n_rows, size + n_bytes
+        if rows >= self.cfg.max_rows or size >= self.cfg.max_bytes:
+            yield from self._close(key, window, parts, pane)
+            rows, size, pane = 0, 0, pane + 1
+        state.write((rows, size, meta_key, pane))
 
     @on_timer(CLOSE)
     def on_close(
@@ -89,22 +89,20 @@ class _BatchFn(beam.DoFn):
         key=beam.DoFn.KeyParam,
         window=beam.DoFn.WindowParam,
         parts=beam.DoFn.StateParam(PARTS),
-        counts=beam.DoFn.StateParam(COUNTS),
-        pane=beam.DoFn.StateParam(PANE),
+        state=beam.DoFn.StateParam(OPEN),
     ):
-        current = counts.read()
-        if current and (current[0] or current[1]):
-            yield from self._close(key, window, parts, counts, pane)
+        current = state.read()
+        if current and (current[0] or current[1]):  # rows or bytes still open
+            _, _, meta, pane = current
+            yield from self._close(key, window, parts, pane)
+            state.write((0, 0, meta, pane + 1))
 
     @staticmethod
-    def _close(key, window, parts, counts, pane):
+    def _close(key, window, parts, pane):
         blobs = [blob for _, _, blob in parts.read()]
         parts.clear()
-        counts.write((0, 0))
-        number = pane.read() or 0
-        pane.write(number + 1)
         if blobs:
-            yield key, (window.start.micros // 1000, number, blobs)
+            yield key, (window.start.micros // 1000, pane, blobs)
 
 
 def cut(parts, max_rows: int, max_bytes: int):

@@ -18,8 +18,11 @@ restriction reports its own floor, which is right on runners that hold a waterma
 residual (Flink, Dataflow). Prism instead takes the minimum over the residuals of the *last
 bundle* as the stage's watermark, so a bundle holding one partition would let the watermark
 pass records other partitions have not read yet; with ``watermark_scope="process"`` every
-restriction reports the minimum floor over all partitions of the topic as known in this
-worker process (Prism runs a job's Python code in one process), which keeps it right there.
+restriction reports the minimum of its own floor and the *settled* floors of the topic's
+other partitions as known in this worker process (Prism runs a job's Python code in one
+process), which keeps it right there. A settled floor is a partition's floor when its
+current bundle began, so a bundle never leans on output of another bundle that may not be
+committed yet.
 Streaming restrictions are split only by checkpoints (never fractionally: an unbounded offset
 range has no meaningful middle).
 
@@ -72,8 +75,13 @@ class PartitionRange:
     partitions: tuple[int, ...] = ()  # every partition of the topic
 
 
-# (topic, partition) -> floor in ms, shared by the restrictions of one worker process
+# Per (topic, partition), shared by the restrictions of one worker process:
+# _FLOORS: the partition's floor so far (also records read by a bundle still running);
+# _SETTLED: its floor when its current bundle began, i.e. covering only output that the
+# runner has already committed. Other partitions may lean on settled floors only: a bundle
+# running beside them could still fail or commit after they report.
 _FLOORS: dict[tuple[str, int], int] = {}
+_SETTLED: dict[tuple[str, int], int] = {}
 _NO_FLOOR = MIN_TIMESTAMP.micros // 1000
 
 
@@ -221,6 +229,7 @@ class _ReadPartitionFn(beam.DoFn):
         consumer, tp = self._consumer(element.topic, element.partition, restriction.start)
         me = (element.topic, element.partition)
         floor = max(watermark.current_watermark().micros // 1000, _FLOORS.get(me, _NO_FLOOR))
+        _SETTLED[me] = floor
         shared = cfg.watermark_scope == "process"
         deadline = time.monotonic() + cfg.max_bundle_seconds
 
@@ -228,7 +237,8 @@ class _ReadPartitionFn(beam.DoFn):
             _FLOORS[me] = floor
             mark = floor
             if shared:
-                mark = min(_FLOORS.get((element.topic, p), _NO_FLOOR) for p in element.partitions)
+                mark = min([floor] + [_SETTLED.get((element.topic, p), _NO_FLOOR)
+                                      for p in element.partitions if p != element.partition])
             if mark > watermark.current_watermark().micros // 1000:
                 watermark.set_watermark(Timestamp(micros=mark * 1000))
 

@@ -37,8 +37,13 @@ def start_spool_job(args: list[str], env: dict, log: Path) -> subprocess.Popen:
 
 
 def kill(proc: subprocess.Popen, sig=signal.SIGKILL, timeout: float = 30) -> None:
+    """SIGKILL hits the whole group at once (a crash); other signals go to the job's own
+    process, which is expected to stop its runner; leftovers are SIGKILLed afterwards."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
