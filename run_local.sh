@@ -2,13 +2,15 @@
 # Set up everything on a fresh machine and run Spool on the local stack:
 #   1. .venv with pinned dependencies (scripts/bootstrap.sh)
 #   2. Kafka (KRaft), PostgreSQL and an S3 endpoint on 127.0.0.1, no Docker (scripts/stack.py)
-#   3. the jobs on sample data, once they exist
+#   3. sample data through the spool job (scripts/demo.py)
 # Safe to run again: every step is idempotent. Stop the services with: scripts/services.sh stop
 set -euo pipefail
 cd "$(dirname "$0")"
 
 ./scripts/bootstrap.sh
 .venv/bin/python scripts/stack.py start
+eval "$(.venv/bin/python scripts/stack.py env)"
+.venv/bin/python scripts/demo.py
 
 echo
 echo "Spool's local stack is running:"

@@ -85,7 +85,7 @@ def wait_until(what: str, check, deadline_s: float, interval_s: float = 0.25):
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kw)  # noqa: S603 - fixed argv, no shell
+    return subprocess.run(cmd, check=True, **kw)
 
 
 # --------------------------------------------------------------------------- processes
@@ -133,7 +133,7 @@ class Daemon:
     def spawn(self, argv: list[str], log_file: Path, env: dict | None = None) -> int:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            proc = subprocess.Popen(
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -377,7 +377,7 @@ def run_pg(argv: list[str]) -> None:
 def pg_owner_ok(path: Path) -> bool:
     if os.geteuid() != 0:
         return True
-    res = subprocess.run(as_pg_user(["test", "-w", str(path)]), check=False, cwd="/")  # noqa: S603
+    res = subprocess.run(as_pg_user(["test", "-w", str(path)]), check=False, cwd="/")
     return res.returncode == 0
 
 

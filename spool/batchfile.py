@@ -241,9 +241,13 @@ def rows_of_table(table: pa.Table, table_path) -> pa.Table:
     return sub.select(keep)
 
 
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
 def to_ipc(table: pa.Table) -> bytes:
+    """Arrow IPC stream bytes, LZ4-compressed: parts cross process boundaries between steps."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
