@@ -117,9 +117,10 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/spool_throughput.json"))
-    parser.add_argument("--direct_running_mode", default="in_memory",
-                        choices=["in_memory", "multi_processing"])
-    parser.add_argument("--direct_num_workers", type=int, default=1)
+    parser.add_argument("--job_arg", action="append", default=[],
+                        help="extra option for the spool job, e.g. "
+                        "--job_arg=--direct_running_mode=in_memory (default: the job's own "
+                        "defaults, i.e. FnApiRunner with one SDK worker process per core)")
     args = parser.parse_args()
 
     env = stack_env()
@@ -159,8 +160,7 @@ def main() -> int:
                 f"--ledger_dsn={ledger_dsn}", f"--spool_location={spool_dir}",
                 f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}",
                 f"--batch_seconds={window_s}", f"--batch_max_rows={max_rows}",
-                f"--direct_running_mode={args.direct_running_mode}",
-                f"--direct_num_workers={args.direct_num_workers}", "--log_level=WARNING"])
+                "--log_level=WARNING", *args.job_arg])
         seconds = time.perf_counter() - t0
         ledger = Ledger(ledger_dsn)
         counted = ledger.run(lambda cur: (cur.execute(
@@ -177,8 +177,8 @@ def main() -> int:
         "records": args.records,
         "produce_seconds": round(produce_s, 2),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "runner": f"DirectRunner/FnApiRunner ({args.direct_running_mode}, "
-                  f"{args.direct_num_workers} worker(s))",
+        "spool_job_args": args.job_arg or ["(defaults: FnApiRunner, multi_processing, "
+                                           f"{os.cpu_count()} SDK workers)"],
         "plain_consumer": results["plain"],
         "spool_job": results["spool_job"],
         "ratio_spool_job_to_plain": round(results["spool_job"]["records_per_s"]
