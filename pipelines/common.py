@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import (
@@ -117,6 +119,9 @@ def choose_runner(options: PipelineOptions, streaming: bool) -> None:
             prism.prism_location = found
 
 
+log = logging.getLogger("spool.job")
+
+
 def configure_logging(options: PipelineOptions) -> None:
     level = options.view_as(ErrorOptions).log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -126,3 +131,31 @@ def configure_logging(options: PipelineOptions) -> None:
     # relays SDK worker warnings about options it does not know (ours), which is noise
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
         logging.ERROR)
+
+
+def wait_or_stop(result) -> None:
+    """Run until the job ends, or until SIGTERM/SIGINT: then cancel it and return. Nothing
+    is lost by stopping: every batch already written is in the ledger, and offsets are
+    committed only past those, so a restart resumes where the spool ends."""
+    from apache_beam.runners.runner import PipelineState
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            if PipelineState.is_terminal(result.state):
+                break
+        if stop.is_set():
+            log.info("stopping the job (signal received)")
+            result.cancel()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    try:
+        result.wait_until_finish()
+    except RuntimeError:
+        if not stop.is_set():
+            raise
+    if stop.is_set():
+        log.info("job stopped; its completed work is in the ledger")

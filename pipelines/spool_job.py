@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -27,6 +25,7 @@ from pipelines.common import (
     choose_runner,
     configure_logging,
     resolve_common,
+    wait_or_stop,
 )
 from spool.envelope import DecodeRules
 from spool.ledger import Ledger
@@ -197,34 +196,6 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
         else:
             result.wait_until_finish()
     return result
-
-
-def wait_or_stop(result) -> None:
-    """Run until the job ends, or until SIGTERM/SIGINT: then cancel it and return. Nothing
-    is lost by stopping: every batch already written is in the ledger, and offsets are
-    committed only past those, so a restart resumes where the spool ends."""
-    from apache_beam.runners.runner import PipelineState
-
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not stop.wait(1.0):
-            if PipelineState.is_terminal(result.state):
-                break
-        if stop.is_set():
-            log.info("stopping the spool job (signal received)")
-            result.cancel()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    try:
-        result.wait_until_finish()
-    except RuntimeError:
-        if not stop.is_set():
-            raise
-    if stop.is_set():
-        log.info("spool job stopped; batches written so far are in the ledger")
 
 
 if __name__ == "__main__":

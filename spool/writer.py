@@ -33,8 +33,11 @@ def _first_record(offsets: dict) -> tuple[int, int]:
 
 
 def _digest(table: pa.Table) -> str:
-    roots = pc.equal(table.column(batchfile.TABLE_COLUMN), batchfile.ROOT_TABLE)
-    rids = sorted(pc.filter(table.column("_sdc_record_id"), roots).to_pylist())
+    if "_sdc_record_id" not in table.column_names:
+        rids = []
+    else:
+        roots = pc.equal(table.column(batchfile.TABLE_COLUMN), batchfile.ROOT_TABLE)
+        rids = sorted(pc.filter(table.column("_sdc_record_id"), roots).to_pylist())
     h = hashlib.sha256()
     for rid in rids:
         h.update(rid.encode())
@@ -45,6 +48,7 @@ def _digest(table: pa.Table) -> str:
 def batch_key(tenant: str, stream: str, window_start_ms: int, pane: int, part: Part) -> str:
     start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
     partition, offset = _first_record(part.offsets)
+    part.seal()
     return (f"{quote(tenant, safe='')}/{quote(stream, safe='')}/"
             f"{start:%Y%m%dT%H%M%SZ}/{pane:05d}-{partition}-{offset}-{_digest(part.table)}")
 
@@ -62,6 +66,7 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
              part: Part, base_uri: str, batched_at_ms: int,
              compression: str = "snappy") -> tuple[str, bytes, BatchRecord]:
     """(uri, Parquet bytes, ledger record) of one batch."""
+    part.seal()
     key = batch_key(tenant, stream, window_start_ms, pane, part)
     uri = f"{base_uri.rstrip('/')}/{key}.parquet"
     window_start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)

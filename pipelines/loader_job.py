@@ -1,0 +1,107 @@
+"""The loader job: READY batches in the ledger → each tenant's warehouse, exactly once.
+
+    python -m pipelines.loader_job --help
+    python -m pipelines.loader_job --mode=drain    # load what is READY now, then end (cron)
+    python -m pipelines.loader_job --mode=follow   # keep polling the ledger until stopped
+
+ClaimTables → (Reshuffle) → LoadTables. Tables load in parallel; one table's batches load in
+order of their sequence range, one warehouse transaction per group of batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+from pipelines.common import (
+    ErrorOptions,
+    LedgerOptions,
+    SpoolLocationOptions,
+    choose_runner,
+    configure_logging,
+    resolve_common,
+    wait_or_stop,
+)
+from spool.ledger import Ledger
+from transforms.load_batches import ClaimTables, LoadConfig, LoadTables
+from transforms.objectstore import S3Config
+
+log = logging.getLogger("spool.loader")
+
+
+class LoaderOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("Loader")
+        group.add_argument(
+            "--mode", default="drain", choices=["drain", "follow"],
+            help="drain: load every batch that is READY (and due) now, then end; cron-friendly. "
+            "follow: keep polling the ledger every --poll_seconds until stopped (default drain).")
+        group.add_argument("--poll_seconds", type=float, default=5.0,
+                           help="follow mode: how often to look for new batches (default 5).")
+        group.add_argument(
+            "--lease_seconds", type=float, default=600.0,
+            help="How long a claim on a batch lasts; a loader that dies leaves its batches to "
+            "be claimed again after this (default 600). Renewed before each load.")
+        group.add_argument(
+            "--load_max_rows", type=int, default=1_000_000,
+            help="At most this many rows go into one warehouse transaction (default 1000000).")
+        group.add_argument("--load_max_batches", type=int, default=500,
+                           help="At most this many batches are claimed at once per table "
+                           "(default 500).")
+        group.add_argument(
+            "--retry_base_seconds", type=float, default=5.0,
+            help="Backoff after a transient warehouse error: base * 2^(attempts-1) seconds, "
+            "capped by --retry_cap_seconds (default 5).")
+        group.add_argument("--retry_cap_seconds", type=float, default=300.0,
+                           help="Longest backoff between attempts (default 300).")
+        group.add_argument("--connect_timeout", type=int, default=5,
+                           help="Seconds to wait for a warehouse connection (default 5).")
+
+
+def run(argv: list[str] | None = None, *, wait: bool = True):
+    options = PipelineOptions(argv)
+    for view in (LoaderOptions, LedgerOptions, SpoolLocationOptions, ErrorOptions):
+        options.view_as(view)
+    configure_logging(options)
+    opts = options.view_as(LoaderOptions)
+    ledger_dsn, _location = resolve_common(options)
+    follow = opts.mode == "follow"
+    choose_runner(options, streaming=follow)
+    Ledger(ledger_dsn).migrate()
+    cfg = LoadConfig(ledger_dsn=ledger_dsn, lease_seconds=opts.lease_seconds,
+                     max_rows=opts.load_max_rows, max_batches=opts.load_max_batches,
+                     backoff_base_seconds=opts.retry_base_seconds,
+                     backoff_cap_seconds=opts.retry_cap_seconds,
+                     connect_timeout=opts.connect_timeout, s3=S3Config.from_options(options))
+    pipeline = beam.Pipeline(options=options)
+    if follow:
+        ticks = pipeline | "Poll" >> PeriodicImpulse(
+            start_timestamp=time.time(), fire_interval=opts.poll_seconds, apply_windowing=True)
+    else:
+        ticks = pipeline | "Once" >> beam.Impulse()
+    (ticks
+     | "ClaimTables" >> ClaimTables(ledger_dsn)
+     | "LoadTables" >> LoadTables(cfg))
+    log.info("loader: %s mode", opts.mode)
+    result = pipeline.run()
+    if wait:
+        if follow:
+            wait_or_stop(result)
+        else:
+            result.wait_until_finish()
+    return result
+
+
+if __name__ == "__main__":
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        from pipelines.help import print_help
+
+        print_help(__doc__, [LoaderOptions, LedgerOptions, SpoolLocationOptions, ErrorOptions])
+        sys.exit(0)
+    run()

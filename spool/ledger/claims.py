@@ -1,0 +1,195 @@
+"""The loader's side of the ledger: claims with leases, and one function per transition.
+
+A batch is *claimable* when it is READY and due (``next_attempt_at`` passed), or LOADING
+with an expired lease (its loader died: no batch is ever stranded). Claims take row locks
+with ``FOR UPDATE SKIP LOCKED``, so loaders side by side never wait for each other and never
+claim the same batch. Transitions check the current state in their WHERE clause (the state
+machine of :mod:`spool.ledger.states`) and the lease owner where one applies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from spool.ledger import Ledger
+from spool.ledger.states import BatchState, check_transition
+from spool.secrets import redact
+
+@dataclass(frozen=True)
+class Claimed:
+    batch_id: str
+    tenant_id: str
+    stream: str
+    uri: str
+    min_sequence: int | None
+    row_count: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Destination:
+    tenant_id: str
+    kind: str  # postgres | redshift | none
+    connection: dict  # secrets are references (env:NAME, file:/path)
+    schema_name: str
+    load_options: dict
+
+
+def claimable_tables(ledger: Ledger) -> list[tuple[str, str, int]]:
+    """(tenant, stream, claimable batches) for tenants that have a warehouse."""
+
+    def q(cur):
+        cur.execute("""SELECT b.tenant_id, b.stream, count(*)
+                       FROM batches b JOIN tenants t ON t.tenant_id = b.tenant_id
+                       WHERE t.destination_kind <> 'none' AND (
+                         (b.state = 'READY' AND (b.next_attempt_at IS NULL
+                                                 OR b.next_attempt_at <= now()))
+                         OR (b.state = 'LOADING' AND b.lease_expires_at < now()))
+                       GROUP BY 1, 2 ORDER BY 1, 2""")
+        return [(t, s, n) for t, s, n in cur.fetchall()]
+
+    return ledger.run(q)
+
+
+def claim(ledger: Ledger, tenant: str, stream: str, owner: str, lease_seconds: float,
+          limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` batches of one table, in sequence order."""
+    check_transition(BatchState.READY, BatchState.LOADING)
+
+    def q(cur):
+        cur.execute("""WITH picked AS (
+                          SELECT b.batch_id FROM batches b
+                          WHERE b.tenant_id = %s AND b.stream = %s AND (
+                            (b.state = 'READY' AND (b.next_attempt_at IS NULL
+                                                    OR b.next_attempt_at <= now()))
+                            OR (b.state = 'LOADING' AND b.lease_expires_at < now()))
+                          ORDER BY b.min_sequence NULLS FIRST, b.window_start, b.pane,
+                                   b.batch_id
+                          LIMIT %s
+                          FOR UPDATE SKIP LOCKED)
+                        UPDATE batches SET state = 'LOADING', lease_owner = %s,
+                               lease_expires_at = now() + %s * interval '1 second',
+                               attempts = attempts + 1, load_started_at = now(),
+                               updated_at = now()
+                        FROM picked WHERE batches.batch_id = picked.batch_id
+                        RETURNING batches.batch_id, batches.tenant_id, batches.stream,
+                                  batches.uri, batches.min_sequence, batches.row_count,
+                                  batches.attempts, batches.window_start, batches.pane""",
+                    (tenant, stream, limit, owner, lease_seconds))
+        rows = sorted(cur.fetchall(), key=lambda r: (r[4] is not None, r[4] or 0, r[7], r[8],
+                                                     r[0]))
+        return [Claimed(*r[:7]) for r in rows]
+
+    return ledger.run(q)
+
+
+def renew(ledger: Ledger, batch_ids: list[str], owner: str, lease_seconds: float) -> int:
+    def q(cur):
+        cur.execute("""UPDATE batches SET lease_expires_at = now() + %s * interval '1 second'
+                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
+                    (lease_seconds, list(batch_ids), owner))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def mark_loaded(ledger: Ledger, batch_ids: list[str]) -> int:
+    """LOADING → LOADED (by whichever loader: the warehouse's load log decided)."""
+    check_transition(BatchState.LOADING, BatchState.LOADED)
+
+    def q(cur):
+        cur.execute("""UPDATE batches SET state = 'LOADED', loaded_at = now(), updated_at = now(),
+                              lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
+                              next_attempt_at = NULL
+                       WHERE batch_id = ANY(%s) AND state = 'LOADING'""", (list(batch_ids),))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def backoff_seconds(attempts: int, base: float, cap: float) -> float:
+    """Capped exponential backoff: base, 2*base, 4*base, ... up to cap."""
+    return min(cap, base * 2 ** max(0, attempts - 1))
+
+
+def mark_retry(ledger: Ledger, batch_ids: list[str], owner: str, error: str,
+               delay_seconds: float) -> int:
+    """LOADING → READY, due again after ``delay_seconds`` (see backoff_seconds)."""
+    check_transition(BatchState.LOADING, BatchState.READY)
+
+    def q(cur):
+        cur.execute("""UPDATE batches SET state = 'READY', lease_owner = NULL,
+                              lease_expires_at = NULL, updated_at = now(), last_error = %s,
+                              next_attempt_at = now() + %s * interval '1 second'
+                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
+                    (redact(error)[:4000], delay_seconds, list(batch_ids), owner))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def release(ledger: Ledger, batch_ids: list[str], owner: str) -> int:
+    """LOADING → READY at once, not counted as an attempt (claimed but not tried)."""
+    check_transition(BatchState.LOADING, BatchState.READY)
+
+    def q(cur):
+        cur.execute("""UPDATE batches SET state = 'READY', lease_owner = NULL,
+                              lease_expires_at = NULL, attempts = greatest(attempts - 1, 0),
+                              updated_at = now()
+                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
+                    (list(batch_ids), owner))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def mark_failed(ledger: Ledger, batch_ids: list[str], owner: str, error: str) -> int:
+    """LOADING → FAILED with the reason (credentials redacted)."""
+    check_transition(BatchState.LOADING, BatchState.FAILED)
+
+    def q(cur):
+        cur.execute("""UPDATE batches SET state = 'FAILED', lease_owner = NULL,
+                              lease_expires_at = NULL, updated_at = now(), last_error = %s
+                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
+                    (redact(error)[:4000], list(batch_ids), owner))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def retry_failed(ledger: Ledger, batch_ids: list[str] | None = None,
+                 tenant: str | None = None) -> int:
+    """FAILED → READY (a person fixed the cause), with the attempts counted afresh."""
+    check_transition(BatchState.FAILED, BatchState.READY)
+
+    def q(cur):
+        cur.execute("""UPDATE batches SET state = 'READY', attempts = 0, next_attempt_at = NULL,
+                              updated_at = now()
+                       WHERE state = 'FAILED'
+                         AND (%(ids)s::text[] IS NULL OR batch_id = ANY(%(ids)s::text[]))
+                         AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)""",
+                    {"ids": list(batch_ids) if batch_ids else None, "tenant": tenant})
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
+def destination(ledger: Ledger, tenant: str) -> Destination | None:
+    def q(cur):
+        cur.execute("SELECT tenant_id, destination_kind, connection, schema_name, load_options "
+                    "FROM tenants WHERE tenant_id = %s", (tenant,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        conn = row[2] if isinstance(row[2], dict) else json.loads(row[2] or "{}")
+        opts = row[4] if isinstance(row[4], dict) else json.loads(row[4] or "{}")
+        return Destination(row[0], row[1], conn, row[3] or default_schema(row[0]), opts)
+
+    return ledger.run(q)
+
+
+def default_schema(tenant: str) -> str:
+    from spool.warehouse.naming import segment
+
+    return segment(tenant, empty="tenant")

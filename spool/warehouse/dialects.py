@@ -1,0 +1,333 @@
+"""Warehouse dialects: PostgreSQL, and Redshift as its subclass with declared limits.
+
+Every identifier goes through :func:`quote` and every value through driver parameters or
+COPY; SQL text is built only here. A dialect states its capabilities as data
+(identifier bytes, longest VARCHAR, staging format) and maps driver errors to transient
+(retry later) or terminal (the batch fails with the reason) once, at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.errorcodes as codes
+
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator, tx
+TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED}
+VARCHAR_LADDER = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
+
+
+def quote(identifier: str) -> str:
+    """The one way an identifier enters SQL: double-quoted, inner quotes doubled."""
+    if "\x00" in identifier:
+        raise ValueError("an identifier cannot contain NUL")
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{quote(schema)}.{quote(name)}"
+
+
+class TransientError(Exception):
+    """Retry later: the warehouse is unreachable, busy or restarting."""
+
+
+class TerminalError(Exception):
+    """Retrying the same batch will fail the same way; it needs a person."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    identifier_bytes: int
+    max_varchar_bytes: int | None  # None: unbounded text
+    staging: str  # "copy_stdin" or "s3_manifest_csv_gzip"
+    advisory_locks: bool
+    indexes: bool
+
+
+class PostgresDialect:
+    name = "postgres"
+    caps = Capabilities(identifier_bytes=63, max_varchar_bytes=None, staging="copy_stdin",
+                        advisory_locks=True, indexes=True)
+    SQL_TYPES = {"string": "text", "integer": "bigint", "number": "double precision",
+                 "boolean": "boolean", "date-time": "timestamptz"}
+
+    # -- types --------------------------------------------------------------------------
+
+    def column_type(self, json_type: str, max_bytes: int = 0) -> str:
+        return self.SQL_TYPES[json_type]
+
+    def wider_type(self, current_sql_type: str, json_type: str, max_bytes: int) -> str | None:
+        """The type a column must be widened to for values of ``max_bytes``, or None."""
+        return None
+
+    # -- errors -------------------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> type[Exception]:
+        if isinstance(exc, (TransientError, TerminalError)):
+            return type(exc)
+        if isinstance(exc, psycopg2.OperationalError) and getattr(exc, "pgcode", None) is None:
+            return TransientError  # could not connect, connection lost
+        if isinstance(exc, psycopg2.InterfaceError):
+            return TransientError
+        code = getattr(exc, "pgcode", None) or ""
+        if code in TRANSIENT_SQLSTATES or code[:2] in TRANSIENT_SQLSTATE_CLASSES:
+            return TransientError
+        return TerminalError
+
+    # -- statements ---------------------------------------------------------------------
+
+    def create_schema(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"
+
+    def lock_stream(self, schema: str) -> tuple[str, tuple]:
+        """Serialise loads into one tenant schema across loaders (a transaction lock)."""
+        return "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"spool:{schema}",)
+
+    def create_table(self, schema: str, table: str, columns: list[tuple[str, str]]) -> str:
+        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
+        return f"CREATE TABLE IF NOT EXISTS {qualified(schema, table)} ({cols})"
+
+    def add_column(self, schema: str, table: str, column: str, sql_type: str) -> str:
+        return (f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {quote(column)} "
+                f"{sql_type}")
+
+    def alter_type(self, schema: str, table: str, column: str, sql_type: str) -> str:
+        return (f"ALTER TABLE {qualified(schema, table)} ALTER COLUMN {quote(column)} TYPE "
+                f"{sql_type}")
+
+    def index_record_id(self, schema: str, table: str, index: str) -> str | None:
+        return (f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {qualified(schema, table)} "
+                f"({quote('_sdc_record_id')})")
+
+    def index_keys(self, schema: str, table: str, index: str, keys: list[str]) -> str | None:
+        cols = ", ".join(quote(k) for k in keys)
+        return f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {qualified(schema, table)} ({cols})"
+
+    def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
+        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
+        return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols}) ON COMMIT DROP"
+
+    def copy_stdin(self, stage: str, columns: list[str]) -> str:
+        cols = ", ".join(quote(c) for c in columns)
+        return f"COPY {quote(stage)} ({cols}) FROM STDIN WITH (FORMAT csv)"
+
+    # -- catalog and load log (values always as parameters) --------------------------------
+
+    def loaded_batches(self, schema: str) -> str:
+        return (f"SELECT batch_id FROM {qualified(schema, '_sdc_load_log')} "
+                "WHERE batch_id IN %s")
+
+    def insert_load_log(self, schema: str) -> str:
+        return (f"INSERT INTO {qualified(schema, '_sdc_load_log')} (batch_id, stream, "
+                "row_count, loaded_at, loader) VALUES (%s, %s, %s, %s, %s)")
+
+    def contract_version(self, schema: str) -> str:
+        return f"SELECT max(version) FROM {qualified(schema, '_sdc_contract')}"
+
+    def insert_contract(self, schema: str) -> str:
+        return (f"INSERT INTO {qualified(schema, '_sdc_contract')} (version, applied_at) "
+                "VALUES (%s, %s)")
+
+    def catalog_tables(self, schema: str) -> str:
+        return (f"SELECT stream, table_path, table_name FROM {qualified(schema, '_sdc_tables')} "
+                "WHERE stream = %s")
+
+    def insert_catalog_table(self, schema: str) -> str:
+        return (f"INSERT INTO {qualified(schema, '_sdc_tables')} (stream, table_path, "
+                "table_name, created_at) VALUES (%s, %s, %s, %s)")
+
+    def catalog_columns(self, schema: str) -> str:
+        return (f"SELECT table_name, source, json_type, column_name FROM "
+                f"{qualified(schema, '_sdc_columns')} WHERE table_name IN %s")
+
+    def insert_catalog_column(self, schema: str) -> str:
+        return (f"INSERT INTO {qualified(schema, '_sdc_columns')} (table_name, source, "
+                "json_type, column_name, created_at) VALUES (%s, %s, %s, %s, %s)")
+
+    def relations(self) -> str:
+        """Names of every table and view of a schema (``%s``: schema)."""
+        return ("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')")
+
+    def physical_columns(self) -> str:
+        """(table, column, SQL type) of tables of a schema (``%s``: schema, names)."""
+        return ("SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname IN %s AND a.attnum > 0 "
+                "AND NOT a.attisdropped")
+
+    def insert_rejected(self, schema: str) -> str:
+        return (f"INSERT INTO {qualified(schema, '_sdc_rejected')} (_sdc_rejected_at, "
+                "table_name, reason_code, reason, record, _sdc_record_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s)")
+
+    def view_owner(self, schema: str, view: str, owner: str) -> str:
+        return f"ALTER TABLE {qualified(schema, view)} OWNER TO {quote(owner)}"
+
+    def grant(self, schema: str, view: str, privileges: list[str], grantee: str) -> str:
+        allowed = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}
+        if not set(privileges) <= allowed:
+            raise ValueError(f"unknown privileges {privileges}")
+        target = "PUBLIC" if grantee == "PUBLIC" else quote(grantee)
+        return f"GRANT {', '.join(privileges)} ON {qualified(schema, view)} TO {target}"
+
+    # -- merging (DELETE/INSERT that PostgreSQL and Redshift both run) -------------------
+
+    def temp_table_as(self, name: str, query: str) -> str:
+        return f"CREATE TEMPORARY TABLE {quote(name)} ON COMMIT DROP AS {query}"
+
+    def merge_append(self, target: str, stage: str, columns: list[str]) -> str:
+        """Insert staged rows whose record id the target does not have yet."""
+        cols = ", ".join(quote(c) for c in columns)
+        src = ", ".join(f"s.{quote(c)}" for c in columns)
+        rid = quote("_sdc_record_id")
+        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {quote(stage)} AS s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.{rid} = s.{rid})")
+
+    def winners(self, winners: str, stage: str, keys: list[str]) -> str:
+        """The latest staged record per key (highest sequence, then latest arrival)."""
+        k = ", ".join(quote(c) for c in keys)
+        rid, seq, row = quote("_sdc_record_id"), quote("_sdc_sequence"), quote("_sdc_row")
+        query = (f"SELECT {k}, {rid}, {seq} FROM (SELECT {k}, {rid}, {seq}, ROW_NUMBER() "
+                 f"OVER (PARTITION BY {k} ORDER BY {seq} DESC, {row} DESC) AS {quote('_sdc_rn')}"
+                 f" FROM {quote(stage)}) AS ranked WHERE {quote('_sdc_rn')} = 1")
+        return self.temp_table_as(winners, query)
+
+    def drop_losers(self, winners: str, target: str, keys: list[str]) -> str:
+        """Winners whose key the target holds with a higher sequence lose."""
+        w = quote(winners)
+        cond = " AND ".join(f"{target}.{quote(c)} = {w}.{quote(c)}" for c in keys)
+        seq = quote("_sdc_sequence")
+        return f"DELETE FROM {w} USING {target} WHERE {cond} AND {target}.{seq} > {w}.{seq}"
+
+    def delete_replaced(self, table: str, winners: str, table_cols: list[str],
+                        winner_cols: list[str]) -> str:
+        w = quote(winners)
+        cond = " AND ".join(f"{table}.{quote(a)} = {w}.{quote(b)}"
+                            for a, b in zip(table_cols, winner_cols, strict=True))
+        return f"DELETE FROM {table} USING {w} WHERE {cond}"
+
+    def insert_winners(self, target: str, stage: str, winners: str, columns: list[str]) -> str:
+        cols = ", ".join(quote(c) for c in columns)
+        src = ", ".join(f"s.{quote(c)}" for c in columns)
+        rid = quote("_sdc_record_id")
+        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {quote(stage)} AS s "
+                f"JOIN {quote(winners)} AS w ON s.{rid} = w.{rid}")
+
+    def retire_versions(self, table: str) -> str:
+        return f"DELETE FROM {table} WHERE {quote('_sdc_table_version')} < %s"
+
+    def drop_temp(self, name: str) -> str | None:
+        return None  # temporary tables drop themselves at commit
+
+    def dependent_views(self) -> str:
+        """Views that depend on a table (``%s``: schema, table), deepest last."""
+        return """
+            WITH RECURSIVE deps(oid, depth) AS (
+                SELECT DISTINCT r.ev_class, 1
+                FROM pg_depend d
+                JOIN pg_rewrite r ON r.oid = d.objid
+                JOIN pg_class t ON t.oid = d.refobjid
+                JOIN pg_namespace n ON n.oid = t.relnamespace
+                WHERE n.nspname = %s AND t.relname = %s AND r.ev_class <> t.oid
+              UNION
+                SELECT DISTINCT r.ev_class, deps.depth + 1
+                FROM deps
+                JOIN pg_depend d ON d.refobjid = deps.oid
+                JOIN pg_rewrite r ON r.oid = d.objid
+                WHERE r.ev_class <> deps.oid AND deps.depth < 20
+            )
+            SELECT n.nspname, c.relname, pg_get_viewdef(c.oid, true),
+                   c.relacl::text[], pg_get_userbyid(c.relowner),
+                   obj_description(c.oid, 'pg_class'), max(deps.depth)
+            FROM deps JOIN pg_class c ON c.oid = deps.oid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'v'
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ORDER BY max(deps.depth)"""
+
+    def drop_view(self, schema: str, view: str) -> str:
+        return f"DROP VIEW {qualified(schema, view)}"
+
+    def create_view(self, schema: str, view: str, definition: str) -> str:
+        # the definition is the warehouse's own text for the view, read back a moment ago
+        return f"CREATE VIEW {qualified(schema, view)} AS {definition}"
+
+    def comment_view(self, schema: str, view: str) -> str:
+        return f"COMMENT ON VIEW {qualified(schema, view)} IS %s"
+
+
+class RedshiftDialect(PostgresDialect):
+    """Redshift: PostgreSQL's SQL with VARCHAR limits, no indexes and S3 staging."""
+
+    name = "redshift"
+    caps = Capabilities(identifier_bytes=127, max_varchar_bytes=65535,
+                        staging="s3_manifest_csv_gzip", advisory_locks=False, indexes=False)
+    SQL_TYPES = {**PostgresDialect.SQL_TYPES, "string": "varchar",
+                 "number": "double precision"}
+
+    def column_type(self, json_type: str, max_bytes: int = 0) -> str:
+        if json_type == "string":
+            return f"varchar({varchar_width(max_bytes)})"
+        return self.SQL_TYPES[json_type]
+
+    def wider_type(self, current_sql_type: str, json_type: str, max_bytes: int) -> str | None:
+        if json_type != "string" or not current_sql_type.lower().startswith(
+                ("varchar", "character varying")):
+            return None
+        current = int(current_sql_type[current_sql_type.index("(") + 1:-1])
+        wanted = varchar_width(max_bytes)
+        return f"varchar({wanted})" if wanted > current else None
+
+    def lock_stream(self, schema: str) -> tuple[str, tuple]:
+        return f"LOCK {qualified(schema, '_sdc_load_log')}", ()
+
+    def index_record_id(self, schema: str, table: str, index: str) -> str | None:
+        return None
+
+    def index_keys(self, schema: str, table: str, index: str, keys: list[str]) -> str | None:
+        return None
+
+    def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
+        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
+        return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols})"
+
+    def temp_table_as(self, name: str, query: str) -> str:
+        return f"CREATE TEMPORARY TABLE {quote(name)} AS {query}"
+
+    def drop_temp(self, name: str) -> str | None:
+        # Redshift keeps temporary tables until the session ends
+        return f"DROP TABLE IF EXISTS {quote(name)}"
+
+    def copy_s3(self, stage: str, columns: list[str], manifest_uri: str, iam_role: str) -> str:
+        cols = ", ".join(quote(c) for c in columns)
+        return (f"COPY {quote(stage)} ({cols}) FROM %s IAM_ROLE %s MANIFEST "
+                "CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS")
+
+    def dependent_views(self) -> str:
+        # Redshift lacks recursive CTEs over catalogs; one level of dependency, as
+        # pg_depend records it (late-binding views have none and need no rebuild)
+        return """
+            SELECT DISTINCT vn.nspname, v.relname, pg_get_viewdef(v.oid, true),
+                   NULL::text[], pg_get_userbyid(v.relowner), NULL::text, 1
+            FROM pg_depend d
+            JOIN pg_rewrite r ON r.oid = d.objid
+            JOIN pg_class v ON v.oid = r.ev_class
+            JOIN pg_namespace vn ON vn.oid = v.relnamespace
+            JOIN pg_class t ON t.oid = d.refobjid
+            JOIN pg_namespace tn ON tn.oid = t.relnamespace
+            WHERE tn.nspname = %s AND t.relname = %s AND v.oid <> t.oid AND v.relkind = 'v'"""
+
+
+def varchar_width(max_bytes: int) -> int:
+    """The smallest width of the ladder 32, 64, ... 65535 that holds ``max_bytes``."""
+    for width in VARCHAR_LADDER:
+        if max_bytes <= width:
+            return width
+    return VARCHAR_LADDER[-1]
+
+
+DIALECTS = {"postgres": PostgresDialect(), "redshift": RedshiftDialect()}

@@ -1,0 +1,207 @@
+"""Staging: batch files of one stream → per-table Arrow data in warehouse terms.
+
+For a group of batches (loaded together, in sequence order) this reads each file once and,
+per table of the stream, produces the rows with one column per (field path, logical type),
+the system columns, and what was observed (types, longest strings) for planning:
+
+* a record id seen in an earlier batch of the group is dropped (with its child rows): the
+  spool is at-least-once, the warehouse is not;
+* strings a Singer schema marks ``date-time`` become timestamps; a value that does not
+  parse keeps its text and goes to the field's ``string`` column (nothing is cast away);
+* NUL characters are removed from strings (PostgreSQL cannot store them) and the removal is
+  reported like a truncation;
+* where the dialect caps VARCHAR (Redshift, 65,535 bytes), a longer string is cut at a
+  character boundary and the cut is reported: the loader writes the whole record to
+  ``_sdc_rejected`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spool import batchfile
+from spool.warehouse.plan import ROOT, Observed, date_time_paths
+
+TS_US = pa.timestamp("us", tz="UTC")
+STAGE_ORDINAL = "_sdc_row"  # stage-only: arrival order, the tie-breaker of upserts
+BATCH_INDEX = "_sdc_batch"  # stage-only: which batch of the group a row came from
+
+
+@dataclass
+class Cut:
+    """A value changed to fit the warehouse: reported in _sdc_rejected with its record."""
+
+    record_id: str
+    table: str
+    path: str
+    reason: str
+
+
+@dataclass
+class StagedTable:
+    path: str  # table path key
+    data: dict[tuple[str, str], pa.Array] = field(default_factory=dict)  # (path, type) → values
+    system: dict[str, pa.Array] = field(default_factory=dict)
+    source_keys: dict[str, pa.Array] = field(default_factory=dict)  # key name → values
+    observed: Observed = field(default_factory=Observed)
+    rows: int = 0
+
+
+@dataclass
+class StagedGroup:
+    stream: str
+    key_names: list[str]
+    tables: dict[str, StagedTable]
+    batch_ids: list[str]
+    activate_version: int | None
+    cuts: list[Cut]
+    records: dict[str, str]  # record id → raw record text, for cuts (rejected reports)
+    row_counts: list[int]  # rows per batch of the group
+
+
+def _parse_times(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(timestamps, leftover strings) of a string array; each row is in exactly one."""
+    try:
+        return pc.cast(values, TS_US), pa.nulls(len(values), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    stamps, rest = [], []
+    for v in values.to_pylist():
+        if v is None:
+            stamps.append(None)
+            rest.append(None)
+            continue
+        try:
+            parsed = datetime.fromisoformat(v)
+        except ValueError:
+            stamps.append(None)
+            rest.append(v)
+            continue
+        stamps.append(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+        rest.append(None)
+    return pa.array(stamps, TS_US), pa.array(rest, pa.string())
+
+
+def _max_bytes(values: pa.Array) -> int:
+    if values.null_count == len(values):
+        return 0
+    return pc.max(pc.binary_length(values)).as_py() or 0
+
+
+def _clean_strings(values: pa.Array, limit: int | None, ids: pa.Array, table: str, path: str,
+                   cuts: list[Cut]) -> pa.Array:
+    if values.null_count == len(values):
+        return values
+    has_nul = pc.any(pc.match_substring(values, "\x00")).as_py()
+    if has_nul:
+        for rid, v in zip(ids.to_pylist(), values.to_pylist(), strict=True):
+            if v is not None and "\x00" in v:
+                cuts.append(Cut(rid, table, path, "NUL characters removed (the warehouse "
+                                                   "cannot store them)"))
+        values = pc.replace_substring(values, "\x00", "")
+    if limit is not None and _max_bytes(values) > limit:
+        out = []
+        for rid, v in zip(ids.to_pylist(), values.to_pylist(), strict=True):
+            if v is not None and len(v.encode()) > limit:
+                v = v.encode()[:limit].decode("utf-8", errors="ignore")
+                cuts.append(Cut(rid, table, path, f"value cut to {limit} bytes (the "
+                                                   "warehouse's longest VARCHAR)"))
+            out.append(v)
+        values = pa.array(out, pa.string())
+    return values
+
+
+def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedGroup:
+    """``files``: (batch id, file bytes) in load order."""
+    limit = dialect.caps.max_varchar_bytes
+    parts: dict[str, list[pa.Table]] = {}
+    seen: set[str] = set()
+    key_names: list[str] = []
+    schema = None
+    activate = None
+    row_counts = []
+    records: dict[str, str] = {}
+    for index, (_batch_id, data) in enumerate(files):
+        meta, table = batchfile.decode(data)
+        key_names = meta.get("key_names") or key_names
+        schema = meta.get("schema") or schema
+        if meta.get("activate_version") is not None:
+            activate = max(activate or meta["activate_version"], meta["activate_version"])
+        batched_at = meta.get("batched_at_ms") or 0
+        roots = table.filter(pc.equal(table.column(batchfile.TABLE_COLUMN), ROOT))
+        ids = roots.column("_sdc_record_id")
+        dupes = pc.is_in(ids, value_set=pa.array(list(seen), pa.string())) if seen else None
+        if dupes is not None and pc.any(dupes).as_py():
+            drop = pc.filter(ids, dupes)
+            table = table.filter(pc.invert(pc.is_in(table.column("_sdc_record_id"),
+                                                    value_set=drop)))
+        seen.update(ids.to_pylist())
+        table = table.append_column(BATCH_INDEX, pa.array([index] * table.num_rows, pa.int32()))
+        table = table.append_column("_sdc_batched_at",
+                                    pa.array([batched_at] * table.num_rows, pa.int64()).cast(
+                                        pa.timestamp("ms", tz="UTC")))
+        row_counts.append(table.num_rows)
+        for tpath in {json.dumps(t, separators=(",", ":"), ensure_ascii=False)
+                      for t in meta["tables"]}:
+            parts.setdefault(tpath, []).append(table)
+        if "record" in table.column_names:
+            for rid, rec in zip(table.column("_sdc_record_id").to_pylist(),
+                                table.column("record").to_pylist(), strict=True):
+                records[rid] = rec
+    dt_paths = date_time_paths(schema)
+    cuts: list[Cut] = []
+    staged: dict[str, StagedTable] = {}
+    for tpath, tables in parts.items():
+        rows = batchfile.concat([batchfile.rows_of_table(t, tpath) for t in tables])
+        staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts)
+    return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
+                       batch_ids=[b for b, _ in files], activate_version=activate, cuts=cuts,
+                       records=records, row_counts=row_counts)
+
+
+def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTable:
+    st = StagedTable(path=tpath, rows=rows.num_rows)
+    ids = rows.column("_sdc_record_id")
+    depth = 0
+    for name in rows.column_names:
+        kind, info = batchfile.parse_column_name(name)
+        col = rows.column(name).combine_chunks()
+        if kind == "source_key":
+            key, _type = info
+            st.source_keys[key] = col
+            st.observed.source_keys[key] = _type
+        elif kind == "system":
+            if name.startswith("_sdc_level_"):
+                depth = max(depth, int(name.split("_")[3]) + 1)
+            st.system[name] = col
+        else:
+            _t, path, json_type = info
+            if json_type == "null":
+                st.observed.add(path, "null", 0)
+                continue
+            if json_type == "string":
+                col = _clean_strings(col, limit, ids, tpath, path, cuts)
+                if (tpath, path) in dt_paths:
+                    stamps, rest = _parse_times(col)
+                    _put(st, path, "date-time", stamps)
+                    if rest.null_count < len(rest):
+                        _put(st, path, "string", rest)
+                    continue
+            _put(st, path, json_type, col)
+    st.system.setdefault(STAGE_ORDINAL, pa.array(range(rows.num_rows), pa.int64()))
+    st.observed.depth = depth
+    return st
+
+
+def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:
+    count = len(values) - values.null_count
+    if not count:
+        return
+    st.data[(path, json_type)] = values
+    st.observed.add(path, json_type, count,
+                    _max_bytes(values) if json_type == "string" else 0)

@@ -1,0 +1,262 @@
+"""ClaimTables and LoadTables: READY batches → tenant warehouses, exactly once.
+
+``ClaimTables`` lists the (tenant, stream) pairs that have claimable batches; after a
+Reshuffle, ``LoadTables`` handles one table at a time: it claims the table's batches (with a
+lease), loads them in sequence order in groups of up to ``max_rows`` rows, one warehouse
+transaction per group (spool.warehouse.load), then moves them to LOADED. Errors are
+classified once by the destination's dialect:
+
+* transient (unreachable, restarting, lock timeout): the batches go back to READY with a
+  capped exponential backoff, and the destination counts as down for a short while, so this
+  worker moves on to other tenants' tables instead of waiting on it again;
+* terminal: a group of several batches is retried one batch at a time, so only the batch
+  that fails alone ends FAILED, with the reason (credentials redacted).
+
+The warehouse's load log, written in the load transaction, makes every step safe to repeat:
+a batch whose lease expired mid-load (its loader died) is claimed again and found loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import psycopg2
+from apache_beam.metrics import Metrics
+
+from spool import secrets
+from spool.ledger import Ledger
+from spool.ledger import claims as ledger_claims
+from spool.warehouse.dialects import DIALECTS, TerminalError, TransientError
+from spool.warehouse.load import CopyStdinStager, Loader
+from spool.warehouse.stage import stage_group
+from transforms.objectstore import ObjectStore, S3Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    ledger_dsn: str
+    lease_seconds: float = 600.0
+    max_rows: int = 1_000_000
+    max_batches: int = 500
+    backoff_base_seconds: float = 5.0
+    backoff_cap_seconds: float = 300.0
+    down_seconds: float = 10.0
+    connect_timeout: int = 5
+    s3: S3Config = field(default_factory=S3Config)
+
+
+class S3ManifestStager:
+    """Redshift: stage rows as gzipped CSV on S3 with a manifest, then COPY."""
+
+    def __init__(self, store: ObjectStore, staging_uri: str, iam_role: str) -> None:
+        self.store = store
+        self.staging_uri = staging_uri.rstrip("/")
+        self.iam_role = iam_role
+
+    def stage(self, cur, dialect, stage: str, columns: list[str], csv: bytes) -> None:
+        digest = hashlib.sha256(csv).hexdigest()[:16]
+        data_uri = f"{self.staging_uri}/{stage}-{digest}.csv.gz"
+        manifest_uri = f"{data_uri}.manifest"
+        self.store.put_atomic(data_uri, gzip.compress(csv, compresslevel=5))
+        manifest = {"entries": [{"url": data_uri, "mandatory": True}]}
+        self.store.put_atomic(manifest_uri, json.dumps(manifest).encode())
+        cur.execute(dialect.copy_s3(stage, columns, manifest_uri, self.iam_role),
+                    (manifest_uri, self.iam_role))
+
+
+class _ClaimTablesFn(beam.DoFn):
+    def __init__(self, ledger_dsn: str) -> None:
+        self.ledger_dsn = ledger_dsn
+
+    def process(self, _):
+        ledger = Ledger(self.ledger_dsn, application_name="spool-loader")
+        try:
+            for tenant, stream, _count in ledger_claims.claimable_tables(ledger):
+                yield tenant, stream
+        finally:
+            ledger.close()
+
+
+class _LoadTableFn(beam.DoFn):
+    def __init__(self, cfg: LoadConfig) -> None:
+        self.cfg = cfg
+        self.rows = Metrics.counter("spool.loader", "rows_loaded")
+        self.loaded = Metrics.counter("spool.loader", "batches_loaded")
+        self.failed = Metrics.counter("spool.loader", "batches_failed")
+        self.retried = Metrics.counter("spool.loader", "batches_retried")
+        self.latency = Metrics.distribution("spool.loader", "load_ms")
+
+    def setup(self):
+        self._ledger = Ledger(self.cfg.ledger_dsn, application_name="spool-loader")
+        self._store = ObjectStore(self.cfg.s3)
+        self._conns: dict[str, object] = {}
+        self._down: dict[str, float] = {}
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    def process(self, table):
+        tenant, stream = table
+        dest = ledger_claims.destination(self._ledger, tenant)
+        if dest is None or dest.kind == "none":
+            return
+        conn_key = json.dumps(dest.connection, sort_keys=True)
+        while True:
+            if self._down.get(conn_key, 0) > time.monotonic():
+                return  # its warehouse is down: leave the batches READY for later
+            claimed = ledger_claims.claim(self._ledger, tenant, stream, self._owner,
+                                          self.cfg.lease_seconds, self.cfg.max_batches)
+            if not claimed:
+                return
+            for group in _groups(claimed, self.cfg.max_rows):
+                ledger_claims.renew(self._ledger, [c.batch_id for c in group], self._owner,
+                                    self.cfg.lease_seconds)
+                outcome = self._load(dest, conn_key, stream, group)
+                if outcome == "down":
+                    rest = [c.batch_id for c in claimed if c.batch_id not in
+                            {g.batch_id for g in group}]
+                    ledger_claims.release(self._ledger, rest, self._owner)
+                    return
+                yield from outcome
+
+    def _load(self, dest, conn_key: str, stream: str, group: list):
+        """Load a group; returns results to emit, or "down" if the warehouse is unreachable."""
+        ids = [c.batch_id for c in group]
+        started = time.monotonic()
+        try:
+            dialect = DIALECTS[dest.kind]
+            files = [(c.batch_id, self._store.read(c.uri)) for c in group]
+            staged = stage_group(stream, files, dialect)
+            conn = self._connect(conn_key, dest)
+            result = self._loader(dest, dialect).load(conn, dest.schema_name, staged)
+        except Exception as exc:  # noqa: BLE001 - classified below, nothing is swallowed
+            kind = _classify(dest, exc)
+            message = secrets.redact(f"{type(exc).__name__}: {exc}".strip())
+            if kind is TransientError:
+                self._discard(conn_key)
+                delay = ledger_claims.backoff_seconds(max(c.attempts for c in group),
+                                                      self.cfg.backoff_base_seconds,
+                                                      self.cfg.backoff_cap_seconds)
+                ledger_claims.mark_retry(self._ledger, ids, self._owner, message, delay)
+                self.retried.inc(len(ids))
+                self._down[conn_key] = time.monotonic() + self.cfg.down_seconds
+                log.warning("warehouse of %s unavailable, %d batch(es) retry in %.0f s: %s",
+                            dest.tenant_id, len(ids), delay, message)
+                return "down"
+            if len(group) > 1:
+                log.warning("load of %d batches of %s/%s failed (%s); trying them one by one",
+                            len(group), dest.tenant_id, stream, message)
+                out = []
+                for one in group:
+                    single = self._load(dest, conn_key, stream, [one])
+                    if single == "down":
+                        return "down"
+                    out.extend(single)
+                return out
+            ledger_claims.mark_failed(self._ledger, ids, self._owner, message)
+            self.failed.inc()
+            log.error("batch %s failed: %s", ids[0], message)
+            return [("failed", ids[0], message)]
+        ledger_claims.mark_loaded(self._ledger, ids)
+        self.loaded.inc(len(result.loaded))
+        self.rows.inc(result.rows)
+        self.latency.update(int((time.monotonic() - started) * 1000))
+        return [("loaded", b, result.rows) for b in result.loaded] + \
+            [("already_loaded", b, 0) for b in result.skipped]
+
+    def _loader(self, dest, dialect) -> Loader:
+        if dialect.caps.staging == "s3_manifest_csv_gzip" and \
+                dest.connection.get("staging_mode") != "copy_stdin":
+            staging = dest.connection.get("staging_uri")
+            role = dest.connection.get("iam_role")
+            if not staging or not role:
+                raise TerminalError(f"tenant {dest.tenant_id}: a Redshift destination needs "
+                                    "staging_uri (s3://...) and iam_role in its connection")
+            stager = S3ManifestStager(self._store, staging, secrets.resolve(role))
+        else:
+            stager = CopyStdinStager()
+        return Loader(dialect, stager, name=self._owner)
+
+    def _connect(self, conn_key: str, dest):
+        conn = self._conns.get(conn_key)
+        if conn is not None and not conn.closed:
+            return conn
+        ref = dest.connection.get("dsn")
+        if not ref:
+            raise TerminalError(f"tenant {dest.tenant_id} has no warehouse dsn; set it with "
+                                "'spool tenants add'")
+        try:
+            dsn = secrets.resolve(ref)
+        except secrets.SecretError as exc:
+            raise TerminalError(str(exc)) from None
+        conn = psycopg2.connect(dsn, connect_timeout=self.cfg.connect_timeout,
+                                application_name="spool-loader")
+        self._conns[conn_key] = conn
+        return conn
+
+    def _discard(self, conn_key: str) -> None:
+        conn = self._conns.pop(conn_key, None)
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+    def teardown(self):
+        for key in list(getattr(self, "_conns", {})):
+            self._discard(key)
+        if getattr(self, "_ledger", None) is not None:
+            self._ledger.close()
+
+
+def _classify(dest, exc: BaseException) -> type[Exception]:
+    """Object store outages are transient like warehouse outages; a missing or unreadable
+    batch file is terminal; warehouse errors are the dialect's to judge."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        BotoConnectionError = ConnectionError
+    if isinstance(exc, (ConnectionError, BotoConnectionError, TimeoutError)):
+        return TransientError
+    return DIALECTS.get(dest.kind, DIALECTS["postgres"]).classify(exc)
+
+
+def _groups(claimed: list, max_rows: int) -> list[list]:
+    """Consecutive batches (sequence order) of at most ``max_rows`` rows each."""
+    groups, current, rows = [], [], 0
+    for c in claimed:
+        if current and rows + c.row_count > max_rows:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(c)
+        rows += c.row_count
+    if current:
+        groups.append(current)
+    return groups
+
+
+class ClaimTables(beam.PTransform):
+    def __init__(self, ledger_dsn: str) -> None:
+        super().__init__()
+        self.ledger_dsn = ledger_dsn
+
+    def expand(self, ticks):
+        return ticks | "ListTables" >> beam.ParDo(_ClaimTablesFn(self.ledger_dsn))
+
+
+class LoadTables(beam.PTransform):
+    def __init__(self, cfg: LoadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, tables):
+        return (tables
+                | "SpreadTables" >> beam.Reshuffle()
+                | "Load" >> beam.ParDo(_LoadTableFn(self.cfg)))
