@@ -105,28 +105,32 @@ class _LoadTableFn(beam.DoFn):
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def process(self, table):
-        tenant, stream = table
+        yield from self._load_table(*table)
+
+    def _load_table(self, tenant: str, stream: str) -> list:
+        """Claim and load the table's batches until none is left (or its warehouse is down)."""
+        out: list = []
         dest = ledger_claims.destination(self._ledger, tenant)
         if dest is None or dest.kind == "none":
-            return
+            return out
         conn_key = json.dumps(dest.connection, sort_keys=True)
-        while True:
-            if self._down.get(conn_key, 0) > time.monotonic():
-                return  # its warehouse is down: leave the batches READY for later
+        while self._down.get(conn_key, 0) <= time.monotonic():
             claimed = ledger_claims.claim(self._ledger, tenant, stream, self._owner,
                                           self.cfg.lease_seconds, self.cfg.max_batches)
             if not claimed:
-                return
+                break
             for group in _groups(claimed, self.cfg.max_rows):
                 ledger_claims.renew(self._ledger, [c.batch_id for c in group], self._owner,
                                     self.cfg.lease_seconds)
                 outcome = self._load(dest, conn_key, stream, group)
                 if outcome == "down":
-                    rest = [c.batch_id for c in claimed if c.batch_id not in
-                            {g.batch_id for g in group}]
-                    ledger_claims.release(self._ledger, rest, self._owner)
-                    return
-                yield from outcome
+                    # leave the rest to later: the warehouse is down
+                    done = {b for _, b, _ in out} | {c.batch_id for c in group}
+                    ledger_claims.release(self._ledger, [c.batch_id for c in claimed
+                                                         if c.batch_id not in done], self._owner)
+                    return out
+                out.extend(outcome)
+        return out
 
     def _load(self, dest, conn_key: str, stream: str, group: list):
         """Load a group; returns results to emit, or "down" if the warehouse is unreachable."""

@@ -16,6 +16,7 @@ from spool.ledger import Ledger
 from spool.ledger.states import BatchState, check_transition
 from spool.secrets import redact
 
+
 @dataclass(frozen=True)
 class Claimed:
     batch_id: str

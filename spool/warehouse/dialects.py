@@ -81,7 +81,7 @@ class PostgresDialect:
     def create_schema(self, schema: str) -> str:
         return f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"
 
-    def lock_stream(self, schema: str) -> tuple[str, tuple]:
+    def lock_schema(self, schema: str) -> tuple[str, tuple]:
         """Serialise loads into one tenant schema across loaders (a transaction lock)."""
         return "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"spool:{schema}",)
 
@@ -97,13 +97,13 @@ class PostgresDialect:
         return (f"ALTER TABLE {qualified(schema, table)} ALTER COLUMN {quote(column)} TYPE "
                 f"{sql_type}")
 
-    def index_record_id(self, schema: str, table: str, index: str) -> str | None:
-        return (f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {qualified(schema, table)} "
-                f"({quote('_sdc_record_id')})")
+    def index_record_id(self, schema: str, table: str) -> str | None:
+        # unnamed: PostgreSQL picks a name that collides with nothing
+        return f"CREATE INDEX ON {qualified(schema, table)} ({quote('_sdc_record_id')})"
 
-    def index_keys(self, schema: str, table: str, index: str, keys: list[str]) -> str | None:
+    def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
         cols = ", ".join(quote(k) for k in keys)
-        return f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {qualified(schema, table)} ({cols})"
+        return f"CREATE INDEX ON {qualified(schema, table)} ({cols})"
 
     def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
@@ -147,9 +147,10 @@ class PostgresDialect:
                 "json_type, column_name, created_at) VALUES (%s, %s, %s, %s, %s)")
 
     def relations(self) -> str:
-        """Names of every table and view of a schema (``%s``: schema)."""
+        """Names of every relation of a schema: tables, views, indexes, sequences
+        (``%s``: schema); a new table's name must collide with none."""
         return ("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')")
+                "c.relnamespace WHERE n.nspname = %s")
 
     def physical_columns(self) -> str:
         """(table, column, SQL type) of tables of a schema (``%s``: schema, names)."""
@@ -171,7 +172,12 @@ class PostgresDialect:
         allowed = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}
         if not set(privileges) <= allowed:
             raise ValueError(f"unknown privileges {privileges}")
-        target = "PUBLIC" if grantee == "PUBLIC" else quote(grantee)
+        if grantee == "PUBLIC":
+            target = "PUBLIC"
+        elif grantee.startswith("group "):  # Redshift user groups
+            target = "GROUP " + quote(grantee[len("group "):])
+        else:
+            target = quote(grantee)
         return f"GRANT {', '.join(privileges)} ON {qualified(schema, view)} TO {target}"
 
     # -- merging (DELETE/INSERT that PostgreSQL and Redshift both run) -------------------
@@ -241,7 +247,7 @@ class PostgresDialect:
                 WHERE r.ev_class <> deps.oid AND deps.depth < 20
             )
             SELECT n.nspname, c.relname, pg_get_viewdef(c.oid, true),
-                   c.relacl::text[], pg_get_userbyid(c.relowner),
+                   c.relacl, pg_get_userbyid(c.relowner),
                    obj_description(c.oid, 'pg_class'), max(deps.depth)
             FROM deps JOIN pg_class c ON c.oid = deps.oid
             JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -282,13 +288,13 @@ class RedshiftDialect(PostgresDialect):
         wanted = varchar_width(max_bytes)
         return f"varchar({wanted})" if wanted > current else None
 
-    def lock_stream(self, schema: str) -> tuple[str, tuple]:
+    def lock_schema(self, schema: str) -> tuple[str, tuple]:
         return f"LOCK {qualified(schema, '_sdc_load_log')}", ()
 
-    def index_record_id(self, schema: str, table: str, index: str) -> str | None:
+    def index_record_id(self, schema: str, table: str) -> str | None:
         return None
 
-    def index_keys(self, schema: str, table: str, index: str, keys: list[str]) -> str | None:
+    def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
         return None
 
     def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
@@ -306,20 +312,6 @@ class RedshiftDialect(PostgresDialect):
         cols = ", ".join(quote(c) for c in columns)
         return (f"COPY {quote(stage)} ({cols}) FROM %s IAM_ROLE %s MANIFEST "
                 "CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS")
-
-    def dependent_views(self) -> str:
-        # Redshift lacks recursive CTEs over catalogs; one level of dependency, as
-        # pg_depend records it (late-binding views have none and need no rebuild)
-        return """
-            SELECT DISTINCT vn.nspname, v.relname, pg_get_viewdef(v.oid, true),
-                   NULL::text[], pg_get_userbyid(v.relowner), NULL::text, 1
-            FROM pg_depend d
-            JOIN pg_rewrite r ON r.oid = d.objid
-            JOIN pg_class v ON v.oid = r.ev_class
-            JOIN pg_namespace vn ON vn.oid = v.relnamespace
-            JOIN pg_class t ON t.oid = d.refobjid
-            JOIN pg_namespace tn ON tn.oid = t.relnamespace
-            WHERE tn.nspname = %s AND t.relname = %s AND v.oid <> t.oid AND v.relkind = 'v'"""
 
 
 def varchar_width(max_bytes: int) -> int:

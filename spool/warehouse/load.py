@@ -69,10 +69,12 @@ class Loader:
     def load(self, conn, schema: str, group: StagedGroup) -> LoadResult:
         d = self.dialect
         with conn, conn.cursor() as cur:
+            if d.caps.advisory_locks:  # lock first: concurrent CREATE ... IF NOT EXISTS races
+                cur.execute(*d.lock_schema(schema))
             cur.execute(d.create_schema(schema))
             self._ensure_catalog(cur, schema)
-            sql, params = d.lock_stream(schema)
-            cur.execute(sql, params)
+            if not d.caps.advisory_locks:
+                cur.execute(*d.lock_schema(schema))
             self._check_contract(cur, schema)
             cur.execute(d.loaded_batches(schema), (tuple(group.batch_ids),))
             done = {r[0] for r in cur.fetchall()}
@@ -167,11 +169,11 @@ class Loader:
 
     def _indexes(self, cur, schema: str, group: StagedGroup, tp: TablePlan) -> None:
         d = self.dialect
-        sql = d.index_record_id(schema, tp.name, f"{tp.name[:40]}__sdc_rid")
+        sql = d.index_record_id(schema, tp.name)
         if sql:
             cur.execute(sql)
         if group.key_names and tp.key_columns:
-            sql = d.index_keys(schema, tp.name, f"{tp.name[:40]}__sdc_key", tp.key_columns)
+            sql = d.index_keys(schema, tp.name, tp.key_columns)
             if sql:
                 cur.execute(sql)
 
@@ -189,7 +191,7 @@ class Loader:
             cur.execute(d.create_view(view_schema, view, definition.rstrip().rstrip(";")))
             if owner:
                 cur.execute(d.view_owner(view_schema, view, owner))
-            for grantee, privileges in _grants(acl or []):
+            for grantee, privileges in _grants(acl):
                 cur.execute(d.grant(view_schema, view, privileges, grantee))
             if comment:
                 cur.execute(d.comment_view(view_schema, view), (comment,))
@@ -267,9 +269,18 @@ class Loader:
         if not group.cuts:
             return
         now = datetime.now(tz=UTC)
-        rows = [(now, f"{group.stream} {cut.table}", "value_cut",
-                 f"{cut.reason} in field {cut.path}; the full record is in 'record'",
-                 group.records.get(cut.record_id), cut.record_id) for cut in group.cuts]
+        limit = self.dialect.caps.max_varchar_bytes or 1_000_000_000
+        rows = []
+        for cut in group.cuts:
+            batch_id = group.batch_ids[cut.batch] if cut.batch < len(group.batch_ids) else "?"
+            reason = (f"{cut.reason}: field {cut.path} of table {cut.table}, record "
+                      f"{cut.record_id}; the whole value is in batch {batch_id}")
+            record = json.dumps({"_sdc_record_id": cut.record_id, "batch_id": batch_id,
+                                 "table": cut.table, "field": json.loads(cut.path),
+                                 "value": cut.value}, ensure_ascii=False)
+            if len(record.encode()) > limit:
+                record = record.encode()[:limit].decode("utf-8", errors="ignore")
+            rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
         cur.executemany(self.dialect.insert_rejected(schema), rows)
 
     def _drop_temps(self, cur, plan: Plan) -> None:
@@ -287,12 +298,32 @@ def _stage_name(table: str) -> str:
     return f"_sdc_stage_{table}"[:63]
 
 
-def _grants(acl: list[str]) -> list[tuple[str, list[str]]]:
-    """(grantee, privileges) from aclitem texts like ``alice=arwd/owner``."""
+def _acl_items(acl) -> list[str]:
+    """aclitems from ``relacl``: a list, or its text form ``{a=r/o,"group g=r/o"}``."""
+    if not acl:
+        return []
+    if isinstance(acl, list | tuple):
+        return [str(a) for a in acl]
+    items, current, quoted = [], "", False
+    for ch in str(acl).strip("{}"):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        items.append(current)
+    return items
+
+
+def _grants(acl) -> list[tuple[str, list[str]]]:
+    """(grantee, privileges) from aclitems like ``alice=arwd/owner`` (``=r/o``: PUBLIC)."""
     letters = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "D": "TRUNCATE",
                "x": "REFERENCES", "t": "TRIGGER"}
     out: list[tuple[str, list[str]]] = []
-    for item in acl:
+    for item in _acl_items(acl):
         grantee, _, rest = item.partition("=")
         privs = rest.split("/")[0].replace("*", "")
         names = [letters[ch] for ch in privs if ch in letters]

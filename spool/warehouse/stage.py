@@ -34,12 +34,15 @@ BATCH_INDEX = "_sdc_batch"  # stage-only: which batch of the group a row came fr
 
 @dataclass
 class Cut:
-    """A value changed to fit the warehouse: reported in _sdc_rejected with its record."""
+    """A value changed to fit the warehouse: reported in _sdc_rejected. The whole value
+    stays in the batch file, which the report names."""
 
     record_id: str
     table: str
     path: str
     reason: str
+    batch: int  # index of the batch in the group
+    value: str  # the value as it was, before the change
 
 
 @dataclass
@@ -93,24 +96,26 @@ def _max_bytes(values: pa.Array) -> int:
     return pc.max(pc.binary_length(values)).as_py() or 0
 
 
-def _clean_strings(values: pa.Array, limit: int | None, ids: pa.Array, table: str, path: str,
-                   cuts: list[Cut]) -> pa.Array:
+def _clean_strings(values: pa.Array, limit: int | None, ids: pa.Array, batches: pa.Array,
+                   table: str, path: str, cuts: list[Cut]) -> pa.Array:
     if values.null_count == len(values):
         return values
     has_nul = pc.any(pc.match_substring(values, "\x00")).as_py()
     if has_nul:
-        for rid, v in zip(ids.to_pylist(), values.to_pylist(), strict=True):
+        for rid, b, v in zip(ids.to_pylist(), batches.to_pylist(), values.to_pylist(),
+                             strict=True):
             if v is not None and "\x00" in v:
                 cuts.append(Cut(rid, table, path, "NUL characters removed (the warehouse "
-                                                   "cannot store them)"))
+                                                   "cannot store them)", b, v))
         values = pc.replace_substring(values, "\x00", "")
     if limit is not None and _max_bytes(values) > limit:
         out = []
-        for rid, v in zip(ids.to_pylist(), values.to_pylist(), strict=True):
+        for rid, b, v in zip(ids.to_pylist(), batches.to_pylist(), values.to_pylist(),
+                             strict=True):
             if v is not None and len(v.encode()) > limit:
-                v = v.encode()[:limit].decode("utf-8", errors="ignore")
                 cuts.append(Cut(rid, table, path, f"value cut to {limit} bytes (the "
-                                                   "warehouse's longest VARCHAR)"))
+                                                   "warehouse's longest VARCHAR)", b, v))
+                v = v.encode()[:limit].decode("utf-8", errors="ignore")
             out.append(v)
         values = pa.array(out, pa.string())
     return values
@@ -133,6 +138,9 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
         if meta.get("activate_version") is not None:
             activate = max(activate or meta["activate_version"], meta["activate_version"])
         batched_at = meta.get("batched_at_ms") or 0
+        if "_sdc_record_id" not in table.column_names:  # no rows (an activation only)
+            row_counts.append(0)
+            continue
         roots = table.filter(pc.equal(table.column(batchfile.TABLE_COLUMN), ROOT))
         ids = roots.column("_sdc_record_id")
         dupes = pc.is_in(ids, value_set=pa.array(list(seen), pa.string())) if seen else None
@@ -167,6 +175,7 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTable:
     st = StagedTable(path=tpath, rows=rows.num_rows)
     ids = rows.column("_sdc_record_id")
+    batches = rows.column(BATCH_INDEX)
     depth = 0
     for name in rows.column_names:
         kind, info = batchfile.parse_column_name(name)
@@ -185,7 +194,7 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTab
                 st.observed.add(path, "null", 0)
                 continue
             if json_type == "string":
-                col = _clean_strings(col, limit, ids, tpath, path, cuts)
+                col = _clean_strings(col, limit, ids, batches, tpath, path, cuts)
                 if (tpath, path) in dt_paths:
                     stamps, rest = _parse_times(col)
                     _put(st, path, "date-time", stamps)
