@@ -134,6 +134,14 @@ def parse(value: bytes, exact: bool = False):
     return _parse_slow(value)
 
 
+def _tenant_of(value: bytes) -> str | None:
+    """The tenant of a message too large to load, so its rejection lands with its tenant."""
+    obj, rejected = parse(value)
+    if rejected is None and isinstance(obj, dict) and isinstance(obj.get("tenant"), str):
+        return obj["tenant"]
+    return None
+
+
 def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
     for key, value in headers or ():
         if key == name and value is not None:
@@ -242,7 +250,8 @@ class Decoder:
         if len(value) > self.rules.max_message_bytes:
             return _reject(Reason.TOO_LARGE, f"the message has {len(value)} bytes, over the "
                            f"limit of {self.rules.max_message_bytes} (--max_message_bytes); split "
-                           "the record or raise the limit")
+                           "the record or raise the limit", tenant=_tenant_of(value),
+                           stream=None)
         obj, rejected = parse(value, exact)
         if rejected is not None:
             return rejected

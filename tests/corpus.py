@@ -105,22 +105,34 @@ def _invalid(rng: random.Random, tenants: int, streams: int) -> Message:
     if kind == "not_json":
         return Message(b'{"tenant": "' + tenant.encode() + b'", "stream": ', kind)
     if kind == "missing_field":
-        return Message(json.dumps({"tenant": tenant, "data": {"id": 1}}).encode(), kind)
+        return Message(json.dumps({"tenant": tenant, "data": {"id": 1}}).encode(), kind, tenant)
     if kind == "wrong_type":
-        return Message(json.dumps({"tenant": tenant, "stream": 42, "data": {}}).encode(), kind)
+        return Message(json.dumps({"tenant": tenant, "stream": 42, "data": {}}).encode(), kind,
+                       tenant)
     if kind == "unknown_tenant":
         return Message(json.dumps({"tenant": "ghost", "stream": stream,
-                                   "data": {"id": 1}}).encode(), kind)
+                                   "data": {"id": 1}}).encode(), kind, "ghost")
     if kind == "data_not_object":
         return Message(json.dumps({"tenant": tenant, "stream": stream,
-                                   "data": [1, 2]}).encode(), kind)
+                                   "data": [1, 2]}).encode(), kind, tenant, stream)
     # too_large
     big = {"tenant": tenant, "stream": stream, "data": {"blob": "x" * (TOO_LARGE_LIMIT + 10)}}
-    return Message(json.dumps(big).encode(), kind)
+    return Message(json.dumps(big).encode(), kind, tenant)
 
 
 def tenants_of(messages: list[Message]) -> set[str]:
-    return {m.tenant for m in messages if m.tenant}
+    """Tenants to register: everyone named, except the unknown tenant 'ghost'."""
+    return {m.tenant for m in messages if m.tenant and m.tenant != "ghost"}
+
+
+def rejected_by_tenant(messages: list[Message]) -> dict[str, int]:
+    """How many rejected messages each tenant's _sdc_rejected receives (the rest, without a
+    registered tenant, go to _unassigned)."""
+    out: dict[str, int] = {}
+    for m in messages:
+        if m.expect not in ("valid", "not_utf8", "not_json", "unknown_tenant"):
+            out[m.tenant] = out.get(m.tenant, 0) + 1
+    return out
 
 
 def produce(bootstrap: str, topic: str, messages: list[Message], partitions: int) -> list[str]:

@@ -33,6 +33,7 @@ import psycopg2
 from apache_beam.metrics import Metrics
 
 from spool import secrets
+from spool.failpoints import failpoint
 from spool.ledger import Ledger
 from spool.ledger import claims as ledger_claims
 from spool.warehouse.dialects import DIALECTS, TerminalError, TransientError
@@ -170,6 +171,7 @@ class _LoadTableFn(beam.DoFn):
             self.failed.inc()
             log.error("batch %s failed: %s", ids[0], message)
             return [("failed", ids[0], message)]
+        failpoint("load.after_commit")
         ledger_claims.mark_loaded(self._ledger, ids)
         self.loaded.inc(len(result.loaded))
         self.rows.inc(result.rows)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from spool.failpoints import failpoint
 from spool.warehouse import CONTRACT_VERSION
 from spool.warehouse.contract import (
     CATALOG,
@@ -94,6 +95,7 @@ class Loader:
                                    | {t.name for t in plan.tables.values()})
             for tpath in sorted(plan.tables, key=lambda t: (len(json.loads(t)), t)):
                 self._stage(cur, plan.tables[tpath], group.tables[tpath])
+                failpoint("load.copy")
             self._merge(cur, schema, group, plan, stream_tables)
             if group.activate_version is not None:
                 for table in stream_tables:
@@ -107,6 +109,7 @@ class Loader:
                 [(b, group.stream, n, now, self.name)
                  for b, n in zip(group.batch_ids, group.row_counts, strict=True)])
             self._drop_temps(cur, plan)
+            failpoint("load.before_commit")
         return LoadResult(list(group.batch_ids), sorted(done), rows,
                           [t.name for t in plan.tables.values()])
 
@@ -154,10 +157,12 @@ class Loader:
         for tp in plan.tables.values():
             if tp.create:
                 cur.execute(d.create_table(schema, tp.name, tp.new_columns))
+                failpoint("load.ddl")
                 self._indexes(cur, schema, group, tp)
             else:
                 for col, sql_type in tp.new_columns:
                     cur.execute(d.add_column(schema, tp.name, col, sql_type))
+                    failpoint("load.ddl")
                 if tp.widen:
                     self._widen(cur, schema, tp)
         if plan.new_tables:

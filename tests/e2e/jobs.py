@@ -58,7 +58,9 @@ def kill(proc: subprocess.Popen, sig=signal.SIGKILL, timeout: float = 30) -> Non
             break
         os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.1)
-    proc._log.close()  # type: ignore[attr-defined]
+    log = getattr(proc, "_log", None)
+    if log is not None:
+        log.close()
 
 
 def run_spool_job(args: list[str], env: dict, timeout: float = 300) -> None:

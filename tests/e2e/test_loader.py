@@ -1,0 +1,333 @@
+"""Spool job + loader end to end: the warehouse equals an independent reference model,
+exactly once, through kills, parallel loaders and a warehouse outage."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from tests import corpus
+from tests.e2e.jobs import (
+    ROOT,
+    job_env,
+    kill,
+    run_spool_job,
+    wait_for,
+)
+from tests.reference import canonical, expected_tables, norm, rows_from_warehouse
+
+PARTITIONS = 6
+
+
+def register(ledger_dsn, tenants, schema_prefix, dsn_env="SPOOL_WAREHOUSE_DSN", kinds=None):
+    from spool.ledger import Ledger
+
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    for t in sorted(tenants):
+        ledger.add_tenant(t, (kinds or {}).get(t, "postgres"), {"dsn": f"env:{dsn_env}"},
+                          f"{schema_prefix}_{t}")
+    ledger.close()
+
+
+def run_loader(env, *args, timeout=600, failpoints=None):
+    env = dict(env)
+    if failpoints:
+        env["SPOOL_FAILPOINTS"] = failpoints
+    proc = subprocess.run([sys.executable, "-m", "pipelines.loader_job", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True, check=False)
+    return proc
+
+
+def batch_states(ledger_dsn) -> Counter:
+    conn = psycopg2.connect(ledger_dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT state FROM batches WHERE stream <> '_sdc_rejected' "
+                    "OR tenant_id <> '_unassigned'")
+        out = Counter(r[0] for r in cur.fetchall())
+    conn.close()
+    return out
+
+
+def schemas_of(stack, prefix):
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",))
+        out = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return out
+
+
+@pytest.fixture
+def drop_schemas(stack):
+    prefixes = []
+    yield prefixes.append
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for prefix in prefixes:
+            cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                        (prefix + "%",))
+            for (name,) in cur.fetchall():
+                cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+    conn.close()
+
+
+def snapshot(stack, prefix) -> dict:
+    """Every table of every schema with the prefix: sorted rows (catalog tables left out)."""
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    out = {}
+    with conn.cursor() as cur:
+        for schema in sorted(schemas_of(stack, prefix)):
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema "
+                        "= %s AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', "
+                        "'_sdc_tables', '_sdc_columns')", (schema,))
+            for (table,) in cur.fetchall():
+                cur.execute(f'SELECT * FROM "{schema}"."{table}"')
+                names = [d[0] for d in cur.description]
+                rows = sorted(tuple(sorted(zip(names, map(repr, r), strict=True)))
+                              for r in cur.fetchall())
+                out[(schema[len(prefix):], table)] = rows
+    conn.close()
+    return out
+
+
+def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, ledger_dsn, unique,
+                                                          tmp_path, drop_schemas):
+    messages = corpus.generate(200_000, tenants=50, streams=20, seed=3)
+    topic = make_topic(partitions=PARTITIONS)
+    tenants = corpus.tenants_of(messages)
+    register(ledger_dsn, tenants, unique)
+    drop_schemas(unique)
+    ids = corpus.produce(stack.kafka_bootstrap, topic, messages, PARTITIONS)
+    env = job_env(stack, ledger_dsn)
+    run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                   f"--spool_location={tmp_path / 'spool'}",
+                   f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"], env)
+    res = run_loader(env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert batch_states(ledger_dsn) == Counter({"LOADED": sum(batch_states(ledger_dsn).values())})
+
+    expected = expected_tables(messages, ids)
+    assert len(expected) > 1_500  # 50 tenants x 20 streams, plus child tables
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE "
+                    "table_schema LIKE %s AND table_name NOT LIKE '\\_sdc\\_%%'",
+                    (unique + "%",))
+        assert {(s[len(unique) + 1:], t) for s, t in cur.fetchall()} == set(expected)
+        for (tenant, table), exp in sorted(expected.items()):
+            schema = f"{unique}_{tenant}"
+            depth = 1 if "__" in table else 0
+            got = rows_from_warehouse(cur, schema, table, depth)
+            want = sorted((rid, lv, {p: canonical(v) for p, v in d.items()})
+                          for rid, lv, d in exp["rows"])
+            got = sorted((rid, lv, {p: canonical(v) for p, v in d.items()})
+                         for rid, lv, d in got)
+            assert len(got) == len(want), f"{schema}.{table}: {len(got)} rows, want {len(want)}"
+            assert got == want, f"{schema}.{table} differs from the reference model"
+            # every field path owns the column its name derives from; drifted types get
+            # suffixed columns beside it
+            cur.execute(f'SELECT source, json_type, column_name FROM "{schema}"."_sdc_columns" '
+                        "WHERE table_name = %s", (table,))
+            by_path: dict = {}
+            for source, json_type, col in cur.fetchall():
+                by_path.setdefault(tuple(eval_path(source)), {})[json_type] = col
+            for path in exp["paths"]:
+                base = "__".join(norm(p) for p in path)
+                assert base in by_path[path].values(), (table, path, by_path[path])
+                assert all(c == base or c.startswith(base + "__") for c in
+                           by_path[path].values())
+        # the rejected records of every tenant are in its _sdc_rejected table
+        for tenant, n in corpus.rejected_by_tenant(messages).items():
+            cur.execute(f'SELECT count(*) FROM "{unique}_{tenant}"."_sdc_rejected"')
+            assert cur.fetchone()[0] == n
+    conn.close()
+
+
+def eval_path(source: str):
+    import json
+
+    return json.loads(source)
+
+
+@pytest.fixture
+def spooled_small(stack, make_topic, ledger_dsn, unique, tmp_path):
+    """5,000 records spooled once into a ledger; returns (messages, ids, env, ledger dsn)."""
+    messages = corpus.generate(5_000, tenants=4, streams=6, invalid_ratio=0.01, seed=9)
+    topic = make_topic(partitions=3)
+    register(ledger_dsn, corpus.tenants_of(messages), f"{unique}_a")
+    ids = corpus.produce(stack.kafka_bootstrap, topic, messages, 3)
+    env = job_env(stack, ledger_dsn)
+    run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                   f"--spool_location={tmp_path / 'spool'}", "--batch_max_rows=300",
+                   f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"], env)
+    return messages, ids, env
+
+
+def copy_ledger(src_dsn: str, dst_dsn: str, tenants, schema_prefix: str) -> None:
+    """The same READY batches in a second ledger whose tenants load into other schemas."""
+    register(dst_dsn, tenants, schema_prefix)
+    src = psycopg2.connect(src_dsn)
+    dst = psycopg2.connect(dst_dsn)
+    with src.cursor() as s, dst, dst.cursor() as d:
+        s.execute("SELECT * FROM batches")
+        cols = [c[0] for c in s.description]
+        rows = s.fetchall()
+        placeholders = ", ".join(["%s"] * len(cols))
+        d.executemany(f"INSERT INTO batches ({', '.join(cols)}) VALUES ({placeholders})",
+                      [tuple(psycopg2.extras.Json(v) if isinstance(v, dict | list) and
+                             c not in ("key_names",) else v for c, v in zip(cols, r, strict=True))
+                       for r in rows])
+    src.close()
+    dst.close()
+
+
+@pytest.fixture
+def second_ledger(stack, unique):
+    name = f"{unique}_l2"
+    conn = psycopg2.connect(stack.ledger_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{name}"')
+    yield f"{stack.ledger_dsn}?options=-csearch_path%3D{name}"
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+    conn.close()
+
+
+def test_ten_kills_at_injected_points_leave_the_same_warehouse(
+        stack, spooled_small, ledger_dsn, second_ledger, unique, drop_schemas):
+    messages, _ids, env = spooled_small
+    drop_schemas(f"{unique}_a")
+    drop_schemas(f"{unique}_b")
+    tenants = corpus.tenants_of(messages)
+    copy_ledger(ledger_dsn, second_ledger, tenants, f"{unique}_b")
+
+    clean = run_loader(env, "--load_max_rows=2000")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    env_b = dict(env, SPOOL_LEDGER_DSN=second_ledger)
+    points = ["load.copy", "load.after_commit", "load.ddl", "load.before_commit"]
+    rng = random.Random(4)
+    kills = 0
+    for k in range(10):
+        point = points[k % len(points)]
+        res = run_loader(env_b, "--load_max_rows=2000", "--lease_seconds=1",
+                         failpoints=f"{point}={rng.randint(1, 3)}")
+        kills += res.returncode == -signal.SIGKILL
+        time.sleep(1.2)  # let the dead loader's leases expire
+    assert kills >= 8  # a run may end before its failpoint is reached
+
+    def finished():
+        res = run_loader(env_b, "--lease_seconds=1")
+        assert res.returncode == 0, res.stderr[-3000:]
+        return set(batch_states(second_ledger)) == {"LOADED"}
+
+    wait_for("every batch LOADED after the kills", finished, 120, interval=1.5)
+    assert snapshot(stack, f"{unique}_b") == snapshot(stack, f"{unique}_a")
+    assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
+
+
+def load_log_counts(stack, prefix) -> Counter:
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    counts: Counter = Counter()
+    with conn.cursor() as cur:
+        for schema in schemas_of(stack, prefix):
+            cur.execute(f'SELECT batch_id FROM "{schema}"."_sdc_load_log"')
+            counts.update(r[0] for r in cur.fetchall())
+    conn.close()
+    assert all(n == 1 for n in counts.values()), "a batch is in a load log twice"
+    return counts
+
+
+def test_two_loaders_side_by_side_equal_one(stack, spooled_small, ledger_dsn, second_ledger,
+                                            unique, drop_schemas):
+    messages, _ids, env = spooled_small
+    drop_schemas(f"{unique}_a")
+    drop_schemas(f"{unique}_b")
+    copy_ledger(ledger_dsn, second_ledger, corpus.tenants_of(messages),
+                f"{unique}_b")
+    assert run_loader(env).returncode == 0
+    env_b = dict(env, SPOOL_LEDGER_DSN=second_ledger)
+    procs = [subprocess.Popen([sys.executable, "-m", "pipelines.loader_job",
+                               "--load_max_batches=3"], cwd=ROOT, env=env_b,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    if set(batch_states(second_ledger)) != {"LOADED"}:
+        assert run_loader(env_b).returncode == 0
+    assert set(batch_states(second_ledger)) == {"LOADED"}
+    assert snapshot(stack, f"{unique}_b") == snapshot(stack, f"{unique}_a")
+    assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
+
+
+def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, ledger_dsn,
+                                                         unique, drop_schemas, tmp_path):
+    messages, ids, env = spooled_small
+    drop_schemas(f"{unique}_a")
+    tenants = sorted(corpus.tenants_of(messages))
+    away = tenants[0]
+    subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "start", "postgres2"],
+                   check=True, capture_output=True)
+    register(ledger_dsn, [away], f"{unique}_a", dsn_env="SPOOL_WAREHOUSE2_DSN")
+    subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "stop", "postgres2"],
+                   check=True, capture_output=True)
+    log = open(tmp_path / "loader.log", "wb")  # noqa: SIM115 - closed below
+    loader = subprocess.Popen([sys.executable, "-m", "pipelines.loader_job", "--mode=follow",
+                               "--poll_seconds=1", "--retry_base_seconds=1",
+                               "--retry_cap_seconds=2", "--connect_timeout=2"], cwd=ROOT,
+                              env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        def others_loaded():
+            conn = psycopg2.connect(env["SPOOL_LEDGER_DSN"])
+            with conn.cursor() as cur:
+                cur.execute("SELECT tenant_id, state, count(*) FROM batches WHERE tenant_id "
+                            "<> '_unassigned' GROUP BY 1, 2")
+                rows = cur.fetchall()
+            conn.close()
+            others = {s for t, s, _ in rows if t != away}
+            mine = {s for t, s, _ in rows if t == away}
+            return others == {"LOADED"} and "LOADED" not in mine and mine
+
+        mine = wait_for("the other tenants loaded while one warehouse is down",
+                        others_loaded, 120, interval=1)
+        assert mine <= {"READY", "LOADING"}
+        subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "start", "postgres2"],
+                       check=True, capture_output=True)
+        wait_for("the returned warehouse's batches loaded",
+                 lambda: set(batch_states(env["SPOOL_LEDGER_DSN"])) == {"LOADED"}, 120,
+                 interval=1)
+    finally:
+        kill(loader, signal.SIGTERM, timeout=60)
+        log.close()
+    expected = expected_tables(messages, ids)
+    conn = psycopg2.connect(stack.warehouse2_dsn)
+    with conn.cursor() as cur:
+        for (tenant, table), exp in expected.items():
+            if tenant != away:
+                continue
+            cur.execute(f'SELECT count(*) FROM "{unique}_a_{away}"."{table}"')
+            assert cur.fetchone()[0] == len(exp["rows"]), table
+        cur.execute(f'SELECT batch_id, count(*) FROM "{unique}_a_{away}"."_sdc_load_log" '
+                    "GROUP BY 1 HAVING count(*) > 1")
+        assert cur.fetchall() == []
+        cur.execute(f'DROP SCHEMA "{unique}_a_{away}" CASCADE')
+    conn.commit()
+    conn.close()
+    subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "stop", "postgres2"],
+                   check=True, capture_output=True)
+    assert os.path.exists(tmp_path / "loader.log")
