@@ -12,8 +12,9 @@ warehouse-contract.md):
   the table, with ``_2``, ``_3`` for collisions;
 * a string field the stream's Singer schema marks ``format: date-time`` has the logical type
   ``date-time``; values that do not parse as one land in its ``string`` split column;
-* the order of decisions is fixed (tables by path, fields by path, types by count then
-  name), so the same input always gets the same names.
+* the order of decisions is fixed: tables by depth and path; fields and their types by
+  first appearance (the earliest row of the load holding a value), ties by path and type
+  name; so the same input always gets the same names.
 """
 
 from __future__ import annotations
@@ -58,14 +59,20 @@ class Observed:
 
     types: dict[str, dict[str, int]] = field(default_factory=dict)  # path → type → count
     max_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → n
+    first: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → first row
     source_keys: dict[str, str] = field(default_factory=dict)  # key name → JSON type
     depth: int = 0  # array levels (child tables)
 
-    def add(self, path: str, json_type: str, count: int, max_bytes: int = 0) -> None:
+    def add(self, path: str, json_type: str, count: int, max_bytes: int = 0,
+            first_row: int = 0) -> None:
         per = self.types.setdefault(path, {})
         per[json_type] = per.get(json_type, 0) + count
         k = (path, json_type)
         self.max_bytes[k] = max(self.max_bytes.get(k, 0), max_bytes)
+        self.first[k] = min(self.first.get(k, first_row), first_row)
+
+    def first_row(self, path: str) -> int:
+        return min((r for (p, _t), r in self.first.items() if p == path), default=0)
 
 
 @dataclass
@@ -187,14 +194,16 @@ def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Ob
                 key_cols.append(col)
                 source_key_columns[key] = col
 
-        for path in sorted(obs.types):
+        # paths and types in order of first appearance, so the first comer owns a name
+        for path in sorted(obs.types, key=lambda p: (obs.first_row(p), p)):
             counts = obs.types[path]
             present = [t for t in counts if t != "null"]
             if not present:
                 continue
             existing = [t for (p, t) in mapped if p == path]
             # the first type a path ever got owns its base name
-            order = sorted(present, key=lambda t: (t not in existing, -counts[t], t))
+            order = sorted(present, key=lambda t: (t not in existing,
+                                                   obs.first.get((path, t), 0), t))
             base = naming.path_name(json.loads(path), top_level_system=is_root)
             for json_type in order:
                 size = obs.max_bytes.get((path, json_type), 0)

@@ -212,5 +212,6 @@ def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:
     if not count:
         return
     st.data[(path, json_type)] = values
+    first = pc.index(pc.is_valid(values), True).as_py()
     st.observed.add(path, json_type, count,
-                    _max_bytes(values) if json_type == "string" else 0)
+                    _max_bytes(values) if json_type == "string" else 0, first)

@@ -1,0 +1,61 @@
+"""The warehouse contract pinned: golden input → DDL for PostgreSQL and Redshift.
+
+The rows the same input loads are pinned by tests/integration/test_contract_rows.py. To
+accept an intended change (a new contract version), run with SPOOL_UPDATE_GOLDEN=1 and
+review the diff of tests/golden/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from spool.warehouse.dialects import DIALECTS
+from spool.warehouse.plan import CatalogState, plan_load
+from spool.warehouse.stage import stage_group
+from tests.warehouse_helpers import make_batch
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def golden_input(max_name: int | None = None):
+    """The golden input; ``max_name`` drops fields with longer names (PostgreSQL cuts
+    identifiers at 63 bytes, so Redshift's 127-byte names cannot run there)."""
+    spec = json.loads((GOLDEN / "contract_v1_input.json").read_text())
+    if max_name:
+        for rec in spec["records"]:
+            for name in [n for n in rec if len(n) > max_name]:
+                del rec[name]
+    batch = make_batch(spec["stream"], spec["records"], key_names=spec["key_names"],
+                       schema=spec["schema"], offsets=[1, 2])
+    return spec, batch
+
+
+def ddl(dialect_name: str) -> list[str]:
+    spec, batch = golden_input()
+    d = DIALECTS[dialect_name]
+    group = stage_group(spec["stream"], [batch], d)
+    plan = plan_load(d, spec["stream"], group.key_names,
+                     {t: st.observed for t, st in group.tables.items()}, CatalogState())
+    out = []
+    for path in sorted(plan.tables, key=lambda t: (len(json.loads(t)), t)):
+        tp = plan.tables[path]
+        out.append(d.create_table("tenant", tp.name, tp.new_columns))
+    out += [f"-- {t} {s} {j} -> {c}" for t, s, j, c in sorted(plan.new_columns)]
+    return out
+
+
+def check(name: str, got) -> None:
+    path = GOLDEN / name
+    if os.environ.get("SPOOL_UPDATE_GOLDEN"):
+        path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n")
+    assert got == json.loads(path.read_text()), f"contract output changed: {name}"
+
+
+def test_postgres_ddl_is_the_contract():
+    check("contract_v1_postgres_ddl.json", ddl("postgres"))
+
+
+def test_redshift_ddl_is_the_contract():
+    check("contract_v1_redshift_ddl.json", ddl("redshift"))
