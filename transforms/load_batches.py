@@ -1,16 +1,18 @@
 """ClaimTables and LoadTables: READY batches → tenant warehouses, exactly once.
 
-``ClaimTables`` lists the (tenant, stream) pairs that have claimable batches; after a
-Reshuffle, ``LoadTables`` handles one table at a time: it claims the table's batches (with a
-lease), loads them in sequence order in groups of up to ``max_rows`` rows, one warehouse
-transaction per group (spool.warehouse.load), then moves them to LOADED. Errors are
-classified once by the destination's dialect:
+``ClaimTables`` lists the (tenant, stream) pairs that have claimable batches; grouped by
+tenant (its destination), ``LoadTables`` claims the batches of those streams (with a lease),
+loads them, each stream's batches in sequence order, in warehouse transactions of up to
+``max_rows`` rows that may span several tables (spool.warehouse.load), then moves them to
+LOADED. Destinations load in parallel. Errors are classified once by the destination's
+dialect:
 
 * transient (unreachable, restarting, lock timeout): the batches go back to READY with a
   capped exponential backoff, and the destination counts as down for a short while, so this
   worker moves on to other tenants' tables instead of waiting on it again;
-* terminal: a group of several batches is retried one batch at a time, so only the batch
-  that fails alone ends FAILED, with the reason (credentials redacted).
+* terminal: a transaction of several streams is retried stream by stream, and a stream's
+  batches one by one, so only the batch that fails alone ends FAILED, with the reason
+  (credentials redacted).
 
 The warehouse's load log, written in the load transaction, makes every step safe to repeat:
 a batch whose lease expired mid-load (its loader died) is claimed again and found loaded.
@@ -65,15 +67,14 @@ class S3ManifestStager:
         self.staging_uri = staging_uri.rstrip("/")
         self.iam_role = iam_role
 
-    def stage(self, cur, dialect, stage: str, columns: list[str], csv: bytes) -> None:
-        digest = hashlib.sha256(csv).hexdigest()[:16]
-        data_uri = f"{self.staging_uri}/{stage}-{digest}.csv.gz"
+    def stage(self, cur, dialect, target: str, columns: list[str], csv: bytes) -> None:
+        digest = hashlib.sha256(csv).hexdigest()[:24]
+        data_uri = f"{self.staging_uri}/{digest}.csv.gz"
         manifest_uri = f"{data_uri}.manifest"
         self.store.put_atomic(data_uri, gzip.compress(csv, compresslevel=5))
         manifest = {"entries": [{"url": data_uri, "mandatory": True}]}
         self.store.put_atomic(manifest_uri, json.dumps(manifest).encode())
-        cur.execute(dialect.copy_s3(stage, columns, manifest_uri, self.iam_role),
-                    (manifest_uri, self.iam_role))
+        cur.execute(dialect.copy_s3(target, columns), (manifest_uri, self.iam_role))
 
 
 class _ClaimTablesFn(beam.DoFn):
@@ -89,7 +90,7 @@ class _ClaimTablesFn(beam.DoFn):
             ledger.close()
 
 
-class _LoadTableFn(beam.DoFn):
+class _LoadTenantFn(beam.DoFn):
     def __init__(self, cfg: LoadConfig) -> None:
         self.cfg = cfg
         self.rows = Metrics.counter("spool.loader", "rows_loaded")
@@ -105,50 +106,57 @@ class _LoadTableFn(beam.DoFn):
         self._down: dict[str, float] = {}
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
-    def process(self, table):
-        yield from self._load_table(*table)
+    def process(self, element):
+        tenant, streams = element
+        yield from self._load_tenant(tenant, sorted(set(streams)))
 
-    def _load_table(self, tenant: str, stream: str) -> list:
-        """Claim and load the table's batches until none is left (or its warehouse is down)."""
+    def _load_tenant(self, tenant: str, streams: list[str]) -> list:
+        """Claim and load the tenant's batches of ``streams`` until none is left (or its
+        warehouse is down)."""
         out: list = []
         dest = ledger_claims.destination(self._ledger, tenant)
         if dest is None or dest.kind == "none":
             return out
         conn_key = json.dumps(dest.connection, sort_keys=True)
         while self._down.get(conn_key, 0) <= time.monotonic():
-            claimed = ledger_claims.claim(self._ledger, tenant, stream, self._owner,
+            claimed = ledger_claims.claim(self._ledger, tenant, streams, self._owner,
                                           self.cfg.lease_seconds, self.cfg.max_batches)
             if not claimed:
                 break
-            for group in _groups(claimed, self.cfg.max_rows):
-                ledger_claims.renew(self._ledger, [c.batch_id for c in group], self._owner,
-                                    self.cfg.lease_seconds)
-                outcome = self._load(dest, conn_key, stream, group)
+            claimed_at = time.monotonic()
+            for work in _transactions(claimed, self.cfg.max_rows):
+                ids = [c.batch_id for c in work]
+                if time.monotonic() - claimed_at > self.cfg.lease_seconds / 2:
+                    ledger_claims.renew(self._ledger, ids, self._owner, self.cfg.lease_seconds)
+                outcome = self._load(dest, conn_key, work)
                 if outcome == "down":
                     # leave the rest to later: the warehouse is down
-                    done = {b for _, b, _ in out} | {c.batch_id for c in group}
+                    done = {b for _, b, _ in out} | set(ids)
                     ledger_claims.release(self._ledger, [c.batch_id for c in claimed
                                                          if c.batch_id not in done], self._owner)
                     return out
                 out.extend(outcome)
         return out
 
-    def _load(self, dest, conn_key: str, stream: str, group: list):
-        """Load a group; returns results to emit, or "down" if the warehouse is unreachable."""
-        ids = [c.batch_id for c in group]
+    def _load(self, dest, conn_key: str, work: list):
+        """Load batches (of one or more streams) in one transaction; returns results to
+        emit, or "down" if the warehouse is unreachable."""
+        ids = [c.batch_id for c in work]
         started = time.monotonic()
         try:
             dialect = DIALECTS[dest.kind]
-            files = [(c.batch_id, self._store.read(c.uri)) for c in group]
-            staged = stage_group(stream, files, dialect)
+            groups = []
+            for stream, batches in _by_stream(work):
+                files = [(c.batch_id, self._store.read(c.uri)) for c in batches]
+                groups.append(stage_group(stream, files, dialect))
             conn = self._connect(conn_key, dest)
-            result = self._loader(dest, dialect).load(conn, dest.schema_name, staged)
+            result = self._loader(dest, dialect).load(conn, dest.schema_name, groups)
         except Exception as exc:  # noqa: BLE001 - classified below, nothing is swallowed
             kind = _classify(dest, exc)
             message = secrets.redact(f"{type(exc).__name__}: {exc}".strip())
             if kind is TransientError:
                 self._discard(conn_key)
-                delay = ledger_claims.backoff_seconds(max(c.attempts for c in group),
+                delay = ledger_claims.backoff_seconds(max(c.attempts for c in work),
                                                       self.cfg.backoff_base_seconds,
                                                       self.cfg.backoff_cap_seconds)
                 ledger_claims.mark_retry(self._ledger, ids, self._owner, message, delay)
@@ -157,12 +165,16 @@ class _LoadTableFn(beam.DoFn):
                 log.warning("warehouse of %s unavailable, %d batch(es) retry in %.0f s: %s",
                             dest.tenant_id, len(ids), delay, message)
                 return "down"
-            if len(group) > 1:
-                log.warning("load of %d batches of %s/%s failed (%s); trying them one by one",
-                            len(group), dest.tenant_id, stream, message)
+            if len(work) > 1:
+                # isolate the culprit: stream by stream, then batch by batch
+                parts = [b for _s, b in _by_stream(work)]
+                if len(parts) == 1:
+                    parts = [[c] for c in work]
+                log.warning("load of %d batches of %s failed (%s); retrying them in %d parts",
+                            len(work), dest.tenant_id, message, len(parts))
                 out = []
-                for one in group:
-                    single = self._load(dest, conn_key, stream, [one])
+                for part in parts:
+                    single = self._load(dest, conn_key, part)
                     if single == "down":
                         return "down"
                     out.extend(single)
@@ -234,18 +246,27 @@ def _classify(dest, exc: BaseException) -> type[Exception]:
     return DIALECTS.get(dest.kind, DIALECTS["postgres"]).classify(exc)
 
 
-def _groups(claimed: list, max_rows: int) -> list[list]:
-    """Consecutive batches (sequence order) of at most ``max_rows`` rows each."""
-    groups, current, rows = [], [], 0
+def _transactions(claimed: list, max_rows: int) -> list[list]:
+    """Claimed batches (ordered by stream, then sequence) cut into transactions of at most
+    ``max_rows`` rows; a stream's batches stay in order across transactions."""
+    out, current, rows = [], [], 0
     for c in claimed:
         if current and rows + c.row_count > max_rows:
-            groups.append(current)
+            out.append(current)
             current, rows = [], 0
         current.append(c)
         rows += c.row_count
     if current:
-        groups.append(current)
-    return groups
+        out.append(current)
+    return out
+
+
+def _by_stream(batches: list) -> list[tuple[str, list]]:
+    """(stream, its batches in claim order) for each stream, streams in order."""
+    out: dict[str, list] = {}
+    for c in batches:
+        out.setdefault(c.stream, []).append(c)
+    return list(out.items())
 
 
 class ClaimTables(beam.PTransform):
@@ -263,6 +284,8 @@ class LoadTables(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, tables):
+        # a destination's tables load together (one transaction per up to max_rows rows);
+        # destinations load in parallel
         return (tables
-                | "SpreadTables" >> beam.Reshuffle()
-                | "Load" >> beam.ParDo(_LoadTableFn(self.cfg)))
+                | "GroupByTenant" >> beam.GroupByKey()
+                | "Load" >> beam.ParDo(_LoadTenantFn(self.cfg)))

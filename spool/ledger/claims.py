@@ -53,20 +53,22 @@ def claimable_tables(ledger: Ledger) -> list[tuple[str, str, int]]:
     return ledger.run(q)
 
 
-def claim(ledger: Ledger, tenant: str, stream: str, owner: str, lease_seconds: float,
-          limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` batches of one table, in sequence order."""
+def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
+          lease_seconds: float, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` batches of a tenant's streams, ordered by stream, then
+    sequence."""
+    streams = [streams] if isinstance(streams, str) else list(streams)
     check_transition(BatchState.READY, BatchState.LOADING)
 
     def q(cur):
         cur.execute("""WITH picked AS (
                           SELECT b.batch_id FROM batches b
-                          WHERE b.tenant_id = %s AND b.stream = %s AND (
+                          WHERE b.tenant_id = %s AND b.stream = ANY(%s) AND (
                             (b.state = 'READY' AND (b.next_attempt_at IS NULL
                                                     OR b.next_attempt_at <= now()))
                             OR (b.state = 'LOADING' AND b.lease_expires_at < now()))
-                          ORDER BY b.min_sequence NULLS FIRST, b.window_start, b.pane,
-                                   b.batch_id
+                          ORDER BY b.stream, b.min_sequence NULLS FIRST, b.window_start,
+                                   b.pane, b.batch_id
                           LIMIT %s
                           FOR UPDATE SKIP LOCKED)
                         UPDATE batches SET state = 'LOADING', lease_owner = %s,
@@ -77,9 +79,9 @@ def claim(ledger: Ledger, tenant: str, stream: str, owner: str, lease_seconds: f
                         RETURNING batches.batch_id, batches.tenant_id, batches.stream,
                                   batches.uri, batches.min_sequence, batches.row_count,
                                   batches.attempts, batches.window_start, batches.pane""",
-                    (tenant, stream, limit, owner, lease_seconds))
-        rows = sorted(cur.fetchall(), key=lambda r: (r[4] is not None, r[4] or 0, r[7], r[8],
-                                                     r[0]))
+                    (tenant, streams, limit, owner, lease_seconds))
+        rows = sorted(cur.fetchall(), key=lambda r: (r[2], r[4] is not None, r[4] or 0, r[7],
+                                                     r[8], r[0]))
         return [Claimed(*r[:7]) for r in rows]
 
     return ledger.run(q)

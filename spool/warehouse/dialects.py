@@ -109,9 +109,10 @@ class PostgresDialect:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
         return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols}) ON COMMIT DROP"
 
-    def copy_stdin(self, stage: str, columns: list[str]) -> str:
+    def copy_stdin(self, target: str, columns: list[str]) -> str:
+        """``target``: a table already quoted (qualified() or quote())."""
         cols = ", ".join(quote(c) for c in columns)
-        return f"COPY {quote(stage)} ({cols}) FROM STDIN WITH (FORMAT csv)"
+        return f"COPY {target} ({cols}) FROM STDIN WITH (FORMAT csv)"
 
     # -- catalog and load log (values always as parameters) --------------------------------
 
@@ -119,9 +120,9 @@ class PostgresDialect:
         return (f"SELECT batch_id FROM {qualified(schema, '_sdc_load_log')} "
                 "WHERE batch_id IN %s")
 
-    def insert_load_log(self, schema: str) -> str:
+    def insert_load_log_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, '_sdc_load_log')} (batch_id, stream, "
-                "row_count, loaded_at, loader) VALUES (%s, %s, %s, %s, %s)")
+                "row_count, loaded_at, loader) VALUES %s")
 
     def contract_version(self, schema: str) -> str:
         return f"SELECT max(version) FROM {qualified(schema, '_sdc_contract')}"
@@ -132,19 +133,28 @@ class PostgresDialect:
 
     def catalog_tables(self, schema: str) -> str:
         return (f"SELECT stream, table_path, table_name FROM {qualified(schema, '_sdc_tables')} "
-                "WHERE stream = %s")
+                "WHERE stream IN %s")
 
-    def insert_catalog_table(self, schema: str) -> str:
+    def insert_catalog_table_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, '_sdc_tables')} (stream, table_path, "
-                "table_name, created_at) VALUES (%s, %s, %s, %s)")
+                "table_name, created_at) VALUES %s")
 
     def catalog_columns(self, schema: str) -> str:
         return (f"SELECT table_name, source, json_type, column_name FROM "
                 f"{qualified(schema, '_sdc_columns')} WHERE table_name IN %s")
 
-    def insert_catalog_column(self, schema: str) -> str:
+    def insert_catalog_column_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, '_sdc_columns')} (table_name, source, "
-                "json_type, column_name, created_at) VALUES (%s, %s, %s, %s, %s)")
+                "json_type, column_name, created_at) VALUES %s")
+
+    def table_sizes(self) -> str | None:
+        """(table, heap bytes, has an index on _sdc_record_id) of tables of a schema
+        (``%s``: schema, names); None where the warehouse has no indexes."""
+        return ("SELECT c.relname, pg_relation_size(c.oid), EXISTS (SELECT 1 FROM pg_index i "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                "WHERE i.indrelid = c.oid AND a.attname = '_sdc_record_id') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname IN %s AND c.relkind = 'r'")
 
     def relations(self) -> str:
         """Names of every relation of a schema: tables, views, indexes, sequences
@@ -160,10 +170,9 @@ class PostgresDialect:
                 "WHERE n.nspname = %s AND c.relname IN %s AND a.attnum > 0 "
                 "AND NOT a.attisdropped")
 
-    def insert_rejected(self, schema: str) -> str:
+    def insert_rejected_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, '_sdc_rejected')} (_sdc_rejected_at, "
-                "table_name, reason_code, reason, record, _sdc_record_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s)")
+                "table_name, reason_code, reason, record, _sdc_record_id) VALUES %s")
 
     def view_owner(self, schema: str, view: str, owner: str) -> str:
         return f"ALTER TABLE {qualified(schema, view)} OWNER TO {quote(owner)}"
@@ -297,6 +306,9 @@ class RedshiftDialect(PostgresDialect):
     def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
         return None
 
+    def table_sizes(self) -> str | None:
+        return None
+
     def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
         return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols})"
@@ -308,9 +320,10 @@ class RedshiftDialect(PostgresDialect):
         # Redshift keeps temporary tables until the session ends
         return f"DROP TABLE IF EXISTS {quote(name)}"
 
-    def copy_s3(self, stage: str, columns: list[str], manifest_uri: str, iam_role: str) -> str:
+    def copy_s3(self, target: str, columns: list[str]) -> str:
+        """``target``: a table already quoted; parameters: manifest URI, IAM role."""
         cols = ", ".join(quote(c) for c in columns)
-        return (f"COPY {quote(stage)} ({cols}) FROM %s IAM_ROLE %s MANIFEST "
+        return (f"COPY {target} ({cols}) FROM %s IAM_ROLE %s MANIFEST "
                 "CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS")
 
 

@@ -1,47 +1,60 @@
-"""Loading one stream's batches into a tenant schema, in ONE warehouse transaction.
+"""Loading streams' batches into a tenant schema, in ONE warehouse transaction.
 
 Steps, in this order (a crash between any two leaves the warehouse as before the
 transaction, or with the batches recorded in the load log, which makes a re-run a no-op):
 
 1. lock the tenant schema for loads (other loaders of the same schema wait);
 2. drop batches already in ``_sdc_load_log`` (they were committed before);
-3. read the catalog and plan names, new tables, new columns and widenings;
-4. apply the DDL: create tables, add columns, widen VARCHARs (rebuilding dependent views in
-   the same transaction, with their owners, grants and comments);
-5. stage each table's rows (COPY into a temporary table);
-6. merge: upsert by key and ``_sdc_sequence`` (a row replaces the stored one unless the
-   stored sequence is higher; child rows of replaced records are replaced too), or append
-   deduplicated on ``_sdc_record_id``;
-7. retire rows of older table versions after an ACTIVATE_VERSION;
-8. write cut values' records to ``_sdc_rejected`` and the batch ids to ``_sdc_load_log``;
-9. commit.
+3. read the catalog and plan names, new tables, new columns and widenings (spool.warehouse.
+   plan), stream by stream;
+4. apply the DDL: create tables, add columns, index tables that have grown past a few MB,
+   widen VARCHARs (rebuilding dependent views in the same transaction, with their owners,
+   grants and comments);
+5. stage and merge each stream:
+   * a stream whose tables were created in this transaction has nothing to merge with: its
+     rows are deduplicated in memory (the latest record per key for upserts) and copied
+     straight into the tables;
+   * otherwise rows are copied into temporary tables, then merged: upsert by key and
+     ``_sdc_sequence`` (a row replaces the stored one unless the stored sequence is higher;
+     a replaced record's child rows are replaced in every child table of the stream), or
+     append deduplicated on ``_sdc_record_id``;
+6. retire rows of older table versions after an ACTIVATE_VERSION;
+7. write cut values' reports to ``_sdc_rejected`` and the batch ids to ``_sdc_load_log``;
+8. commit.
 
-The ledger is updated by the caller, after the commit.
+Statements that need no answer are sent together, one round trip per step. The ledger is
+updated by the caller, after the commit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from psycopg2.extras import execute_values
 
 from spool.failpoints import failpoint
 from spool.warehouse import CONTRACT_VERSION
-from spool.warehouse.contract import (
-    CATALOG,
-    REJECTED_TABLE,
-)
-from spool.warehouse.dialects import TerminalError, qualified
+from spool.warehouse.contract import CATALOG, REJECTED_TABLE
+from spool.warehouse.dialects import TerminalError, qualified, quote
 from spool.warehouse.plan import ROOT, CatalogState, Plan, TablePlan, plan_load
 from spool.warehouse.stage import STAGE_ORDINAL, StagedGroup, StagedTable
 
 log = logging.getLogger(__name__)
 CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
+WINNERS = "_sdc_winners"
+# a table gets its merge indexes (record id, keys) once its heap passes this size: below it
+# a scan is as fast, and creating two indexes with every new table would double DDL time
+INDEX_AFTER_BYTES = 4 * 1024 * 1024
+_READY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # conn → schemas set up
 
 
 @dataclass
@@ -55,8 +68,25 @@ class LoadResult:
 class CopyStdinStager:
     """Stage rows with ``COPY ... FROM STDIN`` (PostgreSQL; Redshift-on-PostgreSQL tests)."""
 
-    def stage(self, cur, dialect, stage: str, columns: list[str], csv: bytes) -> None:
-        cur.copy_expert(dialect.copy_stdin(stage, columns), io.BytesIO(csv))
+    def stage(self, cur, dialect, table: str, columns: list[str], csv: bytes) -> None:
+        cur.copy_expert(dialect.copy_stdin(table, columns), io.BytesIO(csv))
+
+
+class Statements:
+    """Statements sent together in one round trip (none of them returns rows)."""
+
+    def __init__(self, cur) -> None:
+        self.cur = cur
+        self.parts: list[bytes] = []
+
+    def add(self, sql: str, params=None) -> None:
+        self.parts.append(self.cur.mogrify(sql, params) if params is not None
+                          else sql.encode())
+
+    def flush(self) -> None:
+        if self.parts:
+            self.cur.execute(b";\n".join(self.parts))
+            self.parts = []
 
 
 class Loader:
@@ -67,59 +97,67 @@ class Loader:
 
     # -- the transaction ----------------------------------------------------------------
 
-    def load(self, conn, schema: str, group: StagedGroup) -> LoadResult:
+    def load(self, conn, schema: str, groups: list[StagedGroup] | StagedGroup) -> LoadResult:
+        """Load the staged groups (one per stream) into ``schema`` in one transaction."""
+        if isinstance(groups, StagedGroup):
+            groups = [groups]
+        all_ids = [b for g in groups for b in g.batch_ids]
+        try:
+            return self._load(conn, schema, groups, all_ids)
+        except BaseException:
+            _READY.get(conn, set()).discard(schema)  # the transaction rolled back
+            raise
+
+    def _load(self, conn, schema: str, groups: list[StagedGroup], all_ids: list[str]):
         d = self.dialect
         with conn, conn.cursor() as cur:
-            if d.caps.advisory_locks:  # lock first: concurrent CREATE ... IF NOT EXISTS races
-                cur.execute(*d.lock_schema(schema))
-            cur.execute(d.create_schema(schema))
-            self._ensure_catalog(cur, schema)
-            if not d.caps.advisory_locks:
-                cur.execute(*d.lock_schema(schema))
-            self._check_contract(cur, schema)
-            cur.execute(d.loaded_batches(schema), (tuple(group.batch_ids),))
+            self._prepare(conn, cur, schema)
+            cur.execute(d.loaded_batches(schema), (tuple(all_ids) or ("",),))
             done = {r[0] for r in cur.fetchall()}
-            if done:
-                group = _without_batches(group, done)
-            if not group.batch_ids:
+            groups = [g for g in (_without_batches(g, done) for g in groups) if g.batch_ids]
+            if not groups:
                 return LoadResult([], sorted(done), 0, [])
-            state = self._catalog_state(cur, schema, group.stream)
-            observed = {t: st.observed for t, st in group.tables.items()}
-            plan = plan_load(d, group.stream, group.key_names, observed, state)
-            self._apply_ddl(cur, schema, group, plan)
-            rows = 0
-            # the stream's tables that exist (a user may have dropped one; it is recreated
-            # only when data for it arrives)
-            stream_tables = sorted({n for (s, _p), n in state.tables.items()
-                                    if s == group.stream and n in state.physical}
-                                   | {t.name for t in plan.tables.values()})
-            for tpath in sorted(plan.tables, key=lambda t: (len(json.loads(t)), t)):
-                self._stage(cur, plan.tables[tpath], group.tables[tpath])
-                failpoint("load.copy")
-            self._merge(cur, schema, group, plan, stream_tables)
-            if group.activate_version is not None:
-                for table in stream_tables:
-                    cur.execute(d.retire_versions(qualified(schema, table)),
-                                (group.activate_version,))
-            self._report_cuts(cur, schema, group)
-            rows = sum(st.rows for st in group.tables.values())
+            state = self._catalog_state(cur, schema, [g.stream for g in groups])
+            plans = []
+            for group in groups:
+                observed = {t: st.observed for t, st in group.tables.items()}
+                plan = plan_load(d, group.stream, group.key_names, observed, state)
+                state.relations |= {name for _s, _p, name in plan.new_tables}
+                plans.append(plan)
+            self._apply_ddl(cur, schema, groups, plans)
+            for group, plan in zip(groups, plans, strict=True):
+                self._load_stream(cur, schema, group, plan, state)
+            self._report_cuts(cur, schema, groups)
             now = datetime.now(tz=UTC)
-            cur.executemany(
-                d.insert_load_log(schema),
-                [(b, group.stream, n, now, self.name)
-                 for b, n in zip(group.batch_ids, group.row_counts, strict=True)])
-            self._drop_temps(cur, plan)
+            execute_values(cur, d.insert_load_log_values(schema),
+                           [(b, g.stream, n, now, self.name) for g in groups
+                            for b, n in zip(g.batch_ids, g.row_counts, strict=True)])
+            self._drop_temps(cur, plans)
             failpoint("load.before_commit")
-        return LoadResult(list(group.batch_ids), sorted(done), rows,
-                          [t.name for t in plan.tables.values()])
+        return LoadResult([b for g in groups for b in g.batch_ids], sorted(done),
+                          sum(st.rows for g in groups for st in g.tables.values()),
+                          [t.name for p in plans for t in p.tables.values()])
 
-    # -- catalog ------------------------------------------------------------------------
-
-    def _ensure_catalog(self, cur, schema: str) -> None:
+    def _prepare(self, conn, cur, schema: str) -> None:
+        """Lock the schema for loads; create it and its catalog tables the first time this
+        connection meets it."""
         d = self.dialect
-        for table, columns in CATALOG.items():
-            cols = [(c, d.column_type(t, n)) for c, t, n in columns]
-            cur.execute(d.create_table(schema, table, cols))
+        ready = _READY.setdefault(conn, set())
+        batch = Statements(cur)
+        if d.caps.advisory_locks:  # before CREATE ... IF NOT EXISTS, which races otherwise
+            batch.add(*d.lock_schema(schema))
+        if schema not in ready:
+            batch.add(d.create_schema(schema))
+            for table, columns in CATALOG.items():
+                batch.add(d.create_table(schema, table,
+                                         [(c, d.column_type(t, n)) for c, t, n in columns]))
+        if not d.caps.advisory_locks:
+            batch.add(*d.lock_schema(schema))
+        batch.flush()
+        if schema not in ready:
+            self._check_contract(cur, schema)
+        # known good once this transaction commits; load() forgets it on any failure
+        ready.add(schema)
 
     def _check_contract(self, cur, schema: str) -> None:
         cur.execute(self.dialect.contract_version(schema))
@@ -131,10 +169,10 @@ class Loader:
             raise TerminalError(f"schema {schema} was loaded with warehouse contract v{version}; "
                                 f"this loader knows v{CONTRACT_VERSION}: upgrade Spool")
 
-    def _catalog_state(self, cur, schema: str, stream: str) -> CatalogState:
+    def _catalog_state(self, cur, schema: str, streams: list[str]) -> CatalogState:
         d = self.dialect
         state = CatalogState()
-        cur.execute(d.catalog_tables(schema), (stream,))
+        cur.execute(d.catalog_tables(schema), (tuple(streams),))
         for s, p, n in cur.fetchall():
             state.tables[(s, p)] = n
         cur.execute(d.relations(), (schema,))
@@ -147,40 +185,45 @@ class Loader:
             cur.execute(d.physical_columns(), (schema, names))
             for t, col, sql_type in cur.fetchall():
                 state.physical.setdefault(t, {})[col] = sql_type
+            sizes = d.table_sizes()
+            if sizes:
+                cur.execute(sizes, (schema, names))
+                state.unindexed_large = {t for t, size, indexed in cur.fetchall()
+                                         if size >= INDEX_AFTER_BYTES and not indexed}
         return state
 
     # -- DDL ----------------------------------------------------------------------------
 
-    def _apply_ddl(self, cur, schema: str, group: StagedGroup, plan: Plan) -> None:
+    def _apply_ddl(self, cur, schema: str, groups: list[StagedGroup], plans: list[Plan]) -> None:
         d = self.dialect
         now = datetime.now(tz=UTC)
-        for tp in plan.tables.values():
-            if tp.create:
-                cur.execute(d.create_table(schema, tp.name, tp.new_columns))
-                failpoint("load.ddl")
-                self._indexes(cur, schema, group, tp)
-            else:
+        batch = Statements(cur)
+        for group, plan in zip(groups, plans, strict=True):
+            for tp in plan.tables.values():
+                if tp.create:
+                    batch.add(d.create_table(schema, tp.name, tp.new_columns))
+                    continue
                 for col, sql_type in tp.new_columns:
-                    cur.execute(d.add_column(schema, tp.name, col, sql_type))
-                    failpoint("load.ddl")
+                    batch.add(d.add_column(schema, tp.name, col, sql_type))
+                if tp.index:
+                    # merges look rows up by record id and key: index once the table is big
+                    for sql in (d.index_record_id(schema, tp.name),
+                                d.index_keys(schema, tp.name, tp.key_columns)
+                                if group.key_names and tp.key_columns else None):
+                        if sql:
+                            batch.add(sql)
+        batch.flush()
+        failpoint("load.ddl")
+        for plan in plans:
+            for tp in plan.tables.values():
                 if tp.widen:
                     self._widen(cur, schema, tp)
-        if plan.new_tables:
-            cur.executemany(d.insert_catalog_table(schema),
-                            [(*row, now) for row in plan.new_tables])
-        if plan.new_columns:
-            cur.executemany(d.insert_catalog_column(schema),
-                            [(*row, now) for row in plan.new_columns])
-
-    def _indexes(self, cur, schema: str, group: StagedGroup, tp: TablePlan) -> None:
-        d = self.dialect
-        sql = d.index_record_id(schema, tp.name)
-        if sql:
-            cur.execute(sql)
-        if group.key_names and tp.key_columns:
-            sql = d.index_keys(schema, tp.name, tp.key_columns)
-            if sql:
-                cur.execute(sql)
+        tables = [(*row, now) for p in plans for row in p.new_tables]
+        columns = [(*row, now) for p in plans for row in p.new_columns]
+        if tables:
+            execute_values(cur, d.insert_catalog_table_values(schema), tables)
+        if columns:
+            execute_values(cur, d.insert_catalog_column_values(schema), columns)
 
     def _widen(self, cur, schema: str, tp: TablePlan) -> None:
         """Widen VARCHARs; views that depend on the table are dropped and recreated around
@@ -188,114 +231,169 @@ class Loader:
         d = self.dialect
         cur.execute(d.dependent_views(), (schema, tp.name))
         views = cur.fetchall()
+        batch = Statements(cur)
         for view_schema, view, _definition, *_rest in reversed(views):
-            cur.execute(d.drop_view(view_schema, view))
+            batch.add(d.drop_view(view_schema, view))
         for col, sql_type in tp.widen:
-            cur.execute(d.alter_type(schema, tp.name, col, sql_type))
+            batch.add(d.alter_type(schema, tp.name, col, sql_type))
         for view_schema, view, definition, acl, owner, comment, _depth in views:
-            cur.execute(d.create_view(view_schema, view, definition.rstrip().rstrip(";")))
+            batch.add(d.create_view(view_schema, view, definition.rstrip().rstrip(";")))
             if owner:
-                cur.execute(d.view_owner(view_schema, view, owner))
+                batch.add(d.view_owner(view_schema, view, owner))
             for grantee, privileges in _grants(acl):
-                cur.execute(d.grant(view_schema, view, privileges, grantee))
+                batch.add(d.grant(view_schema, view, privileges, grantee))
             if comment:
-                cur.execute(d.comment_view(view_schema, view), (comment,))
+                batch.add(d.comment_view(view_schema, view), (comment,))
+        batch.flush()
 
     # -- staging and merging --------------------------------------------------------------
 
-    def _stage(self, cur, tp: TablePlan, st: StagedTable) -> None:
-        d = self.dialect
-        arrays, columns = self._stage_arrays(tp, st)
-        stage = _stage_name(tp.name)
-        types = [(c, tp.sql_types.get(c, "bigint")) for c in columns]
-        drop = d.drop_temp(stage)
-        if drop:
-            cur.execute(drop)
-        cur.execute(d.create_stage(stage, types))
-        buf = io.BytesIO()
-        pacsv.write_csv(pa.table(arrays), buf, CSV_OPTIONS)
-        self.stager.stage(cur, d, stage, columns, buf.getvalue())
-
-    def _stage_arrays(self, tp: TablePlan, st: StagedTable) -> tuple[dict, list[str]]:
-        arrays: dict[str, pa.Array] = {}
-        for (path, json_type), values in st.data.items():
-            arrays[tp.columns[(path, json_type)]] = values
-        for name, values in st.system.items():
-            if name in tp.sql_types or name == STAGE_ORDINAL:
-                arrays[name] = values
-        for key, values in st.source_keys.items():
-            col = tp.source_key_columns.get(key)
-            if col is not None:
-                arrays[col] = values
-        tp.sql_types.setdefault(STAGE_ORDINAL, "bigint")
-        tp.staged_columns = list(arrays)
-        return arrays, list(arrays)
-
-    def _merge(self, cur, schema: str, group: StagedGroup, plan: Plan,
-               stream_tables: list[str]) -> None:
+    def _load_stream(self, cur, schema: str, group: StagedGroup, plan: Plan,
+                     state: CatalogState) -> None:
         d = self.dialect
         root = plan.tables.get(ROOT)
         upsert = bool(group.key_names) and root is not None and bool(root.key_columns) \
             and group.stream != REJECTED_TABLE
-        if not upsert:
-            for tp in plan.tables.values():
-                cur.execute(d.merge_append(qualified(schema, tp.name), _stage_name(tp.name),
-                                           self._loaded_columns(tp)))
+        ordered = sorted(plan.tables, key=lambda t: (len(json.loads(t)), t))
+        if root is not None and root.create:
+            # fresh tables: nothing to merge with, rows go straight in
+            winners = _latest_per_key(root, group.tables[ROOT]) if upsert else None
+            for tpath in ordered:
+                tp, st = plan.tables[tpath], group.tables[tpath]
+                arrays = _arrays(tp, st)
+                if winners is not None:
+                    keep = pc.is_in(arrays["_sdc_record_id"], value_set=winners)
+                    arrays = {k: pc.filter(v, keep) for k, v in arrays.items()}
+                arrays.pop(STAGE_ORDINAL, None)
+                self._copy(cur, qualified(schema, tp.name), arrays)
+                failpoint("load.copy")
+        else:
+            for tpath in ordered:
+                tp, st = plan.tables[tpath], group.tables[tpath]
+                stage = _stage_name(tp.name)
+                arrays = _arrays(tp, st)
+                drop = d.drop_temp(stage)
+                if drop:
+                    cur.execute(drop)
+                cur.execute(d.create_stage(stage, [(c, tp.sql_types.get(c, "bigint"))
+                                                   for c in arrays]))
+                self._copy(cur, quote(stage), arrays)
+                failpoint("load.copy")
+            batch = Statements(cur)
+            if upsert:
+                self._merge_upsert(batch, schema, group, plan, state, root)
+            else:
+                for tp in plan.tables.values():
+                    batch.add(d.merge_append(qualified(schema, tp.name), _stage_name(tp.name),
+                                             _loaded_columns(tp)))
+            batch.flush()
+        if group.activate_version is not None:
+            batch = Statements(cur)
+            for table in _stream_tables(group.stream, plan, state):
+                batch.add(d.retire_versions(qualified(schema, table)), (group.activate_version,))
+            batch.flush()
+
+    def _copy(self, cur, target: str, arrays: dict[str, pa.Array]) -> None:
+        if not arrays or not len(next(iter(arrays.values()))):
             return
-        winners = WINNERS
-        drop = d.drop_temp(winners)
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.table(arrays), buf, CSV_OPTIONS)
+        self.stager.stage(cur, self.dialect, target, list(arrays), buf.getvalue())
+
+    def _merge_upsert(self, batch: Statements, schema: str, group: StagedGroup, plan: Plan,
+                      state: CatalogState, root: TablePlan) -> None:
+        d = self.dialect
+        drop = d.drop_temp(WINNERS)
         if drop:
-            cur.execute(drop)
-        cur.execute(d.winners(winners, _stage_name(root.name), root.key_columns))
-        cur.execute(d.drop_losers(winners, qualified(schema, root.name), root.key_columns))
-        cur.execute(d.delete_replaced(qualified(schema, root.name), winners, root.key_columns,
-                                      root.key_columns))
-        cur.execute(d.insert_winners(qualified(schema, root.name), _stage_name(root.name),
-                                     winners, self._loaded_columns(root)))
-        staged_children = {tp.name: tp for p, tp in plan.tables.items() if p != ROOT}
+            batch.add(drop)
+        target = qualified(schema, root.name)
+        batch.add(d.winners(WINNERS, _stage_name(root.name), root.key_columns))
+        batch.add(d.drop_losers(WINNERS, target, root.key_columns))
+        batch.add(d.delete_replaced(target, WINNERS, root.key_columns, root.key_columns))
+        batch.add(d.insert_winners(target, _stage_name(root.name), WINNERS,
+                                   _loaded_columns(root)))
+        staged = {tp.name: tp for p, tp in plan.tables.items() if p != ROOT}
         source_cols = [f"_sdc_source_key_{k}" for k in root.key_columns]
-        for table in stream_tables:
+        for table in _stream_tables(group.stream, plan, state):
             if table == root.name:
                 continue
             # every child table of the stream: a replaced record's old child rows go, even
             # when its new version has none
-            cur.execute(d.delete_replaced(qualified(schema, table), winners, source_cols,
-                                          root.key_columns))
-            tp = staged_children.get(table)
+            batch.add(d.delete_replaced(qualified(schema, table), WINNERS, source_cols,
+                                        root.key_columns))
+            tp = staged.get(table)
             if tp is not None:
-                cur.execute(d.insert_winners(qualified(schema, table), _stage_name(table),
-                                             winners, self._loaded_columns(tp)))
+                batch.add(d.insert_winners(qualified(schema, table), _stage_name(table), WINNERS,
+                                           _loaded_columns(tp)))
 
-    @staticmethod
-    def _loaded_columns(tp: TablePlan) -> list[str]:
-        return [c for c in tp.staged_columns if c != STAGE_ORDINAL]
-
-    def _report_cuts(self, cur, schema: str, group: StagedGroup) -> None:
-        if not group.cuts:
-            return
+    def _report_cuts(self, cur, schema: str, groups: list[StagedGroup]) -> None:
         now = datetime.now(tz=UTC)
         limit = self.dialect.caps.max_varchar_bytes or 1_000_000_000
         rows = []
-        for cut in group.cuts:
-            batch_id = group.batch_ids[cut.batch] if cut.batch < len(group.batch_ids) else "?"
-            reason = (f"{cut.reason}: field {cut.path} of table {cut.table}, record "
-                      f"{cut.record_id}; the whole value is in batch {batch_id}")
-            record = json.dumps({"_sdc_record_id": cut.record_id, "batch_id": batch_id,
-                                 "table": cut.table, "field": json.loads(cut.path),
-                                 "value": cut.value}, ensure_ascii=False)
-            if len(record.encode()) > limit:
-                record = record.encode()[:limit].decode("utf-8", errors="ignore")
-            rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
-        cur.executemany(self.dialect.insert_rejected(schema), rows)
+        for group in groups:
+            for cut in group.cuts:
+                batch_id = group.batch_ids[cut.batch] if cut.batch < len(group.batch_ids) \
+                    else "?"
+                reason = (f"{cut.reason}: field {cut.path} of table {cut.table}, record "
+                          f"{cut.record_id}; the whole value is in batch {batch_id}")
+                record = json.dumps({"_sdc_record_id": cut.record_id, "batch_id": batch_id,
+                                     "table": cut.table, "field": json.loads(cut.path),
+                                     "value": cut.value}, ensure_ascii=False)
+                if len(record.encode()) > limit:
+                    record = record.encode()[:limit].decode("utf-8", errors="ignore")
+                rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
+        if rows:
+            execute_values(cur, self.dialect.insert_rejected_values(schema), rows)
 
-    def _drop_temps(self, cur, plan: Plan) -> None:
-        for name in [*(_stage_name(tp.name) for tp in plan.tables.values()), WINNERS]:
+    def _drop_temps(self, cur, plans: list[Plan]) -> None:
+        batch = Statements(cur)
+        names = [_stage_name(tp.name) for p in plans for tp in p.tables.values()] + [WINNERS]
+        for name in names:
             drop = self.dialect.drop_temp(name)
             if drop:
-                cur.execute(drop)
+                batch.add(drop)
+        batch.flush()
 
 
-WINNERS = "_sdc_winners"
+def _stream_tables(stream: str, plan: Plan, state: CatalogState) -> list[str]:
+    """The stream's tables that exist (a user may have dropped one; it is recreated only
+    when data for it arrives)."""
+    return sorted({n for (s, _p), n in state.tables.items() if s == stream and n in
+                   state.physical} | {t.name for t in plan.tables.values()})
+
+
+def _arrays(tp: TablePlan, st: StagedTable) -> dict[str, pa.Array]:
+    """The staged rows as warehouse columns (the stage-only ordinal included)."""
+    arrays: dict[str, pa.Array] = {}
+    for (path, json_type), values in st.data.items():
+        arrays[tp.columns[(path, json_type)]] = values
+    for name, values in st.system.items():
+        if name in tp.sql_types or name == STAGE_ORDINAL:
+            arrays[name] = values
+    for key, values in st.source_keys.items():
+        col = tp.source_key_columns.get(key)
+        if col is not None:
+            arrays[col] = values
+    tp.sql_types.setdefault(STAGE_ORDINAL, "bigint")
+    tp.staged_columns = list(arrays)
+    return arrays
+
+
+def _loaded_columns(tp: TablePlan) -> list[str]:
+    return [c for c in tp.staged_columns if c != STAGE_ORDINAL]
+
+
+def _latest_per_key(root: TablePlan, st: StagedTable) -> pa.Array:
+    """Record ids of the latest record per key (highest sequence, then latest arrival)."""
+    arrays = _arrays(root, st)
+    table = pa.table({**{k: arrays[k] for k in root.key_columns},
+                      "_sdc_sequence": arrays["_sdc_sequence"],
+                      STAGE_ORDINAL: arrays[STAGE_ORDINAL],
+                      "_sdc_record_id": arrays["_sdc_record_id"]})
+    table = table.sort_by([("_sdc_sequence", "ascending"), (STAGE_ORDINAL, "ascending")])
+    latest = table.group_by(root.key_columns, use_threads=False).aggregate(
+        [("_sdc_record_id", "last")])
+    return latest.column("_sdc_record_id_last")
 
 
 def _stage_name(table: str) -> str:
@@ -339,23 +437,22 @@ def _grants(acl) -> list[tuple[str, list[str]]]:
 
 def _without_batches(group: StagedGroup, done: set[str]) -> StagedGroup:
     """The group minus batches already loaded (their rows dropped via the batch index)."""
-    import pyarrow.compute as pc
-
     keep = [i for i, b in enumerate(group.batch_ids) if b not in done]
     if len(keep) == len(group.batch_ids):
         return group
+    renumber = {old: new for new, old in enumerate(keep)}
     mask_values = pa.array(keep, pa.int32())
     tables = {}
     for tpath, st in group.tables.items():
-        batch = st.system["_sdc_batch"]
-        mask = pc.is_in(batch, value_set=mask_values)
+        mask = pc.is_in(st.system["_sdc_batch"], value_set=mask_values)
         sub = StagedTable(path=tpath, observed=st.observed)
         sub.data = {k: pc.filter(v, mask) for k, v in st.data.items()}
         sub.system = {k: pc.filter(v, mask) for k, v in st.system.items()}
         sub.source_keys = {k: pc.filter(v, mask) for k, v in st.source_keys.items()}
-        sub.rows = sum(1 for m in mask.to_pylist() if m)
+        sub.rows = pc.sum(mask).as_py() or 0
         tables[tpath] = sub
     return StagedGroup(group.stream, group.key_names, tables,
                        [group.batch_ids[i] for i in keep], group.activate_version,
-                       [c for c in group.cuts], group.records,
+                       [dataclasses.replace(c, batch=renumber[c.batch]) for c in group.cuts
+                        if c.batch in renumber], group.records,
                        [group.row_counts[i] for i in keep])

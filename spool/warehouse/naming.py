@@ -26,6 +26,7 @@ changed, so the same input always meets the same names.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -41,6 +42,7 @@ _SPECIAL = {"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "đ": "d",
             "ł": "l", "Ł": "L", "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "TH"}
 
 
+@functools.lru_cache(maxsize=65536)
 def segment(name: str, empty: str = "field") -> str:
     """One source name segment → ``[a-z0-9_]`` (rules 1-5)."""
     text = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", name))

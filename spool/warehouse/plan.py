@@ -51,6 +51,7 @@ class CatalogState:
     columns: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     relations: set[str] = field(default_factory=set)  # every table and view name
     physical: dict[str, dict[str, str]] = field(default_factory=dict)  # table → col → type
+    unindexed_large: set[str] = field(default_factory=set)  # big tables without our index
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TablePlan:
     level_columns: list[str] = field(default_factory=list)
     source_key_columns: dict[str, str] = field(default_factory=dict)  # key name → column
     staged_columns: list[str] = field(default_factory=list)  # set when staged
+    index: bool = False  # create the merge indexes now (the table has grown large)
 
 
 @dataclass
@@ -231,6 +233,7 @@ def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Ob
         if is_root:
             key_cols = [root_key_types[k][0] for k in key_names if k in root_key_types]
         tables[tpath] = TablePlan(path=tpath, name=name, create=create, columns=mapped,
+                                  index=name in state.unindexed_large,
                                   sql_types=sql_types, new_columns=added if not create else [],
                                   widen=widen, key_columns=key_cols, level_columns=levels,
                                   source_key_columns=source_key_columns)
