@@ -21,7 +21,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
     # listed explicitly: a package missing here is missing on remote workers
-    packages=["spool", "spool.ledger", "pipelines", "transforms"],
+    packages=["spool", "spool.commands", "spool.ledger", "spool.warehouse", "pipelines",
+              "transforms"],
     install_requires=requirements(),
     entry_points={"console_scripts": ["spool=spool.cli:main"]},
 )

@@ -1,0 +1,1 @@
+"""The ``spool`` command's subcommands, one module per group (tenants, batches, status)."""

@@ -1,0 +1,62 @@
+"""What every ``spool`` command shares: the ledger connection and plain or JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+from spool import secrets
+from spool.ledger import Ledger
+
+LedgerArgs = argparse.Namespace
+
+
+def register_ledger_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger-dsn", default=None, metavar="DSN",
+        help="the ledger database: postgresql://... or env:NAME / file:/path "
+        "(default: $SPOOL_LEDGER_DSN)")
+
+
+def ledger_from(args: LedgerArgs) -> Ledger:
+    ref = args.ledger_dsn or ("env:SPOOL_LEDGER_DSN" if os.environ.get("SPOOL_LEDGER_DSN")
+                              else None)
+    if not ref:
+        raise SystemExit("error: no ledger: pass --ledger-dsn or set SPOOL_LEDGER_DSN "
+                         "(scripts/services.sh env prints the local one)")
+    try:
+        secrets.resolve(ref)
+    except secrets.SecretError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    ledger = Ledger(ref, application_name="spool-cli")
+    try:
+        ledger.migrate()
+    except Exception as exc:  # noqa: BLE001 - any connection problem ends here, explained
+        raise SystemExit(f"error: cannot reach the ledger ({secrets.redact(str(exc)).strip()})"
+                         "; is PostgreSQL running (scripts/services.sh status)?") from None
+    return ledger
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def emit_table(columns: list[str], rows: list, as_json: bool = False) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str,
+                             ensure_ascii=False))
+        return
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

@@ -1,0 +1,53 @@
+"""The ``spool`` command against a real ledger: tenants, status, batches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from spool.ledger import Ledger
+from spool.ledger import claims as c
+from tests.integration.test_claims import record
+
+
+def spool(ledger_dsn, *args):
+    res = subprocess.run([sys.executable, "-m", "spool.cli", *args, "--ledger-dsn", ledger_dsn],
+                         capture_output=True, text=True, check=False)
+    return res.returncode, res.stdout, res.stderr
+
+
+def test_tenants_are_registered_by_reference_and_never_with_a_password(ledger_dsn):
+    rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
+                       "--dsn", "postgresql://bob:hunter2@db/x")
+    assert rc == 1 and "by reference" in err and "hunter2" not in err
+    rc, out, _ = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
+                       "--dsn", "env:ACME_DSN", "--schema", "acme")
+    assert rc == 0 and "acme" in out
+    rc, _, err = spool(ledger_dsn, "tenants", "add", "other", "--warehouse", "postgres",
+                       "--dsn", "env:ACME_DSN", "--schema", "acme")
+    assert rc == 1 and "already loads into schema" in err
+    rc, out, _ = spool(ledger_dsn, "tenants", "list", "--json")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["connection"] == '{"dsn": "env:ACME_DSN"}' and row["schema"] == "acme"
+
+
+def test_status_and_retry_of_a_failed_batch(ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    ledger.add_tenant("acme", "postgres", {"dsn": "env:X"}, "acme")
+    ledger.record_batches([record("ok", 1), record("bad", 2)])
+    c.claim(ledger, "acme", "orders", "me", 60, 5)
+    c.mark_loaded(ledger, ["ok"])
+    c.mark_failed(ledger, ["bad"], "me", "DataError: value too long")
+    rc, out, _ = spool(ledger_dsn, "status", "--json")
+    (st,) = [json.loads(line) for line in out.splitlines()]
+    assert (st["loaded"], st["failed"], st["records_loaded"]) == (1, 1, 1)
+    assert st["last_error"] == "DataError: value too long"
+    rc, out, _ = spool(ledger_dsn, "batches", "list", "--state", "FAILED", "--json")
+    assert [json.loads(line)["batch_id"] for line in out.splitlines()] == ["bad"]
+    rc, out, _ = spool(ledger_dsn, "batches", "retry", "bad")
+    assert rc == 0 and out.startswith("1 batch")
+    assert [b.batch_id for b in c.claim(ledger, "acme", "orders", "me", 60, 5)] == ["bad"]
+    rc, _, err = spool(ledger_dsn, "batches", "show", "nope")
+    assert rc == 1 and "no batch" in err
