@@ -218,16 +218,23 @@ def test_ten_kills_at_injected_points_leave_the_same_warehouse(
     assert clean.returncode == 0, clean.stderr[-3000:]
 
     env_b = dict(env, SPOOL_LEDGER_DSN=second_ledger)
-    points = ["load.copy", "load.after_commit", "load.ddl", "load.before_commit"]
+    # DDL happens only in a table's first load: those kills come first
+    points = ["load.ddl", "load.copy", "load.ddl", "load.after_commit", "load.before_commit"]
     rng = random.Random(4)
-    kills = 0
-    for k in range(10):
-        point = points[k % len(points)]
-        res = run_loader(env_b, "--load_max_rows=2000", "--lease_seconds=1",
+    kills, runs = 0, 0
+    while kills < 10 and runs < 30:
+        point = points[min(kills, len(points) - 1)] if kills < 3 else \
+            rng.choice(points[1:])
+        # one batch per transaction: many commits to die between
+        res = run_loader(env_b, "--load_max_rows=1", "--lease_seconds=1",
                          failpoints=f"{point}={rng.randint(1, 3)}")
-        kills += res.returncode == -signal.SIGKILL
+        runs += 1
+        if res.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            assert res.returncode == 0, res.stderr[-3000:]
         time.sleep(1.2)  # let the dead loader's leases expire
-    assert kills >= 8  # a run may end before its failpoint is reached
+    assert kills == 10, f"only {kills} kills in {runs} runs"
 
     def finished():
         res = run_loader(env_b, "--lease_seconds=1")
