@@ -105,10 +105,6 @@ class PostgresDialect:
         cols = ", ".join(quote(k) for k in keys)
         return f"CREATE INDEX ON {qualified(schema, table)} ({cols})"
 
-    def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
-        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols}) ON COMMIT DROP"
-
     def copy_stdin(self, target: str, columns: list[str]) -> str:
         """``target``: a table already quoted (qualified() or quote())."""
         cols = ", ".join(quote(c) for c in columns)
@@ -191,52 +187,57 @@ class PostgresDialect:
 
     # -- merging (DELETE/INSERT that PostgreSQL and Redshift both run) -------------------
 
-    def temp_table_as(self, name: str, query: str) -> str:
-        return f"CREATE TEMPORARY TABLE {quote(name)} ON COMMIT DROP AS {query}"
+    # Merging works through two tables per stream that live in the tenant schema and stay
+    # empty between loads: ``_sdc_stage_*`` (the batch rows, one per target table) and
+    # ``_sdc_winners_*`` (the latest record per key). Reusing them spares the catalog churn
+    # of creating temporary tables in every load. All table arguments are quoted already.
+
+    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
+        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
+        return f"CREATE UNLOGGED TABLE {table} ({cols})"
+
+    def clear(self, table: str) -> str:
+        return f"DELETE FROM {table}"
 
     def merge_append(self, target: str, stage: str, columns: list[str]) -> str:
         """Insert staged rows whose record id the target does not have yet."""
         cols = ", ".join(quote(c) for c in columns)
         src = ", ".join(f"s.{quote(c)}" for c in columns)
         rid = quote("_sdc_record_id")
-        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {quote(stage)} AS s "
+        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {stage} AS s "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.{rid} = s.{rid})")
 
     def winners(self, winners: str, stage: str, keys: list[str]) -> str:
         """The latest staged record per key (highest sequence, then latest arrival)."""
         k = ", ".join(quote(c) for c in keys)
         rid, seq, row = quote("_sdc_record_id"), quote("_sdc_sequence"), quote("_sdc_row")
-        query = (f"SELECT {k}, {rid}, {seq} FROM (SELECT {k}, {rid}, {seq}, ROW_NUMBER() "
-                 f"OVER (PARTITION BY {k} ORDER BY {seq} DESC, {row} DESC) AS {quote('_sdc_rn')}"
-                 f" FROM {quote(stage)}) AS ranked WHERE {quote('_sdc_rn')} = 1")
-        return self.temp_table_as(winners, query)
+        return (f"INSERT INTO {winners} ({k}, {rid}, {seq}) SELECT {k}, {rid}, {seq} FROM "
+                f"(SELECT {k}, {rid}, {seq}, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY "
+                f"{seq} DESC, {row} DESC) AS {quote('_sdc_rn')} FROM {stage}) AS ranked "
+                f"WHERE {quote('_sdc_rn')} = 1")
 
     def drop_losers(self, winners: str, target: str, keys: list[str]) -> str:
         """Winners whose key the target holds with a higher sequence lose."""
-        w = quote(winners)
-        cond = " AND ".join(f"{target}.{quote(c)} = {w}.{quote(c)}" for c in keys)
+        cond = " AND ".join(f"{target}.{quote(c)} = {winners}.{quote(c)}" for c in keys)
         seq = quote("_sdc_sequence")
-        return f"DELETE FROM {w} USING {target} WHERE {cond} AND {target}.{seq} > {w}.{seq}"
+        return (f"DELETE FROM {winners} USING {target} WHERE {cond} "
+                f"AND {target}.{seq} > {winners}.{seq}")
 
     def delete_replaced(self, table: str, winners: str, table_cols: list[str],
                         winner_cols: list[str]) -> str:
-        w = quote(winners)
-        cond = " AND ".join(f"{table}.{quote(a)} = {w}.{quote(b)}"
+        cond = " AND ".join(f"{table}.{quote(a)} = {winners}.{quote(b)}"
                             for a, b in zip(table_cols, winner_cols, strict=True))
-        return f"DELETE FROM {table} USING {w} WHERE {cond}"
+        return f"DELETE FROM {table} USING {winners} WHERE {cond}"
 
     def insert_winners(self, target: str, stage: str, winners: str, columns: list[str]) -> str:
         cols = ", ".join(quote(c) for c in columns)
         src = ", ".join(f"s.{quote(c)}" for c in columns)
         rid = quote("_sdc_record_id")
-        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {quote(stage)} AS s "
-                f"JOIN {quote(winners)} AS w ON s.{rid} = w.{rid}")
+        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {stage} AS s "
+                f"JOIN {winners} AS w ON s.{rid} = w.{rid}")
 
     def retire_versions(self, table: str) -> str:
         return f"DELETE FROM {table} WHERE {quote('_sdc_table_version')} < %s"
-
-    def drop_temp(self, name: str) -> str | None:
-        return None  # temporary tables drop themselves at commit
 
     def dependent_views(self) -> str:
         """Views that depend on a table (``%s``: schema, table), deepest last."""
@@ -309,16 +310,9 @@ class RedshiftDialect(PostgresDialect):
     def table_sizes(self) -> str | None:
         return None
 
-    def create_stage(self, stage: str, columns: list[tuple[str, str]]) -> str:
+    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE TEMPORARY TABLE {quote(stage)} ({cols})"
-
-    def temp_table_as(self, name: str, query: str) -> str:
-        return f"CREATE TEMPORARY TABLE {quote(name)} AS {query}"
-
-    def drop_temp(self, name: str) -> str | None:
-        # Redshift keeps temporary tables until the session ends
-        return f"DROP TABLE IF EXISTS {quote(name)}"
+        return f"CREATE TABLE {table} ({cols}) BACKUP NO"
 
     def copy_s3(self, target: str, columns: list[str]) -> str:
         """``target``: a table already quoted; parameters: manifest URI, IAM role."""

@@ -14,7 +14,8 @@ transaction, or with the batches recorded in the load log, which makes a re-run 
    * a stream whose tables were created in this transaction has nothing to merge with: its
      rows are deduplicated in memory (the latest record per key for upserts) and copied
      straight into the tables;
-   * otherwise rows are copied into temporary tables, then merged: upsert by key and
+   * otherwise rows are copied into the table's stage (``_sdc_stage_*``, an unlogged table
+     in the schema that is empty between loads), then merged: upsert by key and
      ``_sdc_sequence`` (a row replaces the stored one unless the stored sequence is higher;
      a replaced record's child rows are replaced in every child table of the stream), or
      append deduplicated on ``_sdc_record_id``;
@@ -29,6 +30,7 @@ updated by the caller, after the commit.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -44,13 +46,12 @@ from psycopg2.extras import execute_values
 from spool.failpoints import failpoint
 from spool.warehouse import CONTRACT_VERSION
 from spool.warehouse.contract import CATALOG, REJECTED_TABLE
-from spool.warehouse.dialects import TerminalError, qualified, quote
+from spool.warehouse.dialects import TerminalError, qualified
 from spool.warehouse.plan import ROOT, CatalogState, Plan, TablePlan, plan_load
 from spool.warehouse.stage import STAGE_ORDINAL, StagedGroup, StagedTable
 
 log = logging.getLogger(__name__)
 CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
-WINNERS = "_sdc_winners"
 # a table gets its merge indexes (record id, keys) once its heap passes this size: below it
 # a scan is as fast, and creating two indexes with every new table would double DDL time
 INDEX_AFTER_BYTES = 4 * 1024 * 1024
@@ -132,7 +133,6 @@ class Loader:
             execute_values(cur, d.insert_load_log_values(schema),
                            [(b, g.stream, n, now, self.name) for g in groups
                             for b, n in zip(g.batch_ids, g.row_counts, strict=True)])
-            self._drop_temps(cur, plans)
             failpoint("load.before_commit")
         return LoadResult([b for g in groups for b in g.batch_ids], sorted(done),
                           sum(st.rows for g in groups for st in g.tables.values()),
@@ -182,7 +182,8 @@ class Loader:
             cur.execute(d.catalog_columns(schema), (names,))
             for t, source, json_type, col in cur.fetchall():
                 state.columns.setdefault(t, {})[(source, json_type)] = col
-            cur.execute(d.physical_columns(), (schema, names))
+            helpers = tuple(f(n) for n in names for f in (stage_table, winners_table))
+            cur.execute(d.physical_columns(), (schema, names + helpers))
             for t, col, sql_type in cur.fetchall():
                 state.physical.setdefault(t, {})[col] = sql_type
             sizes = d.table_sizes()
@@ -268,24 +269,35 @@ class Loader:
                 self._copy(cur, qualified(schema, tp.name), arrays)
                 failpoint("load.copy")
         else:
+            batch = Statements(cur)
+            staged = []
             for tpath in ordered:
                 tp, st = plan.tables[tpath], group.tables[tpath]
-                stage = _stage_name(tp.name)
                 arrays = _arrays(tp, st)
-                drop = d.drop_temp(stage)
-                if drop:
-                    cur.execute(drop)
-                cur.execute(d.create_stage(stage, [(c, tp.sql_types.get(c, "bigint"))
-                                                   for c in arrays]))
-                self._copy(cur, quote(stage), arrays)
+                self._ensure_helper(batch, schema, stage_table(tp.name),
+                                    [(c, self._stage_type(tp, c)) for c in arrays], state)
+                staged.append((tp, arrays))
+            if upsert:
+                self._ensure_helper(batch, schema, winners_table(root.name),
+                                    [(c, self._stage_type(root, c)) for c in
+                                     [*root.key_columns, "_sdc_record_id", "_sdc_sequence"]],
+                                    state)
+            batch.flush()
+            for tp, arrays in staged:
+                self._copy(cur, qualified(schema, stage_table(tp.name)), arrays)
                 failpoint("load.copy")
-            batch = Statements(cur)
             if upsert:
                 self._merge_upsert(batch, schema, group, plan, state, root)
             else:
                 for tp in plan.tables.values():
-                    batch.add(d.merge_append(qualified(schema, tp.name), _stage_name(tp.name),
+                    batch.add(d.merge_append(qualified(schema, tp.name),
+                                             qualified(schema, stage_table(tp.name)),
                                              _loaded_columns(tp)))
+            # the helper tables are empty again when the transaction commits
+            for tp in plan.tables.values():
+                batch.add(d.clear(qualified(schema, stage_table(tp.name))))
+            if upsert:
+                batch.add(d.clear(qualified(schema, winners_table(root.name))))
             batch.flush()
         if group.activate_version is not None:
             batch = Statements(cur)
@@ -300,18 +312,37 @@ class Loader:
         pacsv.write_csv(pa.table(arrays), buf, CSV_OPTIONS)
         self.stager.stage(cur, self.dialect, target, list(arrays), buf.getvalue())
 
+    def _ensure_helper(self, batch: Statements, schema: str, name: str,
+                       columns: list[tuple[str, str]], state: CatalogState) -> None:
+        """The stage or winners table ``name`` exists with at least ``columns``."""
+        d = self.dialect
+        have = state.physical.get(name)
+        if have is None:
+            batch.add(d.create_stage_table(qualified(schema, name), columns))
+            state.physical[name] = dict(columns)
+            return
+        for col, sql_type in columns:
+            if col not in have:
+                batch.add(d.add_column(schema, name, col, sql_type))
+                have[col] = sql_type
+
+    def _stage_type(self, tp: TablePlan, col: str) -> str:
+        sql_type = tp.sql_types.get(col, "bigint")
+        if sql_type.lower().startswith(("varchar", "character varying")):
+            # stage strings at the widest: the target may widen later, the stage need not
+            return self.dialect.column_type("string", 65535)
+        return sql_type
+
     def _merge_upsert(self, batch: Statements, schema: str, group: StagedGroup, plan: Plan,
                       state: CatalogState, root: TablePlan) -> None:
         d = self.dialect
-        drop = d.drop_temp(WINNERS)
-        if drop:
-            batch.add(drop)
         target = qualified(schema, root.name)
-        batch.add(d.winners(WINNERS, _stage_name(root.name), root.key_columns))
-        batch.add(d.drop_losers(WINNERS, target, root.key_columns))
-        batch.add(d.delete_replaced(target, WINNERS, root.key_columns, root.key_columns))
-        batch.add(d.insert_winners(target, _stage_name(root.name), WINNERS,
-                                   _loaded_columns(root)))
+        winners = qualified(schema, winners_table(root.name))
+        stage = qualified(schema, stage_table(root.name))
+        batch.add(d.winners(winners, stage, root.key_columns))
+        batch.add(d.drop_losers(winners, target, root.key_columns))
+        batch.add(d.delete_replaced(target, winners, root.key_columns, root.key_columns))
+        batch.add(d.insert_winners(target, stage, winners, _loaded_columns(root)))
         staged = {tp.name: tp for p, tp in plan.tables.items() if p != ROOT}
         source_cols = [f"_sdc_source_key_{k}" for k in root.key_columns]
         for table in _stream_tables(group.stream, plan, state):
@@ -319,11 +350,12 @@ class Loader:
                 continue
             # every child table of the stream: a replaced record's old child rows go, even
             # when its new version has none
-            batch.add(d.delete_replaced(qualified(schema, table), WINNERS, source_cols,
+            batch.add(d.delete_replaced(qualified(schema, table), winners, source_cols,
                                         root.key_columns))
             tp = staged.get(table)
             if tp is not None:
-                batch.add(d.insert_winners(qualified(schema, table), _stage_name(table), WINNERS,
+                batch.add(d.insert_winners(qualified(schema, table),
+                                           qualified(schema, stage_table(table)), winners,
                                            _loaded_columns(tp)))
 
     def _report_cuts(self, cur, schema: str, groups: list[StagedGroup]) -> None:
@@ -344,16 +376,6 @@ class Loader:
                 rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
         if rows:
             execute_values(cur, self.dialect.insert_rejected_values(schema), rows)
-
-    def _drop_temps(self, cur, plans: list[Plan]) -> None:
-        batch = Statements(cur)
-        names = [_stage_name(tp.name) for p in plans for tp in p.tables.values()] + [WINNERS]
-        for name in names:
-            drop = self.dialect.drop_temp(name)
-            if drop:
-                batch.add(drop)
-        batch.flush()
-
 
 def _stream_tables(stream: str, plan: Plan, state: CatalogState) -> list[str]:
     """The stream's tables that exist (a user may have dropped one; it is recreated only
@@ -396,9 +418,19 @@ def _latest_per_key(root: TablePlan, st: StagedTable) -> pa.Array:
     return latest.column("_sdc_record_id_last")
 
 
-def _stage_name(table: str) -> str:
-    # temporary tables live in their own schema: the prefix only keeps names readable
-    return f"_sdc_stage_{table}"[:63]
+def _helper_name(prefix: str, table: str) -> str:
+    """A reserved ``_sdc`` name per target table: readable, and unique even when long
+    table names share a beginning (a short digest of the whole name)."""
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    return f"{prefix}{table[:40]}_{digest}"
+
+
+def stage_table(table: str) -> str:
+    return _helper_name("_sdc_stage_", table)
+
+
+def winners_table(table: str) -> str:
+    return _helper_name("_sdc_winners_", table)
 
 
 def _acl_items(acl) -> list[str]:
