@@ -172,6 +172,14 @@ def main() -> int:
         print(f"{name}: {results[name]}", flush=True)
     admin.delete_topics([topic])
     admin.close()
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in ("plain", "spool_job"):
+            cur.execute(f'DROP DATABASE IF EXISTS "bench_{name}_{run_id}"')
+    conn.close()
     out = {
         "benchmark": "spool_throughput",
         "records": args.records,
