@@ -35,6 +35,28 @@ class LedgerOptions(PipelineOptions):
             "pipeline's options and logs.")
 
 
+class JobModeOptions(PipelineOptions):
+    """--mode, shared: Beam registers every options class in one process, so two jobs that
+    both declared --mode could not be imported together."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--mode", default="drain", choices=["drain", "streaming", "follow"],
+            help="spool job: drain (read up to the end offsets seen at start, or "
+            "--max_records, then end) or streaming (run until stopped). loader: drain (load "
+            "every batch that is READY now, then end; cron-friendly) or follow (keep polling "
+            "the ledger until stopped). Default drain.")
+
+
+def job_mode(options: PipelineOptions, allowed: tuple[str, ...], job: str) -> str:
+    mode = options.view_as(JobModeOptions).mode
+    if mode not in allowed:
+        raise SystemExit(f"error: the {job} runs in --mode={' or --mode='.join(allowed)}, "
+                         f"not {mode}")
+    return mode
+
+
 class SpoolLocationOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -159,3 +181,29 @@ def wait_or_stop(result) -> None:
             raise
     if stop.is_set():
         log.info("job stopped; its completed work is in the ledger")
+
+
+def job_metrics(result) -> dict[str, int]:
+    """Beam counters of a finished job, as ``{"namespace:name": value}``; distributions as
+    their sum and count."""
+    out: dict[str, int] = {}
+    try:
+        query = result.metrics().query()
+    except (NotImplementedError, AttributeError):  # a runner without metrics
+        return out
+    for c in query.get("counters", []):
+        key = f"{c.key.metric.namespace}:{c.key.metric.name}"
+        out[key] = out.get(key, 0) + int(c.committed or c.attempted or 0)
+    for d in query.get("distributions", []):
+        value = d.committed or d.attempted
+        if value is not None:
+            key = f"{d.key.metric.namespace}:{d.key.metric.name}"
+            out[key + ".sum"] = out.get(key + ".sum", 0) + int(value.sum)
+            out[key + ".count"] = out.get(key + ".count", 0) + int(value.count)
+    return out
+
+
+def report_metrics(result, job: str) -> None:
+    metrics = job_metrics(result)
+    if metrics:
+        log.info("%s metrics: %s", job, ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))

@@ -20,10 +20,13 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipelines.common import (
     ErrorOptions,
+    JobModeOptions,
     LedgerOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
+    job_mode,
+    report_metrics,
     resolve_common,
     wait_or_stop,
 )
@@ -38,10 +41,6 @@ class LoaderOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Loader")
-        group.add_argument(
-            "--mode", default="drain", choices=["drain", "follow"],
-            help="drain: load every batch that is READY (and due) now, then end; cron-friendly. "
-            "follow: keep polling the ledger every --poll_seconds until stopped (default drain).")
         group.add_argument("--poll_seconds", type=float, default=5.0,
                            help="follow mode: how often to look for new batches (default 5).")
         group.add_argument(
@@ -62,23 +61,32 @@ class LoaderOptions(PipelineOptions):
                            help="Longest backoff between attempts (default 300).")
         group.add_argument("--connect_timeout", type=int, default=5,
                            help="Seconds to wait for a warehouse connection (default 5).")
+        group.add_argument(
+            "--metrics_port", type=int, default=None,
+            help="follow mode: serve Prometheus text metrics on http://127.0.0.1:PORT/metrics "
+            "(default 9464 in follow mode; 0 turns it off; drain mode reports Beam metrics "
+            "when it ends).")
 
 
 def run(argv: list[str] | None = None, *, wait: bool = True):
     options = PipelineOptions(argv)
-    for view in (LoaderOptions, LedgerOptions, SpoolLocationOptions, ErrorOptions):
+    for view in (LoaderOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions,
+                 ErrorOptions):
         options.view_as(view)
     configure_logging(options)
     opts = options.view_as(LoaderOptions)
+    mode = job_mode(options, ("drain", "follow"), "loader")
     ledger_dsn, _location = resolve_common(options)
-    follow = opts.mode == "follow"
+    follow = mode == "follow"
+    metrics_port = (9464 if follow else 0) if opts.metrics_port is None else opts.metrics_port
     choose_runner(options, streaming=follow)
     Ledger(ledger_dsn).migrate()
     cfg = LoadConfig(ledger_dsn=ledger_dsn, lease_seconds=opts.lease_seconds,
                      max_rows=opts.load_max_rows, max_batches=opts.load_max_batches,
                      backoff_base_seconds=opts.retry_base_seconds,
                      backoff_cap_seconds=opts.retry_cap_seconds,
-                     connect_timeout=opts.connect_timeout, s3=S3Config.from_options(options))
+                     connect_timeout=opts.connect_timeout, s3=S3Config.from_options(options),
+                     metrics_port=metrics_port)
     pipeline = beam.Pipeline(options=options)
     if follow:
         ticks = pipeline | "Poll" >> PeriodicImpulse(
@@ -86,15 +94,16 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks
-     | "ClaimTables" >> ClaimTables(ledger_dsn)
+     | "ClaimTables" >> ClaimTables(ledger_dsn, metrics_port)
      | "LoadTables" >> LoadTables(cfg))
-    log.info("loader: %s mode", opts.mode)
+    log.info("loader: %s mode", mode)
     result = pipeline.run()
     if wait:
         if follow:
             wait_or_stop(result)
         else:
             result.wait_until_finish()
+            report_metrics(result, "loader")
     return result
 
 
@@ -102,6 +111,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [LoaderOptions, LedgerOptions, SpoolLocationOptions, ErrorOptions])
+        print_help(__doc__, [JobModeOptions, LoaderOptions, LedgerOptions, SpoolLocationOptions,
+                             ErrorOptions])
         sys.exit(0)
     run()

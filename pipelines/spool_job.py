@@ -20,10 +20,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.common import (
     ErrorOptions,
+    JobModeOptions,
     LedgerOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
+    job_mode,
+    report_metrics,
     resolve_common,
     wait_or_stop,
 )
@@ -57,10 +60,6 @@ class KafkaSourceOptions(PipelineOptions):
             "--start_offset", default="earliest", choices=["earliest", "latest"],
             help="Where to start in a partition the group has never committed (default "
             "earliest: nothing already in the queue is skipped).")
-        group.add_argument(
-            "--mode", default="drain", choices=["drain", "streaming"],
-            help="drain: read up to the end offsets seen at start (or --max_records), write "
-            "the batches, commit, and end. streaming: run until stopped (default drain).")
         group.add_argument(
             "--max_records", type=int, default=None,
             help="drain mode: read at most this many records in all (spread over the "
@@ -137,7 +136,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
     src = options.view_as(KafkaSourceOptions)
     dec = options.view_as(DecodeOptions)
     bat = options.view_as(BatchOptions)
-    streaming = src.mode == "streaming"
+    streaming = options.view_as(JobModeOptions).mode == "streaming"
     kafka_config = tuple(src.kafka_config or ())
     read = ReadConfig(
         bootstrap=bootstrap, topic=src.topic, group=src.consumer_group,
@@ -173,28 +172,30 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the spool job; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
-    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, LedgerOptions,
-                 SpoolLocationOptions, ErrorOptions):
+    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, JobModeOptions,
+                 LedgerOptions, SpoolLocationOptions, ErrorOptions):
         options.view_as(view)  # every concern's options are parsed and validated
     configure_logging(options)
+    mode = job_mode(options, ("drain", "streaming"), "spool job")
     src = options.view_as(KafkaSourceOptions)
     bootstrap = src.kafka_bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP",
                                                         "127.0.0.1:19092")
     src.kafka_bootstrap = bootstrap
     ledger_dsn, spool_location = resolve_common(options)
-    choose_runner(options, streaming=src.mode == "streaming")
+    choose_runner(options, streaming=mode == "streaming")
     Ledger(ledger_dsn).migrate()
 
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options, ledger_dsn, spool_location, bootstrap)
-    log.info("spool job: %s mode, topic %s, group %s, spool %s", src.mode, src.topic,
+    log.info("spool job: %s mode, topic %s, group %s, spool %s", mode, src.topic,
              src.consumer_group, spool_location)
     result = pipeline.run()
     if wait:
-        if src.mode == "streaming":
+        if mode == "streaming":
             wait_or_stop(result)
         else:
             result.wait_until_finish()
+            report_metrics(result, "spool job")
     return result
 
 
@@ -202,7 +203,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [KafkaSourceOptions, DecodeOptions, BatchOptions, LedgerOptions,
-                             SpoolLocationOptions, ErrorOptions])
+        print_help(__doc__, [JobModeOptions, KafkaSourceOptions, DecodeOptions, BatchOptions,
+                             LedgerOptions, SpoolLocationOptions, ErrorOptions])
         sys.exit(0)
     run()

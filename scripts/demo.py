@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""The local demo behind ./run_local.sh: sample data through the spool job on the local stack.
+"""The newcomer demo behind ./run_local.sh: the whole product, on the local stack.
 
-1. registers the demo tenants `acme` and `globex` in the ledger;
-2. creates the fat queue topic (`spool.fatq`, 3 partitions) if it is missing;
-3. sends sample records (nested objects, arrays, a few invalid messages), once per checkout
-   (a marker in var/ remembers it), so a second run spools nothing twice;
-4. runs the spool job in drain mode and prints what the ledger now holds.
+1. registers two tenants with warehouses: ``acme`` (schema demo_acme) and ``globex``
+   (schema demo_globex), both in the local ``warehouse`` database;
+2. feeds the fat queue (``spool.fatq``) from two sources:
+   a. generated sample envelopes for acme and globex: nested objects, arrays, a few invalid
+      messages (sent once per checkout; a marker in var/demo remembers it);
+   b. a real Singer tap from PyPI, MeltanoLabs tap-postgres, reading a small sample
+      database it creates (``demo_source``), piped through ``spool produce --singer
+      --tenant globex``; every run sends the tables again, and since the tap declares their
+      primary keys, rows are replaced, not added;
+3. runs the spool job (drain) and the loader (drain);
+4. prints ``spool status``, a few loaded rows from each source, and the psql command.
+
+Run again, it loads nothing twice.
 """
 
 from __future__ import annotations
@@ -22,17 +30,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TOPIC = "spool.fatq"
-TENANTS = ("acme", "globex")
-MARKER = ROOT / "var" / "demo" / "sample-sent"
+DEMO = ROOT / "var" / "demo"
+MARKER = DEMO / "sample-sent"
+TAP_REQUIREMENTS = ROOT / "scripts" / "requirements-tap.txt"
+PY = sys.executable
 
 
-def sample(n: int, seed: int = 42) -> list[bytes]:
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def spool(*args: str, stdin=None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "spool.cli", *args], cwd=ROOT, stdin=stdin, check=check)
+
+
+def sample(n: int, seed: int = 42) -> list[str]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        tenant = rng.choice(TENANTS)
-        if i % 97 == 0:
-            out.append(b'{"tenant": "' + tenant.encode() + b'", "stream": ')  # not JSON
+        tenant = rng.choice(["acme", "globex"])
+        if i % 199 == 0:  # an envelope without a stream: lands in _sdc_rejected
+            out.append(json.dumps({"tenant": tenant, "data": {"id": i}}))
+            continue
+        if i % 211 == 0:  # a tenant nobody registered
+            out.append(json.dumps({"tenant": "initech", "stream": "orders", "data": {"id": i}}))
             continue
         stream = rng.choice(["orders", "customers"])
         if stream == "orders":
@@ -46,62 +67,133 @@ def sample(n: int, seed: int = 42) -> list[bytes]:
             data = {"id": i % 50, "email": f"user{i % 50}@example.com",
                     "tags": rng.sample(["vip", "new", "eu", "b2b"], 2)}
         out.append(json.dumps({"tenant": tenant, "stream": stream, "key_names": ["id"],
-                               "sequence": i, "data": data}, ensure_ascii=False).encode())
+                               "sequence": i, "data": data}, ensure_ascii=False))
     return out
 
 
+def tap_bin() -> Path:
+    venv = ROOT / "var" / "venvs" / "tap-postgres-0.10.0"
+    exe = venv / "bin" / "tap-postgres"
+    if not exe.exists():
+        say(f"installing MeltanoLabs tap-postgres from PyPI into {venv} (once) ...")
+        subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                        "--cache-dir", str(ROOT / "var/cache/pip"), "-r",
+                        str(TAP_REQUIREMENTS)], check=True)
+    return exe
+
+
+def source_database(admin_dsn: str) -> str:
+    """A small sample database for the tap to read (created once, kept)."""
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = 'demo_source'")
+        if cur.fetchone() is None:
+            cur.execute("CREATE DATABASE demo_source")
+    conn.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/demo_source"
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("""CREATE TABLE IF NOT EXISTS customers (
+                           id int PRIMARY KEY, name text, email text,
+                           updated_at timestamptz NOT NULL DEFAULT now())""")
+        cur.execute("""CREATE TABLE IF NOT EXISTS orders (
+                           id int PRIMARY KEY, customer_id int REFERENCES customers,
+                           total numeric(10, 2), placed_at timestamptz NOT NULL DEFAULT now())""")
+        cur.execute("""INSERT INTO customers (id, name, email) VALUES
+                           (1, 'Zoë Faure', 'zoe@example.com'), (2, 'Ann Lee', 'ann@example.com'),
+                           (3, 'Bo Berg', 'bo@example.com') ON CONFLICT (id) DO NOTHING""")
+        cur.execute("""INSERT INTO orders (id, customer_id, total) VALUES
+                           (10, 1, 25.50), (11, 2, 9.99), (12, 3, 120.00)
+                       ON CONFLICT (id) DO NOTHING""")
+    conn.close()
+    return dsn
+
+
+def run_tap(source_dsn: str) -> None:
+    import psycopg2.extensions as ext
+
+    tap = tap_bin()
+    params = ext.parse_dsn(source_dsn)
+    config = {"host": params["host"], "port": int(params["port"]), "user": params["user"],
+              "password": params["password"], "database": params["dbname"],
+              "filter_schemas": ["public"]}
+    DEMO.mkdir(parents=True, exist_ok=True)
+    config_path = DEMO / "tap-postgres.json"
+    config_path.write_text(json.dumps(config))
+    config_path.chmod(0o600)
+    catalog = json.loads(subprocess.run([str(tap), "--config", str(config_path), "--discover"],
+                                        check=True, capture_output=True, text=True).stdout)
+    for stream in catalog["streams"]:  # select every table, as Meltano's `select` would
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = True
+    (DEMO / "tap-postgres.catalog.json").write_text(json.dumps(catalog))
+    say("tap-postgres | spool produce --singer --tenant globex")
+    tap_run = subprocess.Popen([str(tap), "--config", str(config_path), "--catalog",
+                                str(DEMO / "tap-postgres.catalog.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    spool("produce", "--singer", "--tenant", "globex", "--topic", TOPIC, stdin=tap_run.stdout)
+    tap_run.stdout.close()
+    if tap_run.wait() != 0:
+        raise SystemExit("tap-postgres failed")
+
+
 def main() -> int:
-    env = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "env",
-                                     "--json"], check=True, capture_output=True,
-                                    text=True).stdout)
+    env = json.loads(subprocess.run([PY, str(ROOT / "scripts/stack.py"), "env", "--json"],
+                                    check=True, capture_output=True, text=True).stdout)
     os.environ.update({k: v for k, v in env.items() if k not in os.environ})
-    from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from spool.ledger import Ledger
-
-    ledger = Ledger(os.environ["SPOOL_LEDGER_DSN"])
-    ledger.migrate()
-    for tenant in TENANTS:
-        ledger.add_tenant(tenant)
+    for tenant in ("acme", "globex"):
+        spool("tenants", "add", tenant, "--warehouse", "postgres", "--dsn",
+              "env:SPOOL_WAREHOUSE_DSN", "--schema", f"demo_{tenant}")
     admin = KafkaAdminClient(bootstrap_servers=os.environ["SPOOL_KAFKA_BOOTSTRAP"])
     with contextlib.suppress(TopicAlreadyExistsError):
         admin.create_topics([NewTopic(TOPIC, 3, 1)])
     admin.close()
 
     if not MARKER.exists():
-        producer = KafkaProducer(bootstrap_servers=os.environ["SPOOL_KAFKA_BOOTSTRAP"],
-                                 acks="all", linger_ms=20)
-        records = sample(5_000)
-        for value in records:
-            producer.send(TOPIC, value)
-        producer.flush()
-        producer.close()
-        MARKER.parent.mkdir(parents=True, exist_ok=True)
-        MARKER.write_text(str(len(records)))
-        print(f"[demo] sent {len(records)} sample messages to {TOPIC}")
+        DEMO.mkdir(parents=True, exist_ok=True)
+        path = DEMO / "sample.jsonl"
+        path.write_text("\n".join(sample(5_000)) + "\n")
+        say(f"spool produce {path.relative_to(ROOT)}   (5,000 generated envelopes)")
+        spool("produce", str(path), "--topic", TOPIC)
+        MARKER.write_text("sent\n")
     else:
-        print(f"[demo] sample messages were sent before ({MARKER}); not sending them again")
+        say("the generated sample was sent on an earlier run; not sending it again")
+    admin_dsn = os.environ["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
+    run_tap(source_database(admin_dsn))
 
-    print("[demo] running the spool job (drain mode) ...", flush=True)
-    res = subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={TOPIC}",
-                          "--consumer_group=spool-demo", "--log_level=WARNING"], cwd=ROOT,
-                         check=False, stderr=subprocess.DEVNULL)
-    if res.returncode != 0:
-        print("[demo] the spool job failed; rerun without --log_level=WARNING to see why")
-        return 1
+    say("spool job (drain): queue → Parquet batches + ledger ...")
+    subprocess.run([PY, "-m", "pipelines.spool_job", f"--topic={TOPIC}",
+                    "--consumer_group=spool-demo", "--log_level=WARNING"], cwd=ROOT,
+                   check=True, stderr=subprocess.DEVNULL)
+    say("loader (drain): batches → warehouse tables ...")
+    subprocess.run([PY, "-m", "pipelines.loader_job", "--log_level=WARNING"], cwd=ROOT,
+                   check=True, stderr=subprocess.DEVNULL)
 
-    def summary(cur):
-        cur.execute("""SELECT tenant_id, stream, state, count(*), sum(record_count)
-                       FROM batches GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
-        return cur.fetchall()
-
-    print("\n[demo] batches in the ledger (tenant, stream, state, batches, records):")
-    for row in ledger.run(summary):
-        print("   ", *row)
-    ledger.close()
-    print(f"\n[demo] batch files are under {ROOT / 'var' / 'spool'}")
+    print()
+    say("spool status --tenant acme / --tenant globex")
+    spool("status", "--tenant", "acme")
+    spool("status", "--tenant", "globex")
+    print()
+    warehouse = os.environ["SPOOL_WAREHOUSE_DSN"]
+    for title, sql in (
+            ("generated sample → demo_acme.orders",
+             "SELECT id, status, total, customer__name, customer__address__city "
+             "FROM demo_acme.orders ORDER BY id LIMIT 5"),
+            ("tap-postgres → demo_globex.public_customers",
+             "SELECT id, name, email, updated_at FROM demo_globex.public_customers "
+             "ORDER BY id LIMIT 5")):
+        say(title)
+        subprocess.run(["psql", warehouse, "-c", sql], check=True)
+    say(f"look further: psql {warehouse}")
+    say("stop the local services: scripts/services.sh stop")
     return 0
 
 

@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spool {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from spool.commands import batches, status, tenants
+    from spool.commands import batches, produce, rejected, status, tenants
 
-    for module in (tenants, status, batches):
+    for module in (produce, tenants, status, batches, rejected):
         module.register(sub)
     return parser
 

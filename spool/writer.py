@@ -103,6 +103,25 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
         key_names=tuple(part.key_names),
         columns=file_meta["columns"],
         meta={"tables": file_meta["tables"], "schema": part.schema,
-              "activate_version": part.activate_version, "batched_at_ms": batched_at_ms},
+              "activate_version": part.activate_version, "batched_at_ms": batched_at_ms,
+              **rejection_summary(part.table)},
     )
     return uri, data, record
+
+
+def rejection_summary(table: pa.Table, samples: int = 3) -> dict:
+    """For a batch of rejected records: counts per reason code and a few samples of each
+    (record id, reason, the start of the message), so ``spool rejected`` needs no file."""
+    if "reason_code" not in table.column_names:
+        return {}
+    reasons: dict[str, int] = {}
+    examples: dict[str, list] = {}
+    for rid, code, reason, record in zip(table.column("_sdc_record_id").to_pylist(),
+                                         table.column("reason_code").to_pylist(),
+                                         table.column("reason").to_pylist(),
+                                         table.column("record").to_pylist(), strict=True):
+        reasons[code] = reasons.get(code, 0) + 1
+        if len(examples.setdefault(code, [])) < samples:
+            examples[code].append({"record_id": rid, "reason": reason,
+                                   "record": (record or "")[:200]})
+    return {"rejected": reasons, "rejected_samples": examples}

@@ -34,7 +34,7 @@ import apache_beam as beam
 import psycopg2
 from apache_beam.metrics import Metrics
 
-from spool import secrets
+from spool import metrics, secrets
 from spool.failpoints import failpoint
 from spool.ledger import Ledger
 from spool.ledger import claims as ledger_claims
@@ -56,6 +56,7 @@ class LoadConfig:
     backoff_cap_seconds: float = 300.0
     down_seconds: float = 10.0
     connect_timeout: int = 5
+    metrics_port: int = 0  # Prometheus text metrics on 127.0.0.1 (follow mode); 0: off
     s3: S3Config = field(default_factory=S3Config)
 
 
@@ -78,16 +79,25 @@ class S3ManifestStager:
 
 
 class _ClaimTablesFn(beam.DoFn):
-    def __init__(self, ledger_dsn: str) -> None:
+    def __init__(self, ledger_dsn: str, metrics_port: int = 0) -> None:
         self.ledger_dsn = ledger_dsn
+        self.metrics_port = metrics_port
 
     def process(self, _):
         ledger = Ledger(self.ledger_dsn, application_name="spool-loader")
+        backlog: dict[str, int] = {}
         try:
-            for tenant, stream, _count in ledger_claims.claimable_tables(ledger):
+            for tenant, stream, count in ledger_claims.claimable_tables(ledger):
+                backlog[tenant] = backlog.get(tenant, 0) + count
                 yield tenant, stream
         finally:
             ledger.close()
+        if self.metrics_port:
+            gauge = metrics.loader_metrics()["backlog"]
+            for tenant in list(gauge._metrics):  # tenants with nothing left show 0
+                gauge.labels(*tenant).set(0)
+            for tenant, count in backlog.items():
+                gauge.labels(tenant).set(count)
 
 
 class _LoadTenantFn(beam.DoFn):
@@ -105,6 +115,7 @@ class _LoadTenantFn(beam.DoFn):
         self._conns: dict[str, object] = {}
         self._down: dict[str, float] = {}
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._prom = metrics.loader_metrics() if metrics.serve(self.cfg.metrics_port) else None
 
     def process(self, element):
         tenant, streams = element
@@ -161,6 +172,7 @@ class _LoadTenantFn(beam.DoFn):
                                                       self.cfg.backoff_cap_seconds)
                 ledger_claims.mark_retry(self._ledger, ids, self._owner, message, delay)
                 self.retried.inc(len(ids))
+                self._count(dest.tenant_id, "retry", len(ids))
                 self._down[conn_key] = time.monotonic() + self.cfg.down_seconds
                 log.warning("warehouse of %s unavailable, %d batch(es) retry in %.0f s: %s",
                             dest.tenant_id, len(ids), delay, message)
@@ -181,6 +193,7 @@ class _LoadTenantFn(beam.DoFn):
                 return out
             ledger_claims.mark_failed(self._ledger, ids, self._owner, message)
             self.failed.inc()
+            self._count(dest.tenant_id, "failed", 1)
             log.error("batch %s failed: %s", ids[0], message)
             return [("failed", ids[0], message)]
         failpoint("load.after_commit")
@@ -188,8 +201,20 @@ class _LoadTenantFn(beam.DoFn):
         self.loaded.inc(len(result.loaded))
         self.rows.inc(result.rows)
         self.latency.update(int((time.monotonic() - started) * 1000))
+        self._count(dest.tenant_id, "loaded", len(result.loaded), result.rows,
+                    time.monotonic() - started)
         return [("loaded", b, result.rows) for b in result.loaded] + \
             [("already_loaded", b, 0) for b in result.skipped]
+
+    def _count(self, tenant: str, outcome: str, batches: int, rows: int = 0,
+               seconds: float | None = None) -> None:
+        if self._prom is None:
+            return
+        self._prom["batches"].labels(tenant, outcome).inc(batches)
+        if rows:
+            self._prom["rows"].labels(tenant).inc(rows)
+        if seconds is not None:
+            self._prom["seconds"].observe(seconds)
 
     def _loader(self, dest, dialect) -> Loader:
         if dialect.caps.staging == "s3_manifest_csv_gzip" and \
@@ -270,12 +295,14 @@ def _by_stream(batches: list) -> list[tuple[str, list]]:
 
 
 class ClaimTables(beam.PTransform):
-    def __init__(self, ledger_dsn: str) -> None:
+    def __init__(self, ledger_dsn: str, metrics_port: int = 0) -> None:
         super().__init__()
         self.ledger_dsn = ledger_dsn
+        self.metrics_port = metrics_port
 
     def expand(self, ticks):
-        return ticks | "ListTables" >> beam.ParDo(_ClaimTablesFn(self.ledger_dsn))
+        return ticks | "ListTables" >> beam.ParDo(_ClaimTablesFn(self.ledger_dsn,
+                                                                 self.metrics_port))
 
 
 class LoadTables(beam.PTransform):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 import psycopg2
@@ -26,6 +28,12 @@ from tests.e2e.jobs import (
 from tests.reference import canonical, expected_tables, norm, rows_from_warehouse
 
 PARTITIONS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def register(ledger_dsn, tenants, schema_prefix, dsn_env="SPOOL_WAREHOUSE_DSN", kinds=None):
@@ -296,9 +304,11 @@ def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, l
     subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "stop", "postgres2"],
                    check=True, capture_output=True)
     log = open(tmp_path / "loader.log", "wb")  # noqa: SIM115 - closed below
+    port = free_port()
     loader = subprocess.Popen([sys.executable, "-m", "pipelines.loader_job", "--mode=follow",
                                "--poll_seconds=1", "--retry_base_seconds=1",
-                               "--retry_cap_seconds=2", "--connect_timeout=2"], cwd=ROOT,
+                               "--retry_cap_seconds=2", "--connect_timeout=2",
+                               f"--metrics_port={port}"], cwd=ROOT,
                               env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
@@ -321,6 +331,11 @@ def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, l
         wait_for("the returned warehouse's batches loaded",
                  lambda: set(batch_states(env["SPOOL_LEDGER_DSN"])) == {"LOADED"}, 120,
                  interval=1)
+        # the follow-mode loader tells Prometheus what it did, retries included
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        text = scraped.decode()
+        assert f'spool_loader_batches_total{{outcome="retry",tenant="{away}"}}' in text
+        assert f'spool_loader_rows_loaded_total{{tenant="{away}"}}' in text
     finally:
         kill(loader, signal.SIGTERM, timeout=60)
         log.close()

@@ -51,3 +51,24 @@ def test_status_and_retry_of_a_failed_batch(ledger_dsn):
     assert [b.batch_id for b in c.claim(ledger, "acme", "orders", "me", 60, 5)] == ["bad"]
     rc, _, err = spool(ledger_dsn, "batches", "show", "nope")
     assert rc == 1 and "no batch" in err
+
+
+def test_rejected_counts_by_reason_with_samples(ledger_dsn, tmp_path):
+    from spool.envelope import Decoder, DecodeRules
+    from spool.parts import Part, rejected_row
+    from spool.writer import assemble
+
+    dec = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
+    part = Part()
+    for i, raw in enumerate([b"{oops", b"[1]", b"{also bad"]):
+        part.rows.append(((), rejected_row(dec.decode(raw), f"q/0/{i}", 1, 2, raw)))
+        part.note_record("q/0", i, len(raw), 0)
+    _uri, _data, record = assemble("acme", "_sdc_rejected", 0, 60_000, 0, part, str(tmp_path), 3)
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    ledger.record_batches([record])
+    rc, out, _ = spool(ledger_dsn, "rejected", "--json", "--samples", "5")
+    assert rc == 0
+    got = {r["reason_code"]: r for r in map(json.loads, out.splitlines())}
+    assert {k: v["count"] for k, v in got.items()} == {"not_json": 2, "not_object": 1}
+    assert [s["record"] for s in got["not_json"]["samples"]] == ["{oops", "{also bad"]

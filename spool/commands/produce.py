@@ -1,0 +1,167 @@
+"""``spool produce``: feed the fat queue from a file or stdin, and say what was delivered.
+
+Input is one JSON object per line: Spool envelopes, or (with ``--singer``) a Singer tap's
+output, each message sent with the tenant in a Kafka header. Messages are keyed so that
+order holds where it matters: envelopes by (tenant, stream), Singer messages by tenant (a
+tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition).
+
+Nothing is lost silently: the command waits for the broker's acknowledgement of every
+message and ends by reporting how many were delivered; when the broker is unreachable or a
+line is not JSON it stops, names the problem (and the line number), reports what was and
+was not delivered, and exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import orjson
+
+from spool.kafka_config import producer_config
+
+EXAMPLE = """examples:
+  spool produce records.jsonl                               # Spool envelopes, one per line
+  tap-postgres --config tap.json | spool produce --singer --tenant acme
+  spool produce --topic spool.fatq --kafka-config security_protocol=SSL - < records.jsonl
+
+exit codes: 0 every message delivered; 1 stopped (bad input or broker trouble), with the
+count of messages delivered and not delivered; 2 bad command line."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("produce", help="send records (envelopes or Singer output) to the queue",
+                       description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", nargs="?", default="-",
+                   help="a file of JSON lines, or - for stdin (default)")
+    p.add_argument("--singer", action="store_true",
+                   help="the input is a Singer tap's output (needs --tenant)")
+    p.add_argument("--tenant", help="the tenant of every message (Singer: required; envelopes: "
+                   "checked against each envelope's tenant)")
+    p.add_argument("--topic", default="spool.fatq", help="the fat queue (default spool.fatq)")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers (default $SPOOL_KAFKA_BOOTSTRAP, else "
+                   "127.0.0.1:19092)")
+    p.add_argument("--tenant-header", default="tenant",
+                   help="Kafka header that carries the tenant (default tenant)")
+    p.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra kafka-python producer setting, repeatable")
+    p.add_argument("--timeout", type=float, default=20.0,
+                   help="seconds to wait for the broker before giving up (default 20)")
+    p.set_defaults(func=produce)
+
+
+class Progress:
+    """Counts on stderr, refreshed twice a second, when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def update(self, sent: int, acked: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.shown < 0.5):
+            return
+        self.shown = now
+        rate = acked / max(now - self.started, 1e-6)
+        end = "\n" if final else ""
+        print(f"\r{sent} sent, {acked} acknowledged, {rate:,.0f} records/s", end=end,
+              file=sys.stderr, flush=True)
+
+
+def produce(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    if args.singer and not args.tenant:
+        raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
+    bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    timeout_ms = int(args.timeout * 1000)
+    stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    try:
+        producer = KafkaProducer(**producer_config(
+            bootstrap, args.kafka_config, max_block_ms=timeout_ms,
+            request_timeout_ms=min(timeout_ms, 10_000), delivery_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms))
+    except KafkaError:  # kafka-python 3: KafkaTimeoutError "Unable to bootstrap"
+        waiting = sum(1 for line in stream if line.strip())
+        raise SystemExit(f"error: cannot reach Kafka at {bootstrap}: no broker answered within "
+                         f"{args.timeout:.0f} s; 0 messages delivered, {waiting} not "
+                         "delivered") from None
+    header = args.tenant.encode() if args.tenant else None
+    progress = Progress()
+    sent = acked = failed = 0
+    pending: list = []
+    problem = None
+
+    def settle(block: bool) -> None:
+        nonlocal acked, failed, problem
+        keep = []
+        for future in pending:
+            if not future.is_done and not block:
+                keep.append(future)
+                continue
+            try:
+                future.get(timeout=args.timeout)
+                acked += 1
+            except KafkaError as exc:
+                failed += 1
+                problem = problem or f"the broker did not acknowledge a message: {exc}"
+        pending[:] = keep
+
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                problem = f"line {lineno} is not JSON ({exc}); fix it and send from there"
+                break
+            if not isinstance(obj, dict):
+                problem = f"line {lineno} is a JSON {type(obj).__name__}, not an object"
+                break
+            if args.singer:
+                key = args.tenant.encode()
+            else:
+                tenant = obj.get("tenant")
+                if args.tenant and tenant != args.tenant:
+                    problem = (f"line {lineno}: envelope tenant {tenant!r} is not "
+                               f"--tenant {args.tenant!r}")
+                    break
+                key = f"{tenant}\x1f{obj.get('stream')}".encode()
+            headers = [(args.tenant_header, header)] if header else None
+            try:
+                pending.append(producer.send(args.topic, value=line.rstrip(b"\r\n"), key=key,
+                                             headers=headers))
+            except KafkaError as exc:
+                problem = f"the broker did not take line {lineno}: {exc}"
+                break
+            sent += 1
+            if len(pending) >= 10_000:
+                settle(block=False)
+            progress.update(sent, acked)
+            if problem:
+                break
+        try:
+            producer.flush(timeout=args.timeout)
+        except KafkaError as exc:
+            problem = problem or f"could not deliver to {bootstrap}: {exc}"
+        settle(block=True)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        producer.close(timeout=min(args.timeout, 5))
+    progress.update(sent, acked, final=True)
+    not_delivered = sent - acked
+    summary = f"{acked} message(s) delivered to {args.topic}"
+    if problem or failed or not_delivered:
+        print(f"error: {problem or 'some messages were not delivered'}; {summary}, "
+              f"{not_delivered} not delivered", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0

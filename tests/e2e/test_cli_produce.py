@@ -1,0 +1,148 @@
+"""``spool produce`` for real: envelopes, Singer output from a real tap, a dead broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+from kafka import KafkaConsumer
+
+from tests.e2e.jobs import ROOT, job_env, run_spool_job
+
+SPOOL = [sys.executable, "-m", "spool.cli"]
+
+
+def produce(env, *args, stdin: bytes = b""):
+    return subprocess.run([*SPOOL, "produce", *args], input=stdin, capture_output=True,
+                          env=env, cwd=ROOT, timeout=120, check=False)
+
+
+def consume_all(bootstrap, topic, n):
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)
+    got = []
+    for record in consumer:
+        got.append(record)
+        if len(got) >= n:
+            break
+    consumer.close()
+    return got
+
+
+def test_envelopes_are_delivered_keyed_by_stream(stack, make_topic, tmp_path):
+    topic = make_topic(partitions=3)
+    lines = [json.dumps({"tenant": "acme", "stream": f"s{i % 3}", "data": {"i": i}})
+             for i in range(300)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n\n")
+    res = produce(dict(os.environ, **stack.env), str(path), "--topic", topic)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().strip() == f"300 message(s) delivered to {topic}"
+    got = consume_all(stack.kafka_bootstrap, topic, 300)
+    assert sorted(json.loads(r.value)["data"]["i"] for r in got) == list(range(300))
+    # one stream, one key, one partition: its order holds
+    by_stream = {}
+    for r in got:
+        by_stream.setdefault(r.key, set()).add(r.partition)
+    assert len(by_stream) == 3 and all(len(p) == 1 for p in by_stream.values())
+
+
+def test_a_line_that_is_not_json_stops_with_its_line_number(stack, make_topic):
+    topic = make_topic(partitions=1)
+    data = b'{"tenant":"a","stream":"s","data":{}}\n{"tenant":"a","stream":"s","data":{}}\n{oops\n'
+    res = produce(dict(os.environ, **stack.env), "--topic", topic, stdin=data)
+    err = res.stderr.decode()
+    assert res.returncode == 1
+    assert "line 3 is not JSON" in err and "2 message(s) delivered" in err
+
+
+def test_an_unreachable_broker_fails_within_30_seconds_and_counts_the_loss(stack):
+    data = b"".join(b'{"tenant":"a","stream":"s","data":{"i":%d}}\n' % i for i in range(25))
+    started = time.monotonic()
+    res = produce(dict(os.environ, **stack.env), "--bootstrap", "127.0.0.1:1", "--topic", "x",
+                  stdin=data)
+    elapsed = time.monotonic() - started
+    err = res.stderr.decode()
+    assert res.returncode == 1 and elapsed < 30
+    assert "cannot reach Kafka" in err and "25 not delivered" in err
+
+
+@pytest.fixture(scope="session")
+def tap_postgres():
+    """MeltanoLabs tap-postgres from PyPI, in its own venv (as the demo installs it)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo
+
+    return demo.tap_bin()
+
+
+def test_a_singer_tap_lands_with_its_keys_honoured(stack, make_topic, ledger_dsn, unique,
+                                                   tmp_path, tap_postgres):
+    topic = make_topic(partitions=2)
+    admin = psycopg2.connect(stack.warehouse_dsn.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    source = f"{unique}_src"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{source}"')
+    src_dsn = stack.warehouse_dsn.rsplit("/", 1)[0] + f"/{source}"
+    try:
+        conn = psycopg2.connect(src_dsn)
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE people (id int PRIMARY KEY, name text)")
+            cur.execute("INSERT INTO people VALUES (1, 'Ann'), (2, 'Bo')")
+        env = job_env(stack, ledger_dsn)
+        assert subprocess.run([*SPOOL, "tenants", "add", "acme", "--warehouse", "postgres",
+                               "--dsn", "env:SPOOL_WAREHOUSE_DSN", "--schema", unique],
+                              env=env, capture_output=True, check=False).returncode == 0
+        config = tmp_path / "tap.json"
+        config.write_text(json.dumps({"host": "127.0.0.1", "port": int(src_dsn.split(":")[-1]
+                                                                     .split("/")[0]),
+                                      "user": "spool", "password": "spool",
+                                      "database": source, "filter_schemas": ["public"]}))
+        catalog = json.loads(subprocess.run([str(tap_postgres), "--config", str(config),
+                                             "--discover"], capture_output=True, check=True,
+                                            text=True).stdout)
+        for s in catalog["streams"]:
+            for m in s["metadata"]:
+                if m["breadcrumb"] == []:
+                    m["metadata"]["selected"] = True
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+
+        def sync():
+            tap = subprocess.run([str(tap_postgres), "--config", str(config), "--catalog",
+                                  str(tmp_path / "catalog.json")], capture_output=True,
+                                 check=True)
+            res = produce(env, "--singer", "--tenant", "acme", "--topic", topic,
+                          stdin=tap.stdout)
+            assert res.returncode == 0, res.stderr
+            run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                           f"--spool_location={tmp_path / 'spool'}"], env)
+            load = subprocess.run([sys.executable, "-m", "pipelines.loader_job"], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, check=False)
+            assert load.returncode == 0, load.stderr[-3000:]
+            wh = psycopg2.connect(stack.warehouse_dsn)
+            with wh.cursor() as cur:
+                cur.execute(f'SELECT id, name FROM "{unique}".public_people ORDER BY id')
+                rows = cur.fetchall()
+            wh.close()
+            return rows
+
+        assert sync() == [(1, "Ann"), (2, "Bo")]
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE people SET name = 'Ann Lee' WHERE id = 1")
+            cur.execute("INSERT INTO people VALUES (3, 'Cy')")
+        conn.close()
+        assert sync() == [(1, "Ann Lee"), (2, "Bo"), (3, "Cy")]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
+        admin.close()
+        wh = psycopg2.connect(stack.warehouse_dsn)
+        with wh, wh.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
+        wh.close()
