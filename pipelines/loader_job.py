@@ -68,26 +68,17 @@ class LoaderOptions(PipelineOptions):
             "when it ends).")
 
 
-def run(argv: list[str] | None = None, *, wait: bool = True):
-    options = PipelineOptions(argv)
-    for view in (LoaderOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions,
-                 ErrorOptions):
-        options.view_as(view)
-    configure_logging(options)
+def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
+    """Wire the loader's transforms onto ``pipeline``; returns the pipeline."""
     opts = options.view_as(LoaderOptions)
-    mode = job_mode(options, ("drain", "follow"), "loader")
-    ledger_dsn, _location = resolve_common(options)
-    follow = mode == "follow"
+    follow = options.view_as(JobModeOptions).mode == "follow"
     metrics_port = (9464 if follow else 0) if opts.metrics_port is None else opts.metrics_port
-    choose_runner(options, streaming=follow)
-    Ledger(ledger_dsn).migrate()
     cfg = LoadConfig(ledger_dsn=ledger_dsn, lease_seconds=opts.lease_seconds,
                      max_rows=opts.load_max_rows, max_batches=opts.load_max_batches,
                      backoff_base_seconds=opts.retry_base_seconds,
                      backoff_cap_seconds=opts.retry_cap_seconds,
                      connect_timeout=opts.connect_timeout, s3=S3Config.from_options(options),
                      metrics_port=metrics_port)
-    pipeline = beam.Pipeline(options=options)
     if follow:
         ticks = pipeline | "Poll" >> PeriodicImpulse(
             start_timestamp=time.time(), fire_interval=opts.poll_seconds, apply_windowing=True)
@@ -96,6 +87,22 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     (ticks
      | "ClaimTables" >> ClaimTables(ledger_dsn, metrics_port)
      | "LoadTables" >> LoadTables(cfg))
+    return pipeline
+
+
+def run(argv: list[str] | None = None, *, wait: bool = True):
+    """Run the loader; returns the PipelineResult (finished, unless ``wait`` is False)."""
+    options = PipelineOptions(argv)
+    for view in (LoaderOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions,
+                 ErrorOptions):
+        options.view_as(view)
+    configure_logging(options)
+    mode = job_mode(options, ("drain", "follow"), "loader")
+    ledger_dsn, _location = resolve_common(options)
+    follow = mode == "follow"
+    choose_runner(options, streaming=follow)
+    Ledger(ledger_dsn).migrate()
+    pipeline = build(beam.Pipeline(options=options), options, ledger_dsn)
     log.info("loader: %s mode", mode)
     result = pipeline.run()
     if wait:
