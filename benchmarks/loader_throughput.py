@@ -153,12 +153,16 @@ def main() -> int:
     for t in tenants:
         ledger.add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"}, f"spool_{t}")
     job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={topic}",
-                    f"--consumer_group=bench-{run_id}", f"--spool_location={work / 'spool'}",
-                    "--log_level=WARNING"], cwd=ROOT, env=job_env, check=True,
-                   stderr=subprocess.DEVNULL)
-    spool_s = time.perf_counter() - t0
+
+    def spool() -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={topic}",
+                        f"--consumer_group=bench-{run_id}",
+                        f"--spool_location={work / 'spool'}", "--log_level=WARNING"],
+                       cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    spool_s = spool()
     def load() -> tuple[float, int, float]:
         """(job seconds, rows loaded, load stage seconds): the stage is the ledger's own
         account, from the first claim to the last LOADED, without the job's start-up."""
@@ -181,12 +185,7 @@ def main() -> int:
     rounds = []
     for _ in range(2):
         corpus.produce(env["SPOOL_KAFKA_BOOTSTRAP"], topic, messages, PARTITIONS)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={topic}",
-                        f"--consumer_group=bench-{run_id}",
-                        f"--spool_location={work / 'spool'}", "--log_level=WARNING"],
-                       cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
-        rounds.append((time.perf_counter() - t0, *load()))
+        rounds.append((spool(), *load()))
     spool2_s, steady_s, steady_rows, steady_stage_s = rounds[-1]
     second = rounds[0]
     ledger.close()

@@ -93,19 +93,33 @@ def make_topic(stack, unique):
     admin.close()
 
 
+@contextlib.contextmanager
+def private_schema(dsn: str, name: str):
+    """A schema that exists for the duration of the block, then is dropped with its tables."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        conn.close()
+
+
+def search_path_dsn(dsn: str, schema: str) -> str:
+    """``dsn`` with ``schema`` first in the search path: a ledger of its own."""
+    return f"{dsn}?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture
 def pg_schema(stack, unique):
     """A schema in the warehouse database private to this test; dropped afterwards."""
-    import psycopg2
-
-    conn = psycopg2.connect(stack.warehouse_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{unique}"')
-    yield unique
-    with conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
-    conn.close()
+    with private_schema(stack.warehouse_dsn, unique) as name:
+        yield name
 
 
 @pytest.fixture
@@ -124,16 +138,8 @@ def s3_prefix(stack, unique):
 @pytest.fixture
 def ledger_dsn(stack, unique):
     """A ledger of its own: a schema in the ledger database, chosen by the DSN's search_path."""
-    import psycopg2
-
-    conn = psycopg2.connect(stack.ledger_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{unique}"')
-    yield f"{stack.ledger_dsn}?options=-csearch_path%3D{unique}"
-    with conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
-    conn.close()
+    with private_schema(stack.ledger_dsn, unique) as name:
+        yield search_path_dsn(stack.ledger_dsn, name)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,9 @@ LIST_EXAMPLE = """examples:
 def register(sub) -> None:
     p = sub.add_parser("batches", help="list, show and retry batches",
                        description="Batches as the ledger tracks them: READY (spooled), "
-                       "LOADING (claimed by a loader), LOADED, FAILED (with the reason).")
+                       "LOADING (claimed by a loader), LOADED, FAILED (with the reason).",
+                       epilog=LIST_EXAMPLE + "\n  spool batches retry --tenant acme "
+                       "--all-failed", formatter_class=argparse.RawDescriptionHelpFormatter)
     bsub = p.add_subparsers(dest="batches_command", metavar="SUBCOMMAND", required=True)
 
     ls = bsub.add_parser("list", help="list batches, newest first", epilog=LIST_EXAMPLE,

@@ -25,7 +25,8 @@ ADD_EXAMPLE = """examples:
 def register(sub) -> None:
     p = sub.add_parser("tenants", help="register tenants and their warehouses",
                        description="The tenants whose records the spool job accepts, and where "
-                       "the loader loads each one.")
+                       "the loader loads each one.", epilog=ADD_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     tsub = p.add_subparsers(dest="tenants_command", metavar="SUBCOMMAND", required=True)
 
     add = tsub.add_parser("add", help="register a tenant, or change its destination",
@@ -41,19 +42,24 @@ def register(sub) -> None:
     add.add_argument("--iam-role", help="Redshift: IAM role ARN for COPY, or env:NAME")
     add.set_defaults(func=add_tenant)
 
-    ls = tsub.add_parser("list", help="list tenants and their destinations")
+    ls = tsub.add_parser("list", help="list tenants and their destinations",
+                         epilog="examples:\n  spool tenants list\n  spool tenants list --json",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(ls)
     ls.add_argument("--json", action="store_true", help="print JSON lines")
     ls.set_defaults(func=list_tenants)
 
-    show = tsub.add_parser("show", help="one tenant's registration")
+    show = tsub.add_parser("show", help="one tenant's registration",
+                           epilog="example:\n  spool tenants show acme",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(show)
     show.add_argument("tenant")
     show.set_defaults(func=show_tenant)
 
     rm = tsub.add_parser("remove", help="unregister a tenant (its data stays where it is)",
-                         epilog="New records for it are then rejected (kept in _sdc_rejected of "
-                         "the _unassigned tenant).")
+                         epilog="example:\n  spool tenants remove sandbox\n\nNew records for "
+                         "it are then rejected (kept in _sdc_rejected of\nthe _unassigned "
+                         "tenant).", formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(rm)
     rm.add_argument("tenant")
     rm.set_defaults(func=remove_tenant)

@@ -18,6 +18,7 @@ import psycopg2.extras
 import pytest
 
 from tests import corpus
+from tests.conftest import private_schema, search_path_dsn
 from tests.e2e.jobs import (
     ROOT,
     job_env,
@@ -206,15 +207,8 @@ def copy_ledger(src_dsn: str, dst_dsn: str, tenants, schema_prefix: str) -> None
 
 @pytest.fixture
 def second_ledger(stack, unique):
-    name = f"{unique}_l2"
-    conn = psycopg2.connect(stack.ledger_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{name}"')
-    yield f"{stack.ledger_dsn}?options=-csearch_path%3D{name}"
-    with conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA "{name}" CASCADE')
-    conn.close()
+    with private_schema(stack.ledger_dsn, f"{unique}_l2") as name:
+        yield search_path_dsn(stack.ledger_dsn, name)
 
 
 def test_ten_kills_at_injected_points_leave_the_same_warehouse(
