@@ -6,7 +6,8 @@ offset seen at start (drain mode, or earlier with ``max_records``) or never (str
 
 Each output element is a *chunk*: up to ``chunk_records`` consecutive records of one
 partition, as ``(topic, partition, floor_ms, records)`` with kafka-python's records (offset,
-timestamp, value, headers). A record's *event time* is its Kafka timestamp clamped to be
+timestamp, value, headers). A record's *event time* is its Kafka timestamp (at most ten
+minutes ahead of the clock: see ``spool.chunks.MAX_FUTURE_MS``) clamped to be
 non-decreasing within the partition: ``max(floor_ms, timestamps so far)``, so no record is
 ever behind the partition's watermark (late data would be dropped by windows). The chunk's
 element timestamp is its first record's event time.
@@ -42,6 +43,7 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
+from spool.chunks import queue_time, timestamp_ceiling
 from spool.kafka_config import consumer_config
 
 log = logging.getLogger(__name__)
@@ -149,8 +151,33 @@ class _ListPartitionsFn(beam.DoFn):
                                  tuple(sorted(parts)))
 
 
+@dataclass(frozen=True)
+class UpTo:
+    """A claim of every offset up to ``last`` that the restriction still holds."""
+
+    last: int
+
+
 class _OffsetTracker(OffsetRestrictionTracker):
-    """Offset tracker that never splits an unbounded range fractionally."""
+    """Offset tracker that claims a whole chunk at once and never splits an unbounded range
+    fractionally.
+
+    ``try_claim(UpTo(last))`` claims through ``min(last, stop - 1)`` and returns that offset
+    (None if nothing is left). It runs under the same lock as the runner's splits, so a split
+    that lands while a poll is in flight shortens the claim instead of failing it: the records
+    before the split point are claimed and emitted, none is left between two owners.
+    """
+
+    def try_claim(self, position):
+        if not isinstance(position, UpTo):
+            return super().try_claim(position)
+        start = self._range.start if self._last_claim_attempt is None \
+            else self._last_claim_attempt + 1
+        end = min(position.last, self._range.stop - 1)
+        if end < start:
+            return None
+        super().try_claim(end)
+        return end
 
     def try_split(self, fraction_of_remainder):
         if self._range.stop >= UNBOUNDED and fraction_of_remainder != 0:
@@ -247,20 +274,24 @@ class _ReadPartitionFn(beam.DoFn):
             polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.chunk_records)
             records = polled.get(tp)
             if records:
-                if records[-1].offset >= stop:
-                    records = [r for r in records if r.offset < stop]
-                    if not records:
-                        tracker.try_claim(stop)
-                        return
-                if not tracker.try_claim(records[-1].offset):
+                end = tracker.try_claim(UpTo(records[-1].offset))
+                if end is None:
                     return
+                last_of_range = end < records[-1].offset
+                if last_of_range:  # the range ends inside this chunk (a split or drain's end)
+                    records = [r for r in records if r.offset <= end]
+                    if not records:
+                        return
                 self._next[tp] = records[-1].offset + 1
-                first = max(floor, records[0].timestamp)
+                ceiling = timestamp_ceiling(time.time())
+                first = max(floor, queue_time(records[0].timestamp, ceiling))
                 yield beam.window.TimestampedValue(
                     (element.topic, element.partition, floor, records),
                     Timestamp(micros=first * 1000))
-                floor = max(floor, max(r.timestamp for r in records))
+                floor = max(floor, queue_time(max(r.timestamp for r in records), ceiling))
                 report(floor)
+                if last_of_range:
+                    return
             else:
                 position = consumer.position(tp)
                 if position >= stop:
