@@ -80,7 +80,7 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
     panes: dict = {}
 
     def close(key, parts):
-        tenant, stream, window_start = key
+        tenant, stream, window_start, _keys = key
         pane = panes.get(key, 0)
         panes[key] = pane + 1
         uri, data, record = assemble(tenant, stream, window_start, int(window_s * 1000), pane,

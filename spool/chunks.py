@@ -3,7 +3,8 @@
 ``ChunkShaper.add_chunk`` takes consecutive records of one partition (objects with
 ``offset``, ``timestamp``, ``value`` and ``headers``, as kafka-python returns them) and files
 every record into the part of its (tenant, stream, window) by its *event time*: the Kafka
-timestamp clamped to be non-decreasing within the partition, starting from ``floor_ms``;
+timestamp (at most ``MAX_FUTURE_MS`` ahead of the clock) clamped to be non-decreasing within
+the partition, starting from ``floor_ms``;
 ``take_parts`` hands the parts over. The
 spool job's Beam step and the plain-consumer baseline of the benchmark both use this class,
 so they do identical per-record work.
@@ -21,9 +22,22 @@ from dataclasses import dataclass
 
 from spool.envelope import Decoded, Decoder, Kind, Reason
 from spool.parts import REJECTED_STREAM, Part, rejected_row, rejected_tenant, shape_decoded
-from spool.shape import InexactNumber, ShapeError, record_id
+from spool.shape import InexactNumber, ShapeError, default_sequence, record_id
 
-PartKey = tuple  # (tenant, stream, window_start_ms)
+PartKey = tuple  # (tenant, stream, window_start_ms, key names)
+# A producer clock far ahead would carry its partition's event time (and every later record
+# of it) into a window that closes only when the wall clock gets there: timestamps count as
+# at most this far ahead of the spool job's clock.
+MAX_FUTURE_MS = 10 * 60 * 1000
+
+
+def timestamp_ceiling(now_s: float) -> int:
+    return int(now_s * 1000) + MAX_FUTURE_MS
+
+
+def queue_time(timestamp_ms: int, ceiling_ms: int) -> int:
+    """A record's Kafka timestamp, within [0, ceiling] (-1 means none was set)."""
+    return 0 if timestamp_ms < 0 else min(timestamp_ms, ceiling_ms)
 
 
 @dataclass
@@ -54,15 +68,16 @@ class ChunkShaper:
         self.rows = 0
         self.stats = ChunkStats()
 
-    def _part(self, tenant: str, stream: str, event_ms: int) -> Part:
-        key = (tenant, stream, event_ms - event_ms % self.window_ms)
+    def _part(self, tenant: str, stream: str, event_ms: int, key_names: tuple = ()) -> Part:
+        # records of one stream with other key names never share a part (nor a batch)
+        key = (tenant, stream, event_ms - event_ms % self.window_ms, key_names)
         part = self.parts.get(key)
         if part is None:
-            part = self.parts[key] = Part()
+            part = self.parts[key] = Part(key_names=key_names)
         elif len(part.rows) >= self.part_max_rows or part.bytes >= self.part_max_bytes:
             # a part is at most a fraction of a batch, so batches close near their limits
             self.full.append((key, part))
-            part = self.parts[key] = Part()
+            part = self.parts[key] = Part(key_names=key_names)
         return part
 
     def add_chunk(self, topic: str, partition: int, floor_ms: int, records: list) -> int:
@@ -71,8 +86,11 @@ class ChunkShaper:
         tp = f"{topic}/{partition}"
         states: dict[str, tuple] = {}
         event_ms = floor_ms
+        ceiling = timestamp_ceiling(self.clock())
         for r in records:
             offset, kafka_ms, value, headers = r.offset, r.timestamp, r.value, r.headers
+            if kafka_ms > ceiling or kafka_ms < 0:
+                kafka_ms = queue_time(kafka_ms, ceiling)
             if kafka_ms > event_ms:
                 event_ms = kafka_ms
             decoded = decode(value, headers)
@@ -94,14 +112,12 @@ class ChunkShaper:
                                       message=f"{exc}; flatten it before sending")
                     self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
                     continue
-                part = self._part(decoded.tenant, decoded.stream, event_ms)
+                part = self._part(decoded.tenant, decoded.stream, event_ms,
+                                  tuple(decoded.key_names or ()))
                 part.rows.extend(rows)
                 self.rows += len(rows)
                 part.note_record(tp, offset, len(value), event_ms)
                 part.note_sequence(seq)
-                key_names = decoded.key_names or ()
-                if part.key_names != key_names:
-                    part.key_names = key_names
                 if decoded.singer and part.schema is None:
                     part.schema = self.directory.schema(decoded.tenant, decoded.stream)
             elif kind is Kind.REJECTED:
@@ -110,12 +126,13 @@ class ChunkShaper:
                 self.directory.learn_schema(decoded.tenant, decoded.stream, decoded.key_names,
                                             decoded.schema, rid)
             elif kind is Kind.ACTIVATE_VERSION:
-                part = self._part(decoded.tenant, decoded.stream, event_ms)
+                keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
+                part = self._part(decoded.tenant, decoded.stream, event_ms, keys)
                 part.activate_version = max(part.activate_version or decoded.table_version,
                                             decoded.table_version)
                 part.note_record(tp, offset, len(value), event_ms)
-                part.key_names = part.key_names or (
-                    self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
+                # its place among the stream's records: batches load in sequence order
+                part.note_sequence(default_sequence(kafka_ms, offset))
             else:  # STATE
                 states[decoded.tenant] = (decoded.data["value"], rid)
         self.stats.records += len(records)

@@ -328,7 +328,7 @@ class Decoder:
         if keys.__class__ is not list:
             return None
         for k in keys:
-            v = data.get(k) if k.__class__ is str else None
+            v = data.get(k) if k.__class__ is str and k else None
             if v is None or v.__class__ in (dict, list):
                 return None
         if len(set(keys)) != len(keys):

@@ -63,10 +63,6 @@ def path_key(path: Iterable[str]) -> str:
     return json.dumps(list(path), ensure_ascii=False, separators=(",", ":"))
 
 
-def path_of(key: str) -> list[str]:
-    return json.loads(key)
-
-
 def _child_key(prefix: str, name: str) -> str:
     """The path key of field ``name`` under the object at path key ``prefix`` (cached)."""
     global _path_count

@@ -61,6 +61,7 @@ CASES = [
     Case("null_key_value", env({"id": None}, key_names=["id"]), "bad_key"),
     Case("object_key_value", env({"id": {"a": 1}}, key_names=["id"]), "bad_key"),
     Case("key_names_not_list", env({"id": 1}, key_names="id"), "bad_key"),
+    Case("empty_key_name", env({"": 1}, key_names=[""]), "bad_key"),
     Case("not_utf8", b'{"tenant":"acme","stream":"s","data":{"s":"\xff"}}', "not_utf8",
          tenant="_unassigned"),
     Case("not_json", b'{"tenant": "acme", ', "not_json", tenant="_unassigned"),

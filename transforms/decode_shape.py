@@ -82,7 +82,7 @@ class _DecodeShapeFn(beam.DoFn):
         stats = self._shaper.take_stats()
         for code, n in (stats.rejected or {}).items():
             Metrics.counter("spool.rejected", code).inc(n)
-        for (tenant, stream, _window), part in self._shaper.take_parts():
+        for (tenant, stream, _window, _keys), part in self._shaper.take_parts():
             self.parts_out.inc()
             value = (part.n_rows, part.bytes, part.meta_key(), part.dumps())
             yield (tenant, stream), value, Timestamp(micros=part.min_event_ms * 1000)

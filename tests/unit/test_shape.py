@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import pytest
 
-from spool.chunks import ChunkShaper
+from spool.chunks import MAX_FUTURE_MS, ChunkShaper
 from spool.envelope import Decoder, DecodeRules
 from spool.parts import REJECTED_STREAM
 from spool.shape import InexactNumber, default_sequence, shape
@@ -86,7 +86,7 @@ def test_nasty_case_lands_in_a_part_with_the_expected_rows(case):
     sh.add_chunk("q", 0, 0, [Rec(11, 1_000, case.value, case.headers)])
     parts = sh.take_parts()
     assert len(parts) == 1
-    (tenant, stream, _window), part = parts[0]
+    (tenant, stream, _window, _keys), part = parts[0]
     assert part.records == 1 and part.offsets == {"q/0": [11, 11, 1]}
     rows = part.table.to_pylist()
     if case.expect == "record":
@@ -111,5 +111,27 @@ def test_event_time_is_clamped_to_never_go_back_in_a_partition():
     recs = [Rec(0, 120_000, nasty.env({"i": 0}), []), Rec(1, 30_000, nasty.env({"i": 1}), [])]
     floor = sh.add_chunk("q", 0, 0, recs)
     assert floor == 120_000
-    ((_, _, window), part), = sh.take_parts()
+    ((_, _, window, _), part), = sh.take_parts()
     assert window == 120_000 and part.records == 2  # the late record joins its predecessor
+
+
+def test_a_producer_clock_far_ahead_does_not_carry_the_partition_into_the_future():
+    sh = shaper()
+    sh.clock = lambda: 1_000.0  # the spool job's clock: 1,000 s after the epoch
+    year_2100 = 4_102_444_800_000
+    recs = [Rec(0, year_2100, nasty.env({"i": 0}), []), Rec(1, 999_000, nasty.env({"i": 1}), [])]
+    floor = sh.add_chunk("q", 0, 0, recs)
+    assert floor == 1_000_000 + MAX_FUTURE_MS  # ten minutes ahead at most
+    ((_, _, window, _), part), = sh.take_parts()
+    assert window == 1_560_000 and part.records == 2
+    received = [t.timestamp() * 1000 for t in part.table.column("_sdc_received_at").to_pylist()]
+    assert received == [1_000_000 + MAX_FUTURE_MS, 999_000]
+
+
+def test_every_part_of_a_keyed_stream_carries_its_keys():
+    sh = shaper()
+    sh.part_max_rows = 1  # each record fills a part
+    recs = [Rec(i, 1_000, nasty.env({"id": i}, key_names=["id"]), []) for i in range(3)]
+    sh.add_chunk("q", 0, 0, recs)
+    parts = sh.take_parts()
+    assert len(parts) == 3 and all(p.key_names == ("id",) for _k, p in parts)
