@@ -4,8 +4,9 @@
     python -m pipelines.loader_job --mode=drain    # load what is READY now, then end (cron)
     python -m pipelines.loader_job --mode=follow   # keep polling the ledger until stopped
 
-ClaimTables → (Reshuffle) → LoadTables. Tables load in parallel; one table's batches load in
-order of their sequence range, one warehouse transaction per group of batches.
+ClaimTables → GroupByKey per tenant → LoadTables. Tenants load in parallel; a tenant's
+streams load in order of their batches' sequence ranges, in warehouse transactions of up to
+``--load_max_rows`` rows.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class LoaderOptions(PipelineOptions):
         group.add_argument(
             "--lease_seconds", type=float, default=600.0,
             help="How long a claim on a batch lasts; a loader that dies leaves its batches to "
-            "be claimed again after this (default 600). Renewed before each load.")
+            "be claimed again after this (default 600). A loader renews its leases every half "
+            "lease, between transactions; make it longer than the longest transaction.")
         group.add_argument(
             "--load_max_rows", type=int, default=1_000_000,
             help="At most this many rows go into one warehouse transaction (default 1000000).")

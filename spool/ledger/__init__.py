@@ -45,7 +45,7 @@ class BatchRecord:
     file_bytes: int
     min_sequence: int | None
     max_sequence: int | None
-    offsets: dict  # {"topic/partition": [[first, last], ...]}
+    offsets: dict  # {"topic/partition": [first offset, last offset, record count]}
     key_names: tuple[str, ...]
     columns: dict
     meta: dict
@@ -214,14 +214,3 @@ class Ledger:
             return len(inserted)
 
         return self.run(q) if batches else 0
-
-    def batch_ids(self, tenant_id: str | None = None) -> list[str]:
-        def q(cur):
-            if tenant_id is None:
-                cur.execute("SELECT batch_id FROM batches ORDER BY batch_id")
-            else:
-                cur.execute("SELECT batch_id FROM batches WHERE tenant_id = %s ORDER BY batch_id",
-                            (tenant_id,))
-            return [r[0] for r in cur.fetchall()]
-
-        return self.run(q)

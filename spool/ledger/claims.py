@@ -26,6 +26,7 @@ class Claimed:
     min_sequence: int | None
     row_count: int
     attempts: int
+    key_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,21 +57,42 @@ def claimable_tables(ledger: Ledger) -> list[tuple[str, str, int]]:
 def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
           lease_seconds: float, limit: int) -> list[Claimed]:
     """Claim up to ``limit`` batches of a tenant's streams, ordered by stream, then
-    sequence."""
+    sequence.
+
+    A stream loads in order: a batch is claimed only when every earlier unloaded batch of
+    its stream is claimed with it (or already by ``owner``). A batch waiting out a retry
+    delay, or leased by another loader, holds the later ones back, so two loaders side by
+    side end exactly where one would (a sequence tie goes to the batch loaded last), and an
+    ACTIVATE_VERSION never runs ahead of the records of its version. FAILED batches are set
+    aside and do not hold a stream back. Claims of one tenant take turns (a transaction
+    lock), so each sees the leases of the one before.
+    """
     streams = [streams] if isinstance(streams, str) else list(streams)
     check_transition(BatchState.READY, BatchState.LOADING)
 
     def q(cur):
-        cur.execute("""WITH picked AS (
-                          SELECT b.batch_id FROM batches b
-                          WHERE b.tenant_id = %s AND b.stream = ANY(%s) AND (
-                            (b.state = 'READY' AND (b.next_attempt_at IS NULL
-                                                    OR b.next_attempt_at <= now()))
-                            OR (b.state = 'LOADING' AND b.lease_expires_at < now()))
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"spool-claim:{tenant}",))
+        cur.execute("""WITH pending AS (
+                          SELECT b.batch_id, b.stream, b.min_sequence, b.window_start, b.pane,
+                                 (b.state = 'READY' AND (b.next_attempt_at IS NULL
+                                                         OR b.next_attempt_at <= now()))
+                                 OR (b.state = 'LOADING' AND (b.lease_expires_at < now()
+                                                              OR b.lease_owner = %s)) AS due
+                          FROM batches b
+                          WHERE b.tenant_id = %s AND b.stream = ANY(%s)
+                            AND b.state IN ('READY', 'LOADING')),
+                        in_turn AS (
+                          SELECT batch_id, bool_and(due) OVER (
+                                   PARTITION BY stream ORDER BY min_sequence NULLS FIRST,
+                                   window_start, pane, batch_id) AS ok
+                          FROM pending),
+                        picked AS (
+                          SELECT b.batch_id FROM batches b JOIN in_turn USING (batch_id)
+                          WHERE in_turn.ok
                           ORDER BY b.stream, b.min_sequence NULLS FIRST, b.window_start,
                                    b.pane, b.batch_id
                           LIMIT %s
-                          FOR UPDATE SKIP LOCKED)
+                          FOR UPDATE OF b SKIP LOCKED)
                         UPDATE batches SET state = 'LOADING', lease_owner = %s,
                                lease_expires_at = now() + %s * interval '1 second',
                                attempts = attempts + 1, load_started_at = now(),
@@ -78,11 +100,12 @@ def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
                         FROM picked WHERE batches.batch_id = picked.batch_id
                         RETURNING batches.batch_id, batches.tenant_id, batches.stream,
                                   batches.uri, batches.min_sequence, batches.row_count,
-                                  batches.attempts, batches.window_start, batches.pane""",
-                    (tenant, streams, limit, owner, lease_seconds))
-        rows = sorted(cur.fetchall(), key=lambda r: (r[2], r[4] is not None, r[4] or 0, r[7],
-                                                     r[8], r[0]))
-        return [Claimed(*r[:7]) for r in rows]
+                                  batches.attempts, batches.key_names, batches.window_start,
+                                  batches.pane""",
+                    (owner, tenant, streams, limit, owner, lease_seconds))
+        rows = sorted(cur.fetchall(), key=lambda r: (r[2], r[4] is not None, r[4] or 0, r[8],
+                                                     r[9], r[0]))
+        return [Claimed(*r[:7], tuple(r[7] or ())) for r in rows]
 
     return ledger.run(q)
 

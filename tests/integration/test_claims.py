@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import psycopg2
@@ -40,14 +39,33 @@ def states(ledger_dsn):
 
 
 def test_claims_come_in_sequence_order_and_never_twice(ledger, ledger_dsn):
-    ledger.record_batches([record(f"b{i}", seq) for i, seq in enumerate([30, 10, 20])])
+    ledger.record_batches([record(f"b{i}", seq) for i, seq in enumerate([30, 10, 20])]
+                          + [record("u0", 5, stream="users")])
     other = Ledger(ledger_dsn)
     first = c.claim(ledger, "acme", "orders", "one", 60, limit=2)
-    second = c.claim(other, "acme", "orders", "two", 60, limit=2)
     assert [x.batch_id for x in first] == ["b1", "b2"]
-    assert [x.batch_id for x in second] == ["b0"]
-    assert c.claim(other, "acme", "orders", "two", 60, limit=5) == []
+    # b0 comes after batches another loader holds: it waits; other streams go on
+    second = c.claim(other, "acme", ["orders", "users"], "two", 60, limit=5)
+    assert [x.batch_id for x in second] == ["u0"]
+    assert c.mark_loaded(ledger, ["b1", "b2"]) == 2
+    assert [x.batch_id for x in c.claim(other, "acme", "orders", "two", 60, limit=5)] == ["b0"]
     other.close()
+
+
+def test_a_loader_claims_its_own_unfinished_batches_again(ledger):
+    ledger.record_batches([record("b0", 1), record("b1", 2)])
+    assert [x.batch_id for x in c.claim(ledger, "acme", "orders", "me", 60, limit=1)] == ["b0"]
+    again = c.claim(ledger, "acme", "orders", "me", 60, limit=5)
+    assert [(x.batch_id, x.attempts) for x in again] == [("b0", 2), ("b1", 1)]
+
+
+def expire(ledger_dsn, column: str) -> None:
+    """Let a lease or a retry delay run out now."""
+    conn = psycopg2.connect(ledger_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(f"UPDATE batches SET {column} = now() - interval '1 second' "
+                    f"WHERE {column} IS NOT NULL")
+    conn.close()
 
 
 def test_a_tenant_without_a_warehouse_has_nothing_to_claim(ledger):
@@ -55,11 +73,11 @@ def test_a_tenant_without_a_warehouse_has_nothing_to_claim(ledger):
     assert c.claimable_tables(ledger) == [("acme", "orders", 1)]
 
 
-def test_an_expired_lease_is_claimed_again(ledger):
+def test_an_expired_lease_is_claimed_again(ledger, ledger_dsn):
     ledger.record_batches([record("b", 1)])
-    assert len(c.claim(ledger, "acme", "orders", "dead", 0.5, limit=5)) == 1
+    assert len(c.claim(ledger, "acme", "orders", "dead", 60, limit=5)) == 1
     assert c.claim(ledger, "acme", "orders", "alive", 60, limit=5) == []
-    time.sleep(0.6)
+    expire(ledger_dsn, "lease_expires_at")
     (again,) = c.claim(ledger, "acme", "orders", "alive", 60, limit=5)
     assert again.batch_id == "b" and again.attempts == 2
     # the dead loader's late updates no longer apply
@@ -82,7 +100,19 @@ def test_transient_errors_back_off_terminal_ones_fail_and_a_person_retries(ledge
     conn.close()
     assert "secret" not in t_err and "hunter2" not in f_err and t_later
     assert c.retry_failed(ledger, ["f"]) == 1
-    assert [x.batch_id for x in c.claim(ledger, "acme", "orders", "me", 60, limit=5)] == ["f"]
+    # f comes after t, which waits out its delay: f waits too (a stream loads in order)
+    assert c.claim(ledger, "acme", "orders", "me", 60, limit=5) == []
+    expire(ledger_dsn, "next_attempt_at")
+    claimed = c.claim(ledger, "acme", "orders", "me", 60, limit=5)
+    assert [x.batch_id for x in claimed] == ["t", "f"]
+
+
+def test_a_failed_batch_does_not_hold_its_stream_back(ledger, ledger_dsn):
+    ledger.record_batches([record("bad", 1), record("good", 2)])
+    c.claim(ledger, "acme", "orders", "me", 60, limit=1)
+    c.mark_failed(ledger, ["bad"], "me", "DataError")
+    assert [x.batch_id for x in c.claim(ledger, "acme", "orders", "me", 60, limit=5)] == \
+        ["good"]
 
 
 def test_backoff_grows_and_is_capped():
