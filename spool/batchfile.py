@@ -219,11 +219,6 @@ def decode(data: bytes) -> tuple[dict, pa.Table]:
     return meta, table
 
 
-def read_meta(data: bytes) -> dict:
-    schema = pq.ParquetFile(pa.BufferReader(data)).schema_arrow
-    return json.loads(schema.metadata[METADATA_KEY])
-
-
 def rows_of_table(table: pa.Table, table_path) -> pa.Table:
     """The rows of one table of the batch (path as JSON list or key), with only the columns
     that table uses."""

@@ -134,17 +134,21 @@ class _LoadTenantFn(beam.DoFn):
                                           self.cfg.lease_seconds, self.cfg.max_batches)
             if not claimed:
                 break
-            claimed_at = time.monotonic()
-            for work in _transactions(claimed, self.cfg.max_rows):
-                ids = [c.batch_id for c in work]
-                if time.monotonic() - claimed_at > self.cfg.lease_seconds / 2:
-                    ledger_claims.renew(self._ledger, ids, self._owner, self.cfg.lease_seconds)
+            renewed_at = time.monotonic()
+            transactions = _transactions(claimed, self.cfg.max_rows)
+            for i, work in enumerate(transactions):
+                if time.monotonic() - renewed_at > self.cfg.lease_seconds / 2:
+                    # every batch still to load keeps its lease, not only the next ones
+                    ledger_claims.renew(self._ledger, [c.batch_id for w in transactions[i:]
+                                                       for c in w],
+                                        self._owner, self.cfg.lease_seconds)
+                    renewed_at = time.monotonic()
                 outcome = self._load(dest, conn_key, work)
                 if outcome == "down":
-                    # leave the rest to later: the warehouse is down
-                    done = {b for _, b, _ in out} | set(ids)
-                    ledger_claims.release(self._ledger, [c.batch_id for c in claimed
-                                                         if c.batch_id not in done], self._owner)
+                    # leave the rest to later: the warehouse is down. Batches already
+                    # loaded, failed or set to retry are no longer LOADING; release the rest
+                    ledger_claims.release(self._ledger, [c.batch_id for c in claimed],
+                                          self._owner)
                     return out
                 out.extend(outcome)
         return out
@@ -259,27 +263,40 @@ class _LoadTenantFn(beam.DoFn):
             self._ledger.close()
 
 
+# S3 error codes that pass on their own (throttling, a node restarting, a slow request)
+TRANSIENT_S3_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                      "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "500", "502",
+                      "503", "504"}
+
+
 def _classify(dest, exc: BaseException) -> type[Exception]:
     """Object store outages are transient like warehouse outages; a missing or unreadable
     batch file is terminal; warehouse errors are the dialect's to judge."""
-    try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        BotoConnectionError = ConnectionError
-    if isinstance(exc, (ConnectionError, BotoConnectionError, TimeoutError)):
-        return TransientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, (ConnectionError, TimeoutError, BotoConnectionError, HTTPClientError)):
+        return TransientError  # unreachable endpoint, reset connection, read timeout
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return TransientError if code in TRANSIENT_S3_CODES else TerminalError
     return DIALECTS.get(dest.kind, DIALECTS["postgres"]).classify(exc)
 
 
 def _transactions(claimed: list, max_rows: int) -> list[list]:
     """Claimed batches (ordered by stream, then sequence) cut into transactions of at most
-    ``max_rows`` rows; a stream's batches stay in order across transactions."""
+    ``max_rows`` rows; a stream's batches stay in order across transactions. Where a
+    stream's key names change, a new transaction starts: a load plans each stream once,
+    so one transaction never holds a stream's upsert and append batches together."""
     out, current, rows = [], [], 0
+    keys: dict[str, tuple] = {}  # stream → key names in the current transaction
     for c in claimed:
-        if current and rows + c.row_count > max_rows:
+        if current and (rows + c.row_count > max_rows
+                        or keys.get(c.stream, c.key_names) != c.key_names):
             out.append(current)
-            current, rows = [], 0
+            current, rows, keys = [], 0, {}
         current.append(c)
+        keys[c.stream] = c.key_names
         rows += c.row_count
     if current:
         out.append(current)

@@ -14,7 +14,9 @@ import psycopg2
 import psycopg2.errorcodes as codes
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator, tx
-TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED}
+# lock timeout, cancelled statement, a replica still read-only after a failover
+TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED,
+                       codes.READ_ONLY_SQL_TRANSACTION}
 VARCHAR_LADDER = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
 
 
@@ -272,14 +274,19 @@ class PostgresDialect:
         # the definition is the warehouse's own text for the view, read back a moment ago
         return f"CREATE VIEW {qualified(schema, view)} AS {definition}"
 
-    def comment_view(self, schema: str, view: str) -> str:
-        return f"COMMENT ON VIEW {qualified(schema, view)} IS %s"
+    def comment_view(self, schema: str, view: str, literal: str) -> str:
+        """``literal``: the comment already quoted (``cursor.mogrify``), because a user's
+        view name may hold a ``%``, which a parameterised statement would misread."""
+        return f"COMMENT ON VIEW {qualified(schema, view)} IS {literal}"
 
 
 class RedshiftDialect(PostgresDialect):
     """Redshift: PostgreSQL's SQL with VARCHAR limits, no indexes and S3 staging."""
 
     name = "redshift"
+    # Redshift reports these as internal errors (XX000); they pass on their own
+    TRANSIENT_MESSAGES = ("serializable isolation violation", "s3serviceexception",
+                          "slow down", "please try again", "concurrent transaction")
     caps = Capabilities(identifier_bytes=127, max_varchar_bytes=65535,
                         staging="s3_manifest_csv_gzip", advisory_locks=False, indexes=False)
     SQL_TYPES = {**PostgresDialect.SQL_TYPES, "string": "varchar",
@@ -314,11 +321,19 @@ class RedshiftDialect(PostgresDialect):
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
         return f"CREATE TABLE {table} ({cols}) BACKUP NO"
 
+    def classify(self, exc: BaseException) -> type[Exception]:
+        text = str(exc).lower()
+        if any(m in text for m in self.TRANSIENT_MESSAGES):
+            return TransientError
+        return super().classify(exc)
+
     def copy_s3(self, target: str, columns: list[str]) -> str:
         """``target``: a table already quoted; parameters: manifest URI, IAM role."""
         cols = ", ".join(quote(c) for c in columns)
+        # EMPTYASNULL: Arrow writes a null as an empty field; without it Redshift would load
+        # '' into every VARCHAR a record lacks (an empty string then loads as NULL too)
         return (f"COPY {target} ({cols}) FROM %s IAM_ROLE %s MANIFEST "
-                "CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS")
+                "CSV GZIP TIMEFORMAT 'auto' EMPTYASNULL ACCEPTINVCHARS")
 
 
 def varchar_width(max_bytes: int) -> int:

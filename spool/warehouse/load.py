@@ -47,7 +47,14 @@ from spool.failpoints import failpoint
 from spool.warehouse import CONTRACT_VERSION
 from spool.warehouse.contract import CATALOG, REJECTED_TABLE
 from spool.warehouse.dialects import TerminalError, qualified
-from spool.warehouse.plan import ROOT, CatalogState, Plan, TablePlan, plan_load
+from spool.warehouse.plan import (
+    ROOT,
+    CatalogState,
+    Plan,
+    TablePlan,
+    plan_load,
+    source_key_column,
+)
 from spool.warehouse.stage import STAGE_ORDINAL, StagedGroup, StagedTable
 
 log = logging.getLogger(__name__)
@@ -244,7 +251,8 @@ class Loader:
             for grantee, privileges in _grants(acl):
                 batch.add(d.grant(view_schema, view, privileges, grantee))
             if comment:
-                batch.add(d.comment_view(view_schema, view), (comment,))
+                literal = cur.mogrify("%s", (comment,)).decode()
+                batch.add(d.comment_view(view_schema, view, literal))
         batch.flush()
 
     # -- staging and merging --------------------------------------------------------------
@@ -344,9 +352,14 @@ class Loader:
         batch.add(d.delete_replaced(target, winners, root.key_columns, root.key_columns))
         batch.add(d.insert_winners(target, stage, winners, _loaded_columns(root)))
         staged = {tp.name: tp for p, tp in plan.tables.items() if p != ROOT}
-        source_cols = [f"_sdc_source_key_{k}" for k in root.key_columns]
+        source_cols = [source_key_column(k, d.caps.identifier_bytes) for k in root.key_columns]
         for table in _stream_tables(group.stream, plan, state):
             if table == root.name:
+                continue
+            if table not in staged and not all(c in state.physical.get(table, {})
+                                               for c in source_cols):
+                # a child table from before the stream had keys: its rows were appended,
+                # nothing ties them to a key, and nothing replaces them
                 continue
             # every child table of the stream: a replaced record's old child rows go, even
             # when its new version has none
@@ -486,5 +499,5 @@ def _without_batches(group: StagedGroup, done: set[str]) -> StagedGroup:
     return StagedGroup(group.stream, group.key_names, tables,
                        [group.batch_ids[i] for i in keep], group.activate_version,
                        [dataclasses.replace(c, batch=renumber[c.batch]) for c in group.cuts
-                        if c.batch in renumber], group.records,
+                        if c.batch in renumber],
                        [group.row_counts[i] for i in keep])

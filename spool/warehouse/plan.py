@@ -19,6 +19,7 @@ warehouse-contract.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -43,6 +44,17 @@ def table_key(table_path) -> str:
     return json.dumps([list(p) for p in table_path], ensure_ascii=False, separators=(",", ":"))
 
 
+def source_key_column(key_column: str, limit_bytes: int) -> str:
+    """A child table's copy of a root key column: ``_sdc_source_key_<column>``. Where that
+    is longer than the warehouse allows, it is cut and a short digest of the key column
+    keeps two long keys apart (the database would otherwise cut it silently)."""
+    name = SOURCE_KEY_COLUMN.format(key_column)
+    if len(name.encode()) <= limit_bytes:
+        return name
+    digest = hashlib.sha256(key_column.encode()).hexdigest()[:6]
+    return naming.fit(name, limit_bytes, f"_{digest}")
+
+
 @dataclass
 class CatalogState:
     """What the warehouse already has, for one tenant schema."""
@@ -61,7 +73,6 @@ class Observed:
     types: dict[str, dict[str, int]] = field(default_factory=dict)  # path → type → count
     max_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → n
     first: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → first row
-    source_keys: dict[str, str] = field(default_factory=dict)  # key name → JSON type
     depth: int = 0  # array levels (child tables)
 
     def add(self, path: str, json_type: str, count: int, max_bytes: int = 0,
@@ -191,7 +202,7 @@ def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Ob
                 col_name, sql_type = root_key_types.get(key, (None, None))
                 if col_name is None:
                     continue
-                col = SOURCE_KEY_COLUMN.format(col_name)
+                col = source_key_column(col_name, dialect.caps.identifier_bytes)
                 ensure(col, sql_type)
                 key_cols.append(col)
                 source_key_columns[key] = col

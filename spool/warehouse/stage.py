@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,6 +30,7 @@ from spool.warehouse.plan import ROOT, Observed, date_time_paths
 
 TS_US = pa.timestamp("us", tz="UTC")
 STAGE_ORDINAL = "_sdc_row"  # stage-only: arrival order, the tie-breaker of upserts
+TEXT_SYSTEM_COLUMNS = ("record", "reason", "table_name")
 BATCH_INDEX = "_sdc_batch"  # stage-only: which batch of the group a row came from
 
 
@@ -63,7 +65,6 @@ class StagedGroup:
     batch_ids: list[str]
     activate_version: int | None
     cuts: list[Cut]
-    records: dict[str, str]  # record id → raw record text, for cuts (rejected reports)
     row_counts: list[int]  # rows per batch of the group
 
 
@@ -130,10 +131,9 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
     schema = None
     activate = None
     row_counts = []
-    records: dict[str, str] = {}
     for index, (_batch_id, data) in enumerate(files):
         meta, table = batchfile.decode(data)
-        key_names = meta.get("key_names") or key_names
+        key_names = meta.get("key_names") or []  # the same in every batch of a group
         schema = meta.get("schema") or schema
         if meta.get("activate_version") is not None:
             activate = max(activate or meta["activate_version"], meta["activate_version"])
@@ -157,10 +157,6 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
         for tpath in {json.dumps(t, separators=(",", ":"), ensure_ascii=False)
                       for t in meta["tables"]}:
             parts.setdefault(tpath, []).append(table)
-        if "record" in table.column_names:
-            for rid, rec in zip(table.column("_sdc_record_id").to_pylist(),
-                                table.column("record").to_pylist(), strict=True):
-                records[rid] = rec
     dt_paths = date_time_paths(schema)
     cuts: list[Cut] = []
     staged: dict[str, StagedTable] = {}
@@ -169,7 +165,7 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
         staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _ in files], activate_version=activate, cuts=cuts,
-                       records=records, row_counts=row_counts)
+                       row_counts=row_counts)
 
 
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTable:
@@ -181,12 +177,13 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTab
         kind, info = batchfile.parse_column_name(name)
         col = rows.column(name).combine_chunks()
         if kind == "source_key":
-            key, _type = info
+            key, _json_type = info
             st.source_keys[key] = col
-            st.observed.source_keys[key] = _type
         elif kind == "system":
             if name.startswith("_sdc_level_"):
                 depth = max(depth, int(name.split("_")[3]) + 1)
+            if name in TEXT_SYSTEM_COLUMNS:  # a rejected message's text can be anything
+                col = _clean_strings(col, limit, ids, batches, tpath, f'["{name}"]', cuts)
             st.system[name] = col
         else:
             _t, path, json_type = info
@@ -202,9 +199,33 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTab
                         _put(st, path, "string", rest)
                     continue
             _put(st, path, json_type, col)
-    st.system.setdefault(STAGE_ORDINAL, pa.array(range(rows.num_rows), pa.int64()))
+    st.system.setdefault(STAGE_ORDINAL, arrival_ordinal(rows))
     st.observed.depth = depth
     return st
+
+
+def arrival_ordinal(rows: pa.Table) -> pa.Array:
+    """Each row's rank in arrival order: batch of the group, then queue partition and offset
+    (from the record id ``topic/partition/offset``). Upserts break sequence ties with it, so
+    the later record of a partition wins however the spool job laid out parts in the file.
+    """
+    n = rows.num_rows
+    if not n or "_sdc_record_id" not in rows.column_names:
+        return pa.array(range(n), pa.int64())
+    ids = rows.column("_sdc_record_id").combine_chunks()
+    try:
+        pieces = pc.split_pattern(ids, "/", max_splits=2, reverse=True)
+        partition = pc.cast(pc.list_element(pieces, 1), pa.int64())
+        offset = pc.cast(pc.list_element(pieces, 2), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowIndexError):  # not a queue record id: keep file order
+        return pa.array(range(n), pa.int64())
+    order = pa.table({"b": rows.column(BATCH_INDEX), "p": partition, "o": offset,
+                      "f": pa.array(range(n), pa.int64())})
+    idx = pc.sort_indices(order, [("b", "ascending"), ("p", "ascending"),
+                                  ("o", "ascending"), ("f", "ascending")]).to_numpy()
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[idx] = np.arange(n, dtype=np.int64)
+    return pa.array(ranks)
 
 
 def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:

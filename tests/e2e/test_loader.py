@@ -114,6 +114,24 @@ def snapshot(stack, prefix) -> dict:
     return out
 
 
+def differences(got: dict, want: dict, limit: int = 3) -> str:
+    """What differs between two snapshots, table by table (empty when they are equal)."""
+    out = []
+    for table in sorted(set(got) | set(want)):
+        g, w = got.get(table), want.get(table)
+        if g == w:
+            continue
+        if g is None or w is None:
+            out.append(f"{table}: only in {'expected' if g is None else 'actual'}")
+            continue
+        extra = [r for r in g if r not in w][:limit]
+        missing = [r for r in w if r not in g][:limit]
+        out.append(f"{table}: {len(g)} rows, expected {len(w)}\n  unexpected: "
+                   + "\n              ".join(map(str, extra))
+                   + "\n  missing:    " + "\n              ".join(map(str, missing)))
+    return "\n".join(out)
+
+
 def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, ledger_dsn, unique,
                                                           tmp_path, drop_schemas):
     messages = corpus.generate(200_000, tenants=50, streams=20, seed=3)
@@ -247,7 +265,8 @@ def test_ten_kills_at_injected_points_leave_the_same_warehouse(
         return set(batch_states(second_ledger)) == {"LOADED"}
 
     wait_for("every batch LOADED after the kills", finished, 120, interval=1.5)
-    assert snapshot(stack, f"{unique}_b") == snapshot(stack, f"{unique}_a")
+    diff = differences(snapshot(stack, f"{unique}_b"), snapshot(stack, f"{unique}_a"))
+    assert not diff, diff
     assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
 
 
@@ -282,7 +301,8 @@ def test_two_loaders_side_by_side_equal_one(stack, spooled_small, ledger_dsn, se
     if set(batch_states(second_ledger)) != {"LOADED"}:
         assert run_loader(env_b).returncode == 0
     assert set(batch_states(second_ledger)) == {"LOADED"}
-    assert snapshot(stack, f"{unique}_b") == snapshot(stack, f"{unique}_a")
+    diff = differences(snapshot(stack, f"{unique}_b"), snapshot(stack, f"{unique}_a"))
+    assert not diff, diff
     assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
 
 

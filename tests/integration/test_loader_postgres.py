@@ -187,6 +187,9 @@ def test_redshift_varchar_widens_under_a_dependent_view(wh):
                     f'FROM "{schema}".note_texts')
         cur.execute(f'GRANT SELECT ON "{schema}".note_texts TO spool_test_analyst')
         cur.execute(f'COMMENT ON VIEW "{schema}".note_texts IS \'for analysts\'')
+        # a name and a comment that a parameterised statement would misread
+        cur.execute(f'CREATE VIEW "{schema}"."100% notes" AS SELECT text FROM "{schema}".notes')
+        cur.execute(f'COMMENT ON VIEW "{schema}"."100% notes" IS \'it\'\'s %s, 100%%\'')
     long_text = "ü" * 100  # 200 bytes
     load(wh, "notes", make_batch("notes", [{"id": 2, "text": long_text}], key_names=["id"]),
          dialect=RS)
@@ -194,6 +197,8 @@ def test_redshift_varchar_widens_under_a_dependent_view(wh):
     assert rows(wh, "SELECT n FROM S.note_lengths WHERE id = 2") == [(100,)]
     assert rows(wh, "SELECT obj_description(%s::regclass)", f'"{schema}".note_texts') == \
         [("for analysts",)]
+    assert rows(wh, "SELECT obj_description(%s::regclass)", f'"{schema}"."100% notes"') == \
+        [("it's %s, 100%%",)]
     assert rows(wh, "SELECT has_table_privilege('spool_test_analyst', %s, 'SELECT')",
                 f'"{schema}".note_texts') == [(True,)]
 

@@ -6,7 +6,10 @@ import pytest
 
 from spool import secrets
 from spool.directory import Directory
+from spool.ledger.claims import Claimed
+from spool.warehouse.plan import source_key_column
 from transforms.kafka_read import allocate
+from transforms.load_batches import _transactions
 
 
 def test_secret_references(tmp_path, monkeypatch):
@@ -25,6 +28,9 @@ def test_redact_hides_passwords():
     assert secrets.redact("host=db password=hunter2 user=bob") == \
         "host=db password=*** user=bob"
     assert "hunter2" not in secrets.redact("dbname=x password='hunter2 x'")
+    assert secrets.redact("postgresql://:hunter2@db/x") == "postgresql://:***@db/x"
+    assert secrets.redact('{"user": "bob", "password": "hun\\"ter2"}') == \
+        '{"user": "bob", "password": "***"}'
 
 
 def test_allocate_spreads_a_budget_by_backlog():
@@ -76,3 +82,22 @@ def test_directory_learns_schemas_and_writes_them_once():
     d.learn_schema("a", "s", ("id",), {"type": "object"}, "q/0/9")
     assert reg.schemas[("a", "s")] == (("id",), {"type": "object"})
     assert d.stream_keys("a", "s") == ("id",)
+
+
+def test_child_copies_of_long_key_columns_fit_and_stay_apart():
+    a, b = "k" * 60 + "_a", "k" * 60 + "_b"
+    ca, cb = source_key_column(a, 63), source_key_column(b, 63)
+    assert len(ca) <= 63 and len(cb) <= 63 and ca != cb and ca.startswith("_sdc_source_key_k")
+    assert source_key_column("id", 63) == "_sdc_source_key_id"
+
+
+def test_a_stream_whose_keys_change_loads_in_separate_transactions():
+    def batch(i, stream, keys=()):
+        return Claimed(f"b{i}", "acme", stream, f"/x/{i}", i, 10, 1, keys)
+
+    claimed = [batch(0, "orders"), batch(1, "orders"), batch(2, "orders", ("id",)),
+               batch(3, "users"), batch(4, "users")]
+    cut = _transactions(claimed, max_rows=1_000)
+    assert [[c.batch_id for c in t] for t in cut] == [["b0", "b1"], ["b2", "b3", "b4"]]
+    assert [[c.batch_id for c in t] for t in _transactions(claimed, max_rows=20)] == \
+        [["b0", "b1"], ["b2", "b3"], ["b4"]]
