@@ -99,9 +99,8 @@ def resolve_common(options: PipelineOptions) -> tuple[str, str]:
             os.environ.get("SPOOL_S3_ENDPOINT"):
         s3.s3_endpoint_url = os.environ["SPOOL_S3_ENDPOINT"]
     if loc.spool_location.startswith("s3://"):
-        s3.s3_access_key_id = s3.s3_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
-        s3.s3_secret_access_key = s3.s3_secret_access_key or os.environ.get(
-            "AWS_SECRET_ACCESS_KEY")
+        # keys stay where boto3's credential chain finds them (environment, profile, role):
+        # copied into options they would travel with the pipeline and show in runner UIs
         s3.s3_region_name = s3.s3_region_name or os.environ.get("AWS_DEFAULT_REGION",
                                                                 "us-east-1")
     return ledger.ledger_dsn, loc.spool_location

@@ -35,11 +35,15 @@ def resolve(ref: str | None) -> str | None:
     return ref
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+(?P<at>@)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('[^']*'|\S+)", re.I)
+_JSON_PASSWORD = re.compile(r'(?P<head>"(?:password|secret|token)"\s*:\s*)"(?:[^"\\]|\\.)*"',
+                            re.I)
 
 
 def redact(text: str) -> str:
-    """``text`` with passwords in URLs (user:pass@) and key=value DSNs replaced by ***."""
+    """``text`` with passwords in URLs (user:pass@ or :pass@), key=value DSNs and JSON
+    ("password": "...") replaced by ***."""
     text = _URL_PASSWORD.sub(r"\g<head>***\g<at>", text)
+    text = _JSON_PASSWORD.sub(r'\g<head>"***"', text)
     return _KV_PASSWORD.sub(r"\g<head>***", text)

@@ -36,8 +36,8 @@ def register(sub) -> None:
     add.add_argument("--warehouse", choices=["postgres", "redshift", "none"], default="none",
                      help="the kind of warehouse (default none: spooled, not loaded)")
     add.add_argument("--dsn", help="connection string BY REFERENCE: env:NAME or file:/path")
-    add.add_argument("--schema", help="warehouse schema (default: the tenant id, normalised "
-                     "like a table name)")
+    add.add_argument("--schema", help="warehouse schema: lower-case letters, digits and _ "
+                     "(default: the tenant id, normalised like a table name)")
     add.add_argument("--staging-uri", help="Redshift: s3://bucket/prefix for COPY files")
     add.add_argument("--iam-role", help="Redshift: IAM role ARN for COPY, or env:NAME")
     add.set_defaults(func=add_tenant)
@@ -65,7 +65,9 @@ def register(sub) -> None:
     rm.set_defaults(func=remove_tenant)
 
 
-_LITERAL_SECRET = re.compile(r"://[^/@\s]+:[^@\s]+@|password\s*=", re.I)
+_LITERAL_SECRET = re.compile(r"://[^/@\s]*:[^@\s]+@|password\s*=", re.I)
+# a schema name every warehouse takes as it is: no quoting surprises in users' own SQL
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def add_tenant(args: LedgerArgs) -> int:
@@ -84,6 +86,12 @@ def add_tenant(args: LedgerArgs) -> int:
             raise SystemExit("error: a Redshift warehouse needs --staging-uri s3://... and "
                              "--iam-role (COPY reads staged files with that role)")
         connection.update(staging_uri=args.staging_uri, iam_role=args.iam_role)
+    if args.schema is not None and (not _SCHEMA.fullmatch(args.schema)
+                                    or args.schema.startswith("pg_")):
+        raise SystemExit(f"error: --schema {args.schema!r} is not a plain warehouse schema "
+                         "name: use lower-case letters, digits and _, starting with a letter "
+                         "or _ (not pg_), at most 63 characters; for example --schema "
+                         f"{re.sub('^pg_', '', segment(args.schema, empty='tenant')) or 'tenant'}")
     schema = args.schema or segment(args.tenant, empty="tenant")
     ledger = ledger_from(args)
 

@@ -21,6 +21,12 @@ def test_tenants_are_registered_by_reference_and_never_with_a_password(ledger_ds
     rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "postgresql://bob:hunter2@db/x")
     assert rc == 1 and "by reference" in err and "hunter2" not in err
+    rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
+                       "--dsn", "postgresql://:hunter2@db/x")
+    assert rc == 1 and "by reference" in err and "hunter2" not in err
+    rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
+                       "--dsn", "env:ACME_DSN", "--schema", 'Acme"; DROP')
+    assert rc == 1 and "--schema 'Acme\"; DROP' is not a plain" in err and "acme_drop" in err
     rc, out, _ = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "env:ACME_DSN", "--schema", "acme")
     assert rc == 0 and "acme" in out
