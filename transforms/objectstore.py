@@ -93,8 +93,16 @@ class ObjectStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             # pid in the temporary name: two workers rewriting one batch never share it
             tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())  # the ledger will say READY: the bytes must be on disk
             os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # and so must the new name
+            finally:
+                os.close(dir_fd)
 
     def read(self, uri: str) -> bytes:
         if uri.startswith("s3://"):
