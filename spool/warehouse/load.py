@@ -30,6 +30,7 @@ updated by the caller, after the commit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -431,6 +432,7 @@ def _latest_per_key(root: TablePlan, st: StagedTable) -> pa.Array:
     return latest.column("_sdc_record_id_last")
 
 
+@functools.lru_cache(maxsize=65536)
 def _helper_name(prefix: str, table: str) -> str:
     """A reserved ``_sdc`` name per target table: readable, and unique even when long
     table names share a beginning (a short digest of the whole name)."""

@@ -162,13 +162,16 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
     staged: dict[str, StagedTable] = {}
     for tpath, tables in parts.items():
         rows = batchfile.concat([batchfile.rows_of_table(t, tpath) for t in tables])
-        staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts)
+        # only upserts break ties by arrival: the root table of a keyed stream
+        staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts,
+                                     ranked=bool(key_names) and tpath == ROOT)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _ in files], activate_version=activate, cuts=cuts,
                        row_counts=row_counts)
 
 
-def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTable:
+def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
+                 ranked: bool) -> StagedTable:
     st = StagedTable(path=tpath, rows=rows.num_rows)
     ids = rows.column("_sdc_record_id")
     batches = rows.column(BATCH_INDEX)
@@ -199,7 +202,8 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts) -> StagedTab
                         _put(st, path, "string", rest)
                     continue
             _put(st, path, json_type, col)
-    st.system.setdefault(STAGE_ORDINAL, arrival_ordinal(rows))
+    if ranked:
+        st.system.setdefault(STAGE_ORDINAL, arrival_ordinal(rows))
     st.observed.depth = depth
     return st
 
@@ -233,6 +237,6 @@ def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:
     if not count:
         return
     st.data[(path, json_type)] = values
-    first = pc.index(pc.is_valid(values), True).as_py()
+    first = 0 if not values.null_count else pc.index(pc.is_valid(values), True).as_py()
     st.observed.add(path, json_type, count,
                     _max_bytes(values) if json_type == "string" else 0, first)
