@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 
@@ -256,7 +255,8 @@ def test_ten_kills_at_injected_points_leave_the_same_warehouse(
             kills += 1
         else:
             assert res.returncode == 0, res.stderr[-3000:]
-        time.sleep(1.2)  # let the dead loader's leases expire
+        wait_for("the dead loader's leases to expire",
+                 lambda: not leases_held(second_ledger), 10, interval=0.2)
     assert kills == 10, f"only {kills} kills in {runs} runs"
 
     def finished():
@@ -268,6 +268,17 @@ def test_ten_kills_at_injected_points_leave_the_same_warehouse(
     diff = differences(snapshot(stack, f"{unique}_b"), snapshot(stack, f"{unique}_a"))
     assert not diff, diff
     assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
+
+
+def leases_held(ledger_dsn) -> int:
+    conn = psycopg2.connect(ledger_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM batches WHERE state = 'LOADING' "
+                        "AND lease_expires_at > now()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 def load_log_counts(stack, prefix) -> Counter:
