@@ -73,7 +73,10 @@ class ObjectStore:
     def __init__(self, s3: S3Config | None = None) -> None:
         self.s3 = s3 or S3Config()
 
-    def put_atomic(self, uri: str, data: bytes) -> None:
+    def put_atomic(self, uri: str, data: bytes, durable: bool = True) -> None:
+        """Make ``data`` visible at ``uri`` all at once. A local file is on disk when this
+        returns, unless ``durable`` is False: then call ``make_durable`` before anything
+        points at it (one flush for many files costs a fraction of one per file)."""
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
             client = self.s3.client()
@@ -95,14 +98,22 @@ class ObjectStore:
             tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
             with open(tmp, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())  # the ledger will say READY: the bytes must be on disk
             os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
+            if durable:
+                self.make_durable([uri])
+
+    @staticmethod
+    def make_durable(uris: list[str]) -> None:
+        """Flush local files and their directory entries to disk (object stores and Beam's
+        file systems are durable once a put returns). A ledger row may point at a file only
+        after this: a power cut must not leave READY pointing at nothing."""
+        local = [Path(u) for u in uris if "://" not in u]
+        for target in [*local, *dict.fromkeys(p.parent for p in local)]:
+            fd = os.open(target, os.O_RDONLY)
             try:
-                os.fsync(dir_fd)  # and so must the new name
+                os.fsync(fd)
             finally:
-                os.close(dir_fd)
+                os.close(fd)
 
     def read(self, uri: str) -> bytes:
         if uri.startswith("s3://"):

@@ -56,7 +56,7 @@ class _WriteBatchFn(beam.DoFn):
             tenant, stream, window_start_ms, int(self.cfg.window_seconds * 1000), pane, part,
             self.cfg.spool_location, batched_at_ms=int(time.time() * 1000),
             compression=self.cfg.compression)
-        self._store.put_atomic(uri, data)
+        self._store.put_atomic(uri, data, durable=False)  # flushed in finish_bundle
         self._pending.append((record, window))
         self.batches.inc()
         self.rows.inc(record.row_count)
@@ -66,7 +66,9 @@ class _WriteBatchFn(beam.DoFn):
     def finish_bundle(self):
         if not self._pending:
             return
-        self._ledger.record_batches([record for record, _ in self._pending])
+        records = [record for record, _ in self._pending]
+        self._store.make_durable([r.uri for r in records])
+        self._ledger.record_batches(records)
         for record, window in self._pending:
             yield WindowedValue(record.batch_id, window.max_timestamp(), [window])
         self._pending = []
