@@ -237,11 +237,14 @@ def rows_of_table(table: pa.Table, table_path) -> pa.Table:
     return sub.select(keep)
 
 
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# uncompressed: parts are small (tens of rows, ~18 columns), and LZ4 per column buffer cost
+# 7x the write and read time of the raw bytes for 1.6x fewer bytes (measured on the bench
+# corpus); the spool job ran 0.4 s faster on 200,000 records without it
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
 
 
 def to_ipc(table: pa.Table) -> bytes:
-    """Arrow IPC stream bytes, LZ4-compressed: parts cross process boundaries between steps."""
+    """Arrow IPC stream bytes: parts cross process boundaries between steps."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
