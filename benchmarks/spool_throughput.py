@@ -62,6 +62,7 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
     from kafka.structs import OffsetAndMetadata
 
     from spool.kafka_config import consumer_config
+    from transforms.objectstore import ObjectStore
 
     ledger = Ledger(ledger_dsn)
     directory = Directory(ledger)
@@ -78,6 +79,7 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
     read = 0
     open_parts: dict = {}
     panes: dict = {}
+    pending: list = []
 
     def close(key, parts):
         tenant, stream, window_start, _keys = key
@@ -90,7 +92,13 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
         tmp = uri + ".tmp"
         Path(tmp).write_bytes(data)
         os.replace(tmp, uri)
-        ledger.record_batches([record])
+        pending.append(record)
+
+    def record_pending():
+        # as the job does per bundle: files on disk first, then their ledger rows at once
+        ObjectStore.make_durable([r.uri for r in pending])
+        ledger.record_batches(pending)
+        pending.clear()
 
     while any(consumer.position(tp) < end[tp] for tp in tps):
         for tp, records in consumer.poll(timeout_ms=500).items():
@@ -104,8 +112,11 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
             if acc[1] >= max_rows or acc[2] >= max_bytes:
                 close(key, acc[0])
                 del open_parts[key]
+        if pending:
+            record_pending()
     for key, (parts, _, _) in open_parts.items():
         close(key, parts)
+    record_pending()
     consumer.commit({tp: OffsetAndMetadata(end[tp], "", -1) for tp in tps})
     consumer.close()
     ledger.close()
