@@ -158,14 +158,19 @@ class _LoadTenantFn(beam.DoFn):
         emit, or "down" if the warehouse is unreachable."""
         ids = [c.batch_id for c in work]
         started = time.monotonic()
+        destination_ok = False
         try:
             dialect = DIALECTS[dest.kind]
+            # the destination first: a warehouse that is down or misconfigured fails
+            # before any batch file is read
+            conn = self._connect(conn_key, dest)
+            loader = self._loader(dest, dialect)
+            destination_ok = True
             groups = []
             for stream, batches in _by_stream(work):
                 files = [(c.batch_id, self._store.read(c.uri)) for c in batches]
                 groups.append(stage_group(stream, files, dialect))
-            conn = self._connect(conn_key, dest)
-            result = self._loader(dest, dialect).load(conn, dest.schema_name, groups)
+            result = loader.load(conn, dest.schema_name, groups)
         except Exception as exc:  # noqa: BLE001 - classified below, nothing is swallowed
             kind = _classify(dest, exc)
             message = secrets.redact(f"{type(exc).__name__}: {exc}".strip())
@@ -181,7 +186,7 @@ class _LoadTenantFn(beam.DoFn):
                 log.warning("warehouse of %s unavailable, %d batch(es) retry in %.0f s: %s",
                             dest.tenant_id, len(ids), delay, message)
                 return "down"
-            if len(work) > 1:
+            if len(work) > 1 and destination_ok:
                 # isolate the culprit: stream by stream, then batch by batch
                 parts = [b for _s, b in _by_stream(work)]
                 if len(parts) == 1:
@@ -195,11 +200,13 @@ class _LoadTenantFn(beam.DoFn):
                         return "down"
                     out.extend(single)
                 return out
+            # one culprit batch, or a destination no batch can load into (no culprit)
             ledger_claims.mark_failed(self._ledger, ids, self._owner, message)
-            self.failed.inc()
-            self._count(dest.tenant_id, "failed", 1)
-            log.error("batch %s failed: %s", ids[0], message)
-            return [("failed", ids[0], message)]
+            self.failed.inc(len(ids))
+            self._count(dest.tenant_id, "failed", len(ids))
+            log.error("%d batch(es) of %s failed (%s): %s", len(ids), dest.tenant_id,
+                      ids[0], message)
+            return [("failed", b, message) for b in ids]
         failpoint("load.after_commit")
         ledger_claims.mark_loaded(self._ledger, ids)
         self.loaded.inc(len(result.loaded))

@@ -381,3 +381,25 @@ def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, l
     subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "stop", "postgres2"],
                    check=True, capture_output=True)
     assert os.path.exists(tmp_path / "loader.log")
+
+
+def test_a_misconfigured_destination_fails_its_batches_at_once(stack, spooled_small, ledger_dsn,
+                                                               unique, drop_schemas):
+    """A tenant whose dsn reference cannot be resolved: its batches end FAILED with a reason
+    that names the missing variable; the other tenants load."""
+    messages, _ids, env = spooled_small
+    drop_schemas(f"{unique}_a")
+    broken = sorted(corpus.tenants_of(messages))[0]
+    register(ledger_dsn, [broken], f"{unique}_a", dsn_env=f"SPOOL_UNSET_{unique.upper()}")
+    res = run_loader(env, "--load_max_rows=100000")
+    assert res.returncode == 0, res.stderr[-3000:]
+    conn = psycopg2.connect(ledger_dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT tenant_id = %s, state, last_error FROM batches "
+                    "WHERE tenant_id <> '_unassigned'", (broken,))
+        rows = cur.fetchall()
+    conn.close()
+    mine = [(state, error) for is_broken, state, error in rows if is_broken]
+    assert len(mine) > 1 and {s for s, _ in mine} == {"FAILED"}
+    assert all(f"SPOOL_UNSET_{unique.upper()}" in error for _, error in mine)
+    assert {state for is_broken, state, _ in rows if not is_broken} == {"LOADED"}
