@@ -107,6 +107,11 @@ class PostgresDialect:
         cols = ", ".join(quote(k) for k in keys)
         return f"CREATE INDEX ON {qualified(schema, table)} ({cols})"
 
+    def index_load_log(self, schema: str) -> str | None:
+        """Every load looks its batch ids up in the load log, which only grows."""
+        return (f"CREATE INDEX IF NOT EXISTS {quote('_sdc_load_log_batch_id')} ON "
+                f"{qualified(schema, '_sdc_load_log')} ({quote('batch_id')})")
+
     def copy_stdin(self, target: str, columns: list[str]) -> str:
         """``target``: a table already quoted (qualified() or quote())."""
         cols = ", ".join(quote(c) for c in columns)
@@ -312,6 +317,9 @@ class RedshiftDialect(PostgresDialect):
         return None
 
     def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
+        return None
+
+    def index_load_log(self, schema: str) -> str | None:
         return None
 
     def table_sizes(self) -> str | None:

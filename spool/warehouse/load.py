@@ -159,6 +159,8 @@ class Loader:
             for table, columns in CATALOG.items():
                 batch.add(d.create_table(schema, table,
                                          [(c, d.column_type(t, n)) for c, t, n in columns]))
+            if d.index_load_log(schema):
+                batch.add(d.index_load_log(schema))
         if not d.caps.advisory_locks:
             batch.add(*d.lock_schema(schema))
         batch.flush()

@@ -136,6 +136,11 @@ def test_a_batch_in_the_load_log_is_never_loaded_twice(wh):
     assert again.loaded == [] and again.skipped == [batch[0]]
     assert rows(wh, "SELECT count(*) FROM S.s") == [(1,)]
     assert rows(wh, "SELECT batch_id FROM S._sdc_load_log") == [(batch[0],)]
+    # every load looks its batch ids up in the log, which only grows: that stays indexed
+    _conn, schema = wh
+    indexes = rows(wh, "SELECT indexdef FROM pg_indexes WHERE schemaname = %s "
+                       "AND tablename = '_sdc_load_log'", schema)
+    assert any("(batch_id)" in d for (d,) in indexes), indexes
 
 
 def test_type_drift_goes_to_split_columns_and_the_first_type_keeps_the_name(wh):
