@@ -59,21 +59,18 @@ class InexactNumber(ValueError):
 BIG_FLOAT = 9.2e18
 
 
-def path_key(path: Iterable[str]) -> str:
-    return json.dumps(list(path), ensure_ascii=False, separators=(",", ":"))
-
-
 def _child_key(prefix: str, name: str) -> str:
     """The path key of field ``name`` under the object at path key ``prefix`` (cached)."""
     global _path_count
     children = _PATHS.get(prefix)
     if children is None:
-        if _path_count > _PATH_CACHE_LIMIT:  # keys that are data (ids as keys) must not leak
-            _PATHS.clear()
-            _path_count = 0
         children = _PATHS[prefix] = {}
     key = children.get(name)
     if key is None:
+        if _path_count > _PATH_CACHE_LIMIT:  # keys that are data (ids as keys) must not leak
+            _PATHS.clear()
+            _path_count = 0
+            children = _PATHS[prefix] = {}
         enc = json.dumps(name, ensure_ascii=False)
         key = children[name] = f"[{enc}]" if prefix == ROOT_PREFIX else f"{prefix[:-1]},{enc}]"
         _path_count += 1

@@ -135,3 +135,13 @@ def test_every_part_of_a_keyed_stream_carries_its_keys():
     sh.add_chunk("q", 0, 0, recs)
     parts = sh.take_parts()
     assert len(parts) == 3 and all(p.key_names == ("id",) for _k, p in parts)
+
+
+def test_ids_used_as_keys_do_not_grow_the_path_cache_without_bound(monkeypatch):
+    from spool import shape as shape_module
+
+    monkeypatch.setattr(shape_module, "_PATH_CACHE_LIMIT", 100)
+    for i in range(1_000):  # new keys under one parent every time
+        rows = shape({"scores": {f"u{i}": i}}, rid=f"q/0/{i}", sequence=i, received_at_ms=1)
+        assert rows[0][1][f'["scores","u{i}"]'] == i
+    assert sum(len(c) for c in shape_module._PATHS.values()) <= 101
