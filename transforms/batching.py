@@ -131,8 +131,9 @@ class _CutGroupFn(beam.DoFn):
 
     def process(self, element, window=beam.DoFn.WindowParam):
         key, parts = element
-        # arrival order is not defined after a shuffle: sort for replay-stable batches
-        ordered = sorted(parts, key=lambda p: p[3])
+        # arrival order is not defined after a shuffle: sort for replay-stable batches, parts
+        # of one meta (key names, schema) together so a change of meta cuts only once
+        ordered = sorted(parts, key=lambda p: (p[2], p[3]))
         for pane, blobs in enumerate(cut(ordered, self.cfg.max_rows, self.cfg.max_bytes)):
             yield key, (window.start.micros // 1000, pane, blobs)
 
