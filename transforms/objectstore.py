@@ -56,8 +56,9 @@ class S3Config:
                     kwargs["aws_secret_access_key"] = self.secret_access_key
                 if self.region_name:
                     kwargs["region_name"] = self.region_name
-                if self.verify is not None:
-                    kwargs["verify"] = self.verify not in ("false", "False", "0")
+                if self.verify is not None:  # false, or a CA bundle's path
+                    kwargs["verify"] = False if self.verify in ("false", "False", "0") \
+                        else True if self.verify in ("true", "True", "1") else self.verify
                 client = _CLIENTS[self] = boto3.client("s3", **kwargs)
             return client
 
