@@ -144,9 +144,11 @@ def produce(bootstrap: str, topic: str, messages: list[Message], partitions: int
     futures = [producer.send(topic, m.value, partition=i % partitions, headers=m.headers or None)
                for i, m in enumerate(messages)]
     producer.flush()
-    ids = []
-    for f in futures:
-        meta = f.get(timeout=60)
-        ids.append(f"{meta.topic}/{meta.partition}/{meta.offset}")
+    ids = record_ids(futures)
     producer.close()
     return ids
+
+
+def record_ids(futures) -> list[str]:
+    """The record id (topic/partition/offset) of each acknowledged send."""
+    return [f"{m.topic}/{m.partition}/{m.offset}" for m in (f.get(timeout=60) for f in futures)]

@@ -245,9 +245,7 @@ def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Ob
             key_cols = [root_key_types[k][0] for k in key_names if k in root_key_types]
         tables[tpath] = TablePlan(path=tpath, name=name, create=create, columns=mapped,
                                   index=name in state.unindexed_large,
-                                  sql_types=sql_types, new_columns=added if not create else [],
+                                  sql_types=sql_types, new_columns=added,
                                   widen=widen, key_columns=key_cols, level_columns=levels,
                                   source_key_columns=source_key_columns)
-        if create:
-            tables[tpath].new_columns = added
     return Plan(tables=tables, new_tables=new_tables, new_columns=new_columns)

@@ -8,7 +8,7 @@ import psycopg2
 from kafka import KafkaProducer
 
 from spool import batchfile
-from tests import nasty
+from tests import corpus, nasty
 from tests.e2e.jobs import batches, job_env, register_tenants, run_spool_job, spooled, store
 
 
@@ -19,10 +19,7 @@ def send(stack, topic, values_and_headers) -> list[str]:
                              headers=headers or None)
                for value, headers in values_and_headers]
     producer.flush()
-    ids = []
-    for f in futures:
-        m = f.get(timeout=30)
-        ids.append(f"{m.topic}/{m.partition}/{m.offset}")
+    ids = corpus.record_ids(futures)
     producer.close()
     return ids
 
