@@ -170,12 +170,15 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "pipelines.loader_job", "--log_level=WARNING"],
                        cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
-        rows, states, stage = ledger.run(lambda cur: (cur.execute(
-            "SELECT coalesce(sum(row_count), 0), array_agg(DISTINCT state::text), "
+        # every batch of the ledger, not only this round's, must have loaded
+        states = ledger.run(lambda cur: (cur.execute(
+            "SELECT array_agg(DISTINCT state::text) FROM batches"), cur.fetchone()[0])[1])
+        assert states == ["LOADED"], states
+        rows, stage = ledger.run(lambda cur: (cur.execute(
+            "SELECT coalesce(sum(row_count), 0), "
             "extract(epoch FROM max(loaded_at) - min(load_started_at)) FROM batches "
             "WHERE loaded_at > now() - %s * interval '1 second'", (seconds + 5,)),
             cur.fetchone())[1])
-        assert states == ["LOADED"], states
         return seconds, int(rows), float(stage)
 
     loader_s, rows, stage_s = load()

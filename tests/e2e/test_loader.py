@@ -3,7 +3,6 @@ exactly once, through kills, parallel loaders and a warehouse outage."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
@@ -145,7 +144,7 @@ def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, led
                    f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"], env)
     res = run_loader(env)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert batch_states(ledger_dsn) == Counter({"LOADED": sum(batch_states(ledger_dsn).values())})
+    assert set(batch_states(ledger_dsn)) == {"LOADED"}
 
     expected = expected_tables(messages, ids)
     assert len(expected) > 1_500  # 50 tenants x 20 streams, plus child tables
@@ -380,7 +379,6 @@ def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, l
     conn.close()
     subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), "stop", "postgres2"],
                    check=True, capture_output=True)
-    assert os.path.exists(tmp_path / "loader.log")
 
 
 def test_a_misconfigured_destination_fails_its_batches_at_once(stack, spooled_small, ledger_dsn,
