@@ -29,8 +29,7 @@ def test_stop_leaves_a_process_alone_when_the_pid_file_names_someone_else(tmp_pa
         stranger.wait()
 
 
-def test_stop_ends_the_process_it_started(tmp_path, monkeypatch):
-    monkeypatch.setattr(stack, "VAR", tmp_path)
+def test_stop_ends_the_process_it_started(tmp_path):
     daemon = stack.Daemon("svc", tmp_path / "svc.pid", marker="spool-test-marker")
     pid = daemon.spawn([sys.executable, "-c", "import time; time.sleep(60)",
                         "spool-test-marker"], tmp_path / "svc.log")

@@ -1,0 +1,1 @@
+"""The local services behind scripts/stack.py, one module per service."""
