@@ -11,6 +11,11 @@ Services (all bound to 127.0.0.1, data and logs under ``var/``), one module each
 * ``s3``        moto's standalone server, an S3-compatible HTTP endpoint, from PyPI.
 * ``postgres2`` a second PostgreSQL instance (database ``warehouse``), only started when
                 named: tests use it as a tenant warehouse that can be taken away.
+* ``jobserver`` Beam's Prism as a standalone portable job server (where Flink's job server
+                or Dataflow would be), only started when named.
+* ``workers``   Python SDK worker pools (``SPOOL_WORKER_POOLS``, default 2) from a worker
+                image venv without Spool, only started when named; see
+                ``scripts/stacklib/cluster.py``.
 
 ``start`` is idempotent and returns only after a real round trip succeeds (a produced
 record acknowledged, a query answered, an object written and read back) or a deadline
@@ -32,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stacklib import kafka, postgres, s3
+from stacklib import cluster, kafka, postgres, s3
 from stacklib.base import HOST, Daemon, StackError, log, pid_alive  # noqa: F401
 
 # --------------------------------------------------------------------------- commands
@@ -44,7 +49,12 @@ SERVICES = {
     "s3": (s3.start, s3.S3.stop, s3.S3.pid),
     "postgres2": (lambda: postgres.start(postgres.PG2), lambda: postgres.stop(postgres.PG2),
                   lambda: postgres.running(postgres.PG2)),
+    "jobserver": (cluster.jobserver_start, cluster.JOBSERVER.stop, cluster.JOBSERVER.pid),
+    "workers": (lambda: cluster.workers_start(env_settings()), cluster.workers_stop,
+                cluster.workers_pid),
 }
+# started only when named: the portable cluster (job server + worker pools)
+ON_DEMAND = ("postgres2", "jobserver", "workers")
 DEFAULT = ("postgres", "s3", "kafka")
 
 
@@ -60,6 +70,7 @@ def env_settings() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": s3.KEY_ID,
         "AWS_SECRET_ACCESS_KEY": s3.SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
+        "SPOOL_JOB_ENDPOINT": cluster.job_endpoint(),
     }
 
 
@@ -74,6 +85,13 @@ def status() -> dict[str, dict]:
     out["postgres"]["logs"] = str(postgres.PG.logfile)
     out["postgres2"]["address"] = f"{HOST}:{postgres.PORT2}"
     out["postgres2"]["logs"] = str(postgres.PG2.logfile)
+    out["jobserver"]["address"] = cluster.job_endpoint()
+    out["jobserver"]["logs"] = str(cluster.CLUSTER_DIR / "logs")
+    pools = cluster.running_pools()
+    out["workers"]["address"] = ",".join(f"{HOST}:{cluster.pool_port(i)}" for i in pools) or \
+        f"{HOST}:{cluster.pool_port(0)}"
+    out["workers"]["pools"] = pools
+    out["workers"]["logs"] = str(cluster.CLUSTER_DIR / "pool-N")
     out["s3"]["address"] = f"http://{HOST}:{s3.PORT}"
     out["s3"]["logs"] = str(s3.S3_DIR / "logs")
     return out
@@ -96,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(cmd, help=text)
         p.add_argument("services", nargs="*", metavar="SERVICE",
                        help=f"one of {', '.join(SERVICES)} (default: {' '.join(DEFAULT)}; "
-                       "'postgres2' only when named)")
+                       f"{', '.join(ON_DEMAND)} only when named)")
         if cmd == "status":
             p.add_argument("--json", action="store_true", help="print JSON")
         if cmd == "stop":
-            p.add_argument("--all", action="store_true", help="also stop postgres2")
+            p.add_argument("--all", action="store_true", help=f"also stop {', '.join(ON_DEMAND)}")
         if cmd == "start":
             p.add_argument("--started-file", type=Path, metavar="FILE",
                            help="append the names of services this call started (not those "
@@ -121,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     with open(args.started_file, "a") as fh:
                         fh.write(name + "\n")
         elif args.command == "stop":
-            names = args.services or ([*DEFAULT, "postgres2"] if args.all else list(DEFAULT))
+            names = args.services or ([*DEFAULT, *ON_DEMAND] if args.all else list(DEFAULT))
             for name in reversed(list(SERVICES)):
                 if name in names:
                     stopped = SERVICES[name][1]()

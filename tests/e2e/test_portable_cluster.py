@@ -1,0 +1,290 @@
+"""Both jobs on a portable cluster: Prism as a standalone job server, worker pools that run
+from a worker image without Spool, Spool's code shipped by --setup_file.
+
+This is the protocol Flink's job server and Dataflow Runner v2 drive Python with, so what
+breaks Beam Python jobs on a cluster breaks here too: code that is not shipped, state that
+lives only in the launcher, a worker or a job server that dies. After every fault the
+warehouse must equal the reference model: no valid record missing, none there twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests import corpus
+from tests.conftest import STACK
+from tests.e2e import cluster
+from tests.e2e.jobs import kill, wait_for
+
+pytestmark = pytest.mark.cluster
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="session")
+def portable(stack, prism) -> cluster.Cluster:
+    """The job server and two worker pools, started once per session (stopped afterwards if
+    this session started them)."""
+    import subprocess
+
+    before = cluster.status()
+    cluster.start("jobserver", "workers")
+    st = cluster.status()
+    assert len(st["workers"]["pools"]) >= 2, st["workers"]
+    yield cluster.Cluster(st["jobserver"]["address"],
+                          tuple(st["workers"]["address"].split(",")))
+    for name in ("workers", "jobserver"):
+        if not before[name]["running"]:
+            subprocess.run([*STACK, "stop", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def warehouse_prefix(stack, unique):
+    """Tenant schemas ``<unique>_<tenant>`` in the warehouse, dropped afterwards."""
+    yield unique
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (unique + "%",))
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+    conn.close()
+
+
+def states(ledger_dsn: str) -> dict[str, int]:
+    """Batch states of the tenants that have a warehouse (unassigned rejects never load)."""
+    conn = psycopg2.connect(ledger_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT state, count(*) FROM batches WHERE tenant_id <> '_unassigned' "
+                        "GROUP BY 1")
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def all_loaded(stack, ledger_dsn: str, topic: str, group: str) -> bool:
+    """The group has committed every partition to its end (offsets are committed only past
+    records whose batch is in the ledger), and every batch with a warehouse is LOADED."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = consumer.end_offsets(tps)
+        if any((consumer.committed(tp) or 0) < ends[tp] for tp in tps):
+            return False
+    finally:
+        consumer.close()
+    return set(states(ledger_dsn)) == {"LOADED"}
+
+
+def job_args(portable, pool, ledger_dsn, s3_prefix, stack):
+    return [*portable.flags(pool), f"--ledger_dsn={ledger_dsn}",
+            f"--spool_location=s3://{stack.s3_bucket}/{s3_prefix}"]
+
+
+def spool_args(topic, group, streaming: bool) -> list[str]:
+    args = [f"--topic={topic}", f"--consumer_group={group}",
+            f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"]
+    if streaming:
+        # Prism keeps one watermark per stage: see --watermark_scope
+        args += ["--mode=streaming", "--batch_seconds=2", "--watermark_scope=process"]
+    return args
+
+
+LOADER_FOLLOW = ["--mode=follow", "--poll_seconds=1", "--metrics_port=0", "--lease_seconds=8",
+                 "--retry_base_seconds=1", "--retry_cap_seconds=2"]
+
+
+def submitted(proc, log: Path, deadline_s: float = 120) -> None:
+    """Wait until the job server runs the job: its artifacts are staged, so the next job can
+    be built from the same checkout (two sdist builds at once share setup.py's egg-info)."""
+    wait_for(f"{log.name}: job running",
+             lambda: "running job-" in log.read_text() or proc.poll() is not None, deadline_s)
+    assert proc.poll() is None, log.read_text()[-3000:]
+
+
+def test_the_worker_image_does_not_have_spool(portable):
+    """Spool reaches a worker only through --setup_file staging: the pools' own Python
+    finds Beam but no Spool module."""
+    import subprocess
+
+    pids = [int(Path(p).read_text())
+            for p in sorted(Path(cluster.ROOT / "var/cluster").glob("pool-*/pool.pid"))]
+    assert len(pids) >= 2
+    for pid in pids:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = dict(kv.split("=", 1) for kv in
+                       Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if kv)
+        assert b"apache_beam.runners.worker.worker_pool_main" in argv
+        python = argv[0].decode()
+        probe = ("import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not "
+                 "None for m in ('apache_beam', 'pyarrow', 'spool', 'transforms', 'pipelines')}))")
+        out = subprocess.run([python, "-c", probe], env=environ, cwd="/", capture_output=True,
+                             text=True, check=True).stdout
+        found = json.loads(out)
+        assert found["apache_beam"] and found["pyarrow"], found
+        assert not (found["spool"] or found["transforms"] or found["pipelines"]), \
+            f"the worker image of pool pid {pid} has Spool's code: {found}"
+        assert "SPOOL_LEDGER_DSN" not in environ
+
+
+def test_both_jobs_drain_on_separate_worker_pools(stack, portable, make_topic, ledger_dsn,
+                                                  unique, s3_prefix, warehouse_prefix,
+                                                  tmp_path):
+    messages = corpus.generate(4_000, tenants=3, streams=4, invalid_ratio=0.01, seed=21)
+    topic = make_topic(partitions=PARTITIONS)
+    cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
+    ids = corpus.produce(stack.kafka_bootstrap, topic, messages, PARTITIONS)
+    env = cluster.launcher_env(stack)
+    cluster.run("pipelines.spool_job",
+                [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
+                 *spool_args(topic, unique, streaming=False)], env, tmp_path)
+    assert set(states(ledger_dsn)) == {"READY"}
+    cluster.run("pipelines.loader_job", job_args(portable, 1, ledger_dsn, s3_prefix, stack),
+                env, tmp_path)
+    assert all_loaded(stack, ledger_dsn, topic, unique), states(ledger_dsn)
+    diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
+    assert not diff, "\n".join(diff)
+
+
+class Feeder:
+    """Produces the first part of the messages while the jobs run and the rest once
+    ``resume()`` is called (after the fault: producers do not stop for an outage), so the
+    fault always hits records in flight."""
+
+    def __init__(self, bootstrap, topic, messages, first=0.4, pause_s=0.5, slice_size=200):
+        self.ids: list[str] = []
+        self._go_on = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, daemon=True,
+            args=(bootstrap, topic, messages, int(len(messages) * first), pause_s, slice_size))
+        self._thread.start()
+
+    def _run(self, bootstrap, topic, messages, first, pause_s, slice_size):
+        for i in range(0, len(messages), slice_size):
+            if i >= first:
+                self._go_on.wait(timeout=300)
+            self.ids.extend(corpus.produce(bootstrap, topic, messages[i:i + slice_size],
+                                           PARTITIONS))
+            time.sleep(pause_s)
+
+    def resume(self) -> None:
+        self._go_on.set()
+
+    def join(self) -> list[str]:
+        self.resume()
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive()
+        return self.ids
+
+
+def test_a_killed_worker_pool_then_resubmitted_jobs_lose_and_double_nothing(
+        stack, portable, make_topic, ledger_dsn, unique, s3_prefix, warehouse_prefix,
+        tmp_path):
+    """SIGKILL both pools mid-run (the streaming spool job's and the follow loader's). The
+    job server fails each job whose worker died; the operator restarts the pools and
+    resubmits (docs/deploy.md), and the warehouse ends exactly as the reference model."""
+    messages = corpus.generate(8_000, tenants=3, streams=3, invalid_ratio=0.0, seed=23)
+    topic = make_topic(partitions=PARTITIONS)
+    cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
+    env = cluster.launcher_env(stack)
+    spool = [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
+             *spool_args(topic, unique, streaming=True)]
+    loader = [*job_args(portable, 1, ledger_dsn, s3_prefix, stack), *LOADER_FOLLOW]
+    jobs = []
+    try:
+        jobs.append(cluster.submit("pipelines.spool_job", spool, env, tmp_path / "spool0.log",
+                                   tmp_path))
+        submitted(jobs[-1], tmp_path / "spool0.log")
+        jobs.append(cluster.submit("pipelines.loader_job", loader, env,
+                                   tmp_path / "loader0.log", tmp_path))
+        submitted(jobs[-1], tmp_path / "loader0.log")
+        feeder = Feeder(stack.kafka_bootstrap, topic, messages)
+        wait_for("batches loaded before the kill",
+                 lambda: states(ledger_dsn).get("LOADED", 0) >= 3, 150, interval=1)
+        cluster.kill_pool(0)
+        cluster.kill_pool(1)
+        for proc in jobs:
+            wait_for("the job server failing the job whose worker died",
+                     lambda proc=proc: proc.poll() is not None, 90, interval=1)
+            assert proc.returncode != 0
+        feeder.resume()
+        cluster.start("workers")
+        jobs.append(cluster.submit("pipelines.spool_job", spool, env, tmp_path / "spool1.log",
+                                   tmp_path))
+        submitted(jobs[-1], tmp_path / "spool1.log")
+        jobs.append(cluster.submit("pipelines.loader_job", loader, env,
+                                   tmp_path / "loader1.log", tmp_path))
+        ids = feeder.join()
+        wait_for("every record loaded after the resubmit",
+                 lambda: all_loaded(stack, ledger_dsn, topic, unique), 240, interval=2)
+    finally:
+        for proc in jobs:
+            # SIGTERM: the launcher cancels its job on the job server, which stops its worker
+            with contextlib.suppress(Exception):
+                kill(proc, signal.SIGTERM, timeout=60)
+        cluster.start("workers")
+    diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
+    assert not diff, "\n".join(diff)
+
+
+def test_a_killed_job_server_then_resubmitted_jobs_lose_and_double_nothing(
+        stack, portable, make_topic, ledger_dsn, unique, s3_prefix, warehouse_prefix,
+        tmp_path):
+    """SIGKILL the job server mid-run (a lost JobManager): the launchers end, the pools'
+    workers are stopped; the operator restarts it and resubmits both jobs."""
+    messages = corpus.generate(8_000, tenants=3, streams=3, invalid_ratio=0.0, seed=29)
+    topic = make_topic(partitions=PARTITIONS)
+    cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
+    env = cluster.launcher_env(stack)
+    spool = [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
+             *spool_args(topic, unique, streaming=True)]
+    loader = [*job_args(portable, 1, ledger_dsn, s3_prefix, stack), *LOADER_FOLLOW]
+    jobs = []
+    try:
+        jobs.append(cluster.submit("pipelines.spool_job", spool, env, tmp_path / "spool0.log",
+                                   tmp_path))
+        submitted(jobs[-1], tmp_path / "spool0.log")
+        jobs.append(cluster.submit("pipelines.loader_job", loader, env,
+                                   tmp_path / "loader0.log", tmp_path))
+        submitted(jobs[-1], tmp_path / "loader0.log")
+        feeder = Feeder(stack.kafka_bootstrap, topic, messages)
+        wait_for("batches loaded before the kill",
+                 lambda: states(ledger_dsn).get("LOADED", 0) >= 3, 150, interval=1)
+        cluster.kill_jobserver()
+        for proc in jobs:
+            wait_for("the launcher noticing its job server is gone",
+                     lambda proc=proc: proc.poll() is not None, 90, interval=1)
+            assert proc.returncode != 0
+        feeder.resume()
+        # the workers of the dead job server's jobs are orphans: restart the pools too
+        import subprocess
+
+        subprocess.run([*STACK, "stop", "workers"], capture_output=True, check=True)
+        cluster.start("jobserver", "workers")
+        jobs.append(cluster.submit("pipelines.spool_job", spool, env, tmp_path / "spool1.log",
+                                   tmp_path))
+        submitted(jobs[-1], tmp_path / "spool1.log")
+        jobs.append(cluster.submit("pipelines.loader_job", loader, env,
+                                   tmp_path / "loader1.log", tmp_path))
+        ids = feeder.join()
+        wait_for("every record loaded after the resubmit",
+                 lambda: all_loaded(stack, ledger_dsn, topic, unique), 240, interval=2)
+    finally:
+        for proc in jobs:
+            # SIGTERM: the launcher cancels its job on the job server, which stops its worker
+            with contextlib.suppress(Exception):
+                kill(proc, signal.SIGTERM, timeout=60)
+        cluster.start("jobserver", "workers")
+    diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
+    assert not diff, "\n".join(diff)
