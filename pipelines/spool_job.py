@@ -81,6 +81,12 @@ class KafkaSourceOptions(PipelineOptions):
             "all partitions read in this worker process (needed on Prism, which keeps only "
             "the last bundle's watermark). auto: process on Prism, else partition.")
         group.add_argument(
+            "--partitions", default=None, metavar="N[,N...]",
+            help="Read only these partitions of the topic (default: all). One job per "
+            "disjoint subset spreads a topic over several jobs, e.g. on a job server that "
+            "gives each job one SDK worker (Prism); the jobs may share --consumer_group, "
+            "since offsets are committed per partition.")
+        group.add_argument(
             "--kafka_config", action="append", default=[], metavar="KEY=VALUE",
             help="Extra kafka-python client setting, repeatable, e.g. "
             "--kafka_config security_protocol=SSL --kafka_config sasl_mechanism=PLAIN.")
@@ -122,6 +128,20 @@ class BatchOptions(PipelineOptions):
             "readable by Redshift's COPY).")
 
 
+def partitions(text: str | None) -> tuple[int, ...]:
+    """``--partitions`` as sorted partition numbers; a bad list ends the job at once."""
+    if not text:
+        return ()
+    try:
+        found = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise SystemExit(f"error: --partitions={text!r}: give partition numbers separated by "
+                         "commas, e.g. --partitions=0,2,4") from None
+    if not found or found[0] < 0:
+        raise SystemExit(f"error: --partitions={text!r}: partition numbers are 0 or more")
+    return tuple(found)
+
+
 def watermark_scope(options: PipelineOptions) -> str:
     scope = options.view_as(KafkaSourceOptions).watermark_scope
     if scope != "auto":
@@ -143,7 +163,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
         start_offset=src.start_offset, streaming=streaming, max_records=src.max_records,
         chunk_records=src.read_chunk_records, poll_timeout_ms=src.poll_timeout_ms,
         idle_lag_seconds=src.idle_watermark_lag_seconds, kafka_config=kafka_config,
-        watermark_scope=watermark_scope(options))
+        watermark_scope=watermark_scope(options), partitions=partitions(src.partitions))
     part_rows = max(1, min(25_000, bat.batch_max_rows // 4))
     shape = ShapeConfig(
         ledger_dsn=ledger_dsn, window_seconds=bat.batch_seconds,

@@ -66,6 +66,7 @@ class ReadConfig:
     idle_defer_seconds: float = 0.5
     watermark_scope: str = "partition"  # or "process", see the module docstring
     kafka_config: tuple[str, ...] = ()
+    partitions: tuple[int, ...] = ()  # read only these (default: every partition)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,12 @@ class _ListPartitionsFn(beam.DoFn):
                                        "create it or fix --topic")
                 time.sleep(0.5)
                 parts = consumer.partitions_for_topic(cfg.topic)
+            if cfg.partitions:
+                missing = sorted(set(cfg.partitions) - parts)
+                if missing:
+                    raise RuntimeError(f"topic {cfg.topic!r} has no partition {missing[0]} "
+                                       f"(it has {len(parts)}); fix --partitions")
+                parts = set(cfg.partitions)
             tps = [TopicPartition(cfg.topic, p) for p in sorted(parts)]
             begin = consumer.beginning_offsets(tps)
             end = consumer.end_offsets(tps)

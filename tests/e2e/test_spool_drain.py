@@ -61,3 +61,34 @@ def test_rerun_after_drain_reads_nothing_new(stack, make_topic, ledger_dsn, uniq
     run_spool_job(args, env)
     assert spooled(ledger_dsn, store(stack)) == first
     assert sum(len(v) for v in first.values()) == 2_000
+
+
+def test_jobs_over_disjoint_partitions_share_a_topic_and_a_group(stack, make_topic, ledger_dsn,
+                                                                 unique, tmp_path):
+    """--partitions=0,2 reads those partitions only; a second job over the rest, in the same
+    consumer group, spools the others: together every record once."""
+    import subprocess
+    import sys
+
+    from tests.e2e.jobs import ROOT
+
+    messages = corpus.generate(3_000, tenants=3, streams=3, invalid_ratio=0)
+    topic = make_topic(partitions=3)
+    register_tenants(ledger_dsn, corpus.tenants_of(messages))
+    ids = corpus.produce(stack.kafka_bootstrap, topic, messages, 3)
+    args = [f"--topic={topic}", f"--consumer_group={unique}",
+            f"--spool_location={tmp_path / 'spool'}"]
+    env = job_env(stack, ledger_dsn)
+    run_spool_job([*args, "--partitions=0,2"], env)
+    first = spooled(ledger_dsn, store(stack))
+    assert set(first) == {rid for rid in ids if rid.rsplit("/", 2)[1] in ("0", "2")}
+    assert committed_offsets(stack.kafka_bootstrap, topic, unique, 3)[1] is None
+    run_spool_job([*args, "--partitions=1"], env)
+    found = spooled(ledger_dsn, store(stack))
+    assert set(found) == set(ids)
+    assert all(len(places) == 1 for places in found.values())
+    # a partition the topic does not have is named, before anything is read
+    res = subprocess.run([sys.executable, "-m", "pipelines.spool_job", *args, "--partitions=1,x"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode != 0 and "--partitions='1,x'" in res.stderr
