@@ -69,6 +69,29 @@ def kill_jobserver() -> None:
     kill_session(status()["jobserver"]["pid"])
 
 
+def running_jobs(job_endpoint: str) -> set[str]:
+    """Ids of the jobs the job server runs now, from its job service."""
+    import grpc
+    from apache_beam.portability.api import beam_job_api_pb2, beam_job_api_pb2_grpc
+
+    running = beam_job_api_pb2.JobState.RUNNING
+    with grpc.insecure_channel(job_endpoint) as channel:
+        stub = beam_job_api_pb2_grpc.JobServiceStub(channel)
+        jobs = stub.GetJobs(beam_job_api_pb2.GetJobsRequest(), timeout=5).job_info
+    return {j.job_id for j in jobs if j.state == running}
+
+
+def cancel_all(job_endpoint: str) -> None:
+    """Cancel every job still running on the job server (a test's leftovers)."""
+    import grpc
+    from apache_beam.portability.api import beam_job_api_pb2, beam_job_api_pb2_grpc
+
+    with grpc.insecure_channel(job_endpoint) as channel:
+        stub = beam_job_api_pb2_grpc.JobServiceStub(channel)
+        for job_id in running_jobs(job_endpoint):
+            stub.Cancel(beam_job_api_pb2.CancelJobRequest(job_id=job_id), timeout=5)
+
+
 def launcher_env(stack) -> dict:
     """The launcher's environment: the stack's settings, but no ledger variable, so nothing
     can work only because the launcher had it."""
