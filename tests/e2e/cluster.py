@@ -154,8 +154,8 @@ def warehouse_differences(warehouse_dsn: str, prefix: str, messages, ids) -> lis
                 want = sorted((rid, lv, {p: canonical(v) for p, v in d.items()})
                               for rid, lv, d in exp["rows"])
                 if got != want:
-                    ids_got = [r[0] for r in got]
-                    twice = len(ids_got) - len(set(ids_got))
+                    rows_got = [(rid, str(lv)) for rid, lv, _d in got]
+                    twice = len(rows_got) - len(set(rows_got))
                     out.append(f"{schema}.{table}: {len(got)} rows ({twice} duplicated), "
                                f"expected {len(want)}")
             for tenant in sorted({t for t, _ in expected}):
