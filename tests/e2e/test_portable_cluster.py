@@ -268,13 +268,41 @@ def replayed(ledger_dsn: str, records: int) -> int:
         conn.close()
 
 
-def test_a_killed_worker_pool_then_resubmitted_jobs_lose_and_double_nothing(
-        stack, portable, make_topic, ledger_dsn, unique, s3_prefix, warehouse_prefix,
+def kill_worker_pools() -> None:
+    """Both pools (the streaming spool job's and the follow loader's). The job server fails
+    each job whose worker died; the operator restarts the pools and resubmits."""
+    cluster.kill_pool(0)
+    cluster.kill_pool(1)
+
+
+def restart_worker_pools() -> None:
+    cluster.start("workers")
+
+
+def restart_job_server() -> None:
+    """A lost job server leaves the pools' workers orphaned: restart the pools too."""
+    import subprocess
+
+    subprocess.run([*STACK, "stop", "workers"], capture_output=True, check=True)
+    cluster.start("jobserver", "workers")
+
+
+FAULTS = {
+    "worker-pools": (kill_worker_pools, restart_worker_pools, 23),
+    "job-server": (cluster.kill_jobserver, restart_job_server, 29),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_after_a_sigkill_mid_run_resubmitted_jobs_lose_and_double_nothing(
+        fault, stack, portable, make_topic, ledger_dsn, unique, s3_prefix, warehouse_prefix,
         tmp_path):
-    """SIGKILL both pools mid-run (the streaming spool job's and the follow loader's). The
-    job server fails each job whose worker died; the operator restarts the pools and
-    resubmits (docs/deploy.md), and the warehouse ends exactly as the reference model."""
-    messages = corpus.generate(8_000, tenants=3, streams=3, invalid_ratio=0.0, seed=23)
+    """SIGKILL the worker pools or the job server (a lost JobManager) while a streaming spool
+    job and a follow loader run; the operator restarts what died and resubmits both jobs
+    with the same flags (docs/deploy.md); the warehouse ends exactly as the reference
+    model."""
+    kill_it, restart, seed = FAULTS[fault]
+    messages = corpus.generate(8_000, tenants=3, streams=3, invalid_ratio=0.0, seed=seed)
     topic = make_topic(partitions=PARTITIONS)
     cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
     env = cluster.launcher_env(stack)
@@ -282,69 +310,23 @@ def test_a_killed_worker_pool_then_resubmitted_jobs_lose_and_double_nothing(
              *spool_args(topic, unique, streaming=True)]
     loader = [*job_args(portable, 1, ledger_dsn, s3_prefix, stack), *LOADER_FOLLOW]
     jobs = []
-    try:
+
+    def submit_both(k: int) -> None:
         jobs.append(submit(portable, "pipelines.spool_job", spool, env,
-                           tmp_path / "spool0.log", tmp_path))
+                           tmp_path / f"spool{k}.log", tmp_path))
         jobs.append(submit(portable, "pipelines.loader_job", loader, env,
-                           tmp_path / "loader0.log", tmp_path))
+                           tmp_path / f"loader{k}.log", tmp_path))
+
+    try:
+        submit_both(0)
         feeder = Feeder(stack.kafka_bootstrap, topic, messages)
         fault_moment(stack, ledger_dsn, topic, unique, feeder, len(messages))
-        cluster.kill_pool(0)
-        cluster.kill_pool(1)
+        kill_it()
         for proc in jobs:
-            stopped(proc, "the job server failing the job whose worker died")
+            stopped(proc, f"the jobs ending after the {fault} died")
         feeder.resume()
-        cluster.start("workers")
-        jobs.append(submit(portable, "pipelines.spool_job", spool, env,
-                           tmp_path / "spool1.log", tmp_path))
-        jobs.append(submit(portable, "pipelines.loader_job", loader, env,
-                           tmp_path / "loader1.log", tmp_path))
-        ids = feeder.join()
-        loaded_after_resubmit(stack, ledger_dsn, topic, unique)
-    finally:
-        for proc in jobs:
-            # SIGTERM: the launcher cancels its job on the job server, which stops its worker
-            with contextlib.suppress(Exception):
-                kill(proc, signal.SIGTERM, timeout=60)
-        cluster.start("workers")
-    print(f"records batched twice after the pool kill: {replayed(ledger_dsn, len(ids))}")
-    diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
-    assert not diff, "\n".join(diff)
-
-
-def test_a_killed_job_server_then_resubmitted_jobs_lose_and_double_nothing(
-        stack, portable, make_topic, ledger_dsn, unique, s3_prefix, warehouse_prefix,
-        tmp_path):
-    """SIGKILL the job server mid-run (a lost JobManager): the launchers end, the pools'
-    workers are stopped; the operator restarts it and resubmits both jobs."""
-    messages = corpus.generate(8_000, tenants=3, streams=3, invalid_ratio=0.0, seed=29)
-    topic = make_topic(partitions=PARTITIONS)
-    cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
-    env = cluster.launcher_env(stack)
-    spool = [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
-             *spool_args(topic, unique, streaming=True)]
-    loader = [*job_args(portable, 1, ledger_dsn, s3_prefix, stack), *LOADER_FOLLOW]
-    jobs = []
-    try:
-        jobs.append(submit(portable, "pipelines.spool_job", spool, env,
-                           tmp_path / "spool0.log", tmp_path))
-        jobs.append(submit(portable, "pipelines.loader_job", loader, env,
-                           tmp_path / "loader0.log", tmp_path))
-        feeder = Feeder(stack.kafka_bootstrap, topic, messages)
-        fault_moment(stack, ledger_dsn, topic, unique, feeder, len(messages))
-        cluster.kill_jobserver()
-        for proc in jobs:
-            stopped(proc, "the launcher noticing its job server is gone")
-        feeder.resume()
-        # the workers of the dead job server's jobs are orphans: restart the pools too
-        import subprocess
-
-        subprocess.run([*STACK, "stop", "workers"], capture_output=True, check=True)
-        cluster.start("jobserver", "workers")
-        jobs.append(submit(portable, "pipelines.spool_job", spool, env,
-                           tmp_path / "spool1.log", tmp_path))
-        jobs.append(submit(portable, "pipelines.loader_job", loader, env,
-                           tmp_path / "loader1.log", tmp_path))
+        restart()
+        submit_both(1)
         ids = feeder.join()
         loaded_after_resubmit(stack, ledger_dsn, topic, unique)
     finally:
@@ -353,6 +335,6 @@ def test_a_killed_job_server_then_resubmitted_jobs_lose_and_double_nothing(
             with contextlib.suppress(Exception):
                 kill(proc, signal.SIGTERM, timeout=60)
         cluster.start("jobserver", "workers")
-    print(f"records batched twice after the job server kill: {replayed(ledger_dsn, len(ids))}")
+    print(f"records batched twice after the {fault} died: {replayed(ledger_dsn, len(ids))}")
     diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
     assert not diff, "\n".join(diff)
