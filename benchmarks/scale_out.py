@@ -9,7 +9,9 @@ runs, on the job server (Prism) with worker pools from the worker image:
 * spool job (drain), all records: with 1 pool, one job reads the 6 partitions; with 2 pools,
   two jobs read 3 partitions each (``--partitions``), one on each pool, at the same time;
 * loader (drain), every batch: with 1 pool, one loader; with 2 pools, two loaders, one on
-  each pool (claims are per tenant with SKIP LOCKED, so they share the work).
+  each pool (claims are per tenant with SKIP LOCKED, so they share the work). Both load
+  copies of the same ledger (the 1-pool spool output) into empty schemas, so they do the
+  same work.
 
 Prism gives a job one SDK worker per environment (it sends no sibling worker ids), so two
 pools are used by two jobs; on Flink one job uses ``parallelism x sdk_worker_parallelism``
@@ -174,9 +176,10 @@ def drop_database(admin_dsn: str, name: str) -> None:
     conn.close()
 
 
-def one_run(pools: int, k: int, topic: str, tenants, env: dict, portable: cluster.Cluster,
-            workdir: Path) -> dict:
-    tag = f"so{pools}_{k}_{uuid.uuid4().hex[:6]}"
+def spool_phase(pools: int, tag: str, topic: str, tenants, env: dict,
+                portable: cluster.Cluster, workdir: Path) -> dict:
+    """The spool job (drain) over every partition: one job, or one job per pool over a
+    disjoint partition subset. Leaves its ledger database ``bench_<tag>``."""
     ledger_dsn = fresh_database(env["SPOOL_LEDGER_DSN"], f"bench_{tag}")
     cluster.register(ledger_dsn, tenants, tag)
     common = [f"--ledger_dsn={ledger_dsn}",
@@ -184,28 +187,79 @@ def one_run(pools: int, k: int, topic: str, tenants, env: dict, portable: cluste
     spool = [f"--topic={topic}", f"--consumer_group={tag}",
              f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"]
     subsets = [",".join(str(p) for p in range(i, PARTITIONS, pools)) for i in range(pools)]
-    launch = launcher_env(env)
-    run_dir = workdir / tag
-    run_dir.mkdir(parents=True)
-    with CpuSampler() as spool_cpu:
-        spool_wall = submit_all(
+    (workdir / tag).mkdir(parents=True)
+    with CpuSampler() as cpu:
+        wall = submit_all(
             [("pipelines.spool_job", [*portable.flags(i), *common, *spool,
                                       *([f"--partitions={subsets[i]}"] if pools > 1 else [])])
-             for i in range(pools)], launch, portable.job_endpoint, run_dir)
-    with CpuSampler() as load_cpu:
-        load_wall = submit_all([("pipelines.loader_job", [*portable.flags(i), *common,
-                                                          "--metrics_port=0"])
-                                for i in range(pools)], launch, portable.job_endpoint, run_dir)
-    _spool_s, load_s, n, loaded = ledger_spans(ledger_dsn)
+             for i in range(pools)], launcher_env(env), portable.job_endpoint, workdir / tag)
+    _s, _l, n, _loaded = ledger_spans(ledger_dsn)
+    return {"wall_s": round(wall, 2), "batches": n, "cpu_s": cpu.by_kind()}
+
+
+def copy_ledger(env: dict, source_tag: str, tag: str) -> str:
+    """A copy of a spooled ledger whose tenants load into schemas of their own, so every
+    loader case loads the same batches into empty schemas."""
+    import psycopg2
+
+    admin = psycopg2.connect(env["SPOOL_LEDGER_DSN"])
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "bench_{tag}" TEMPLATE "bench_{source_tag}"')
+    admin.close()
+    dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + f"/bench_{tag}"
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE tenants SET schema_name = %s || substr(schema_name, %s)",
+                    (tag, len(source_tag) + 1))
+    conn.close()
+    return dsn
+
+
+def load_phase(pools: int, ledger_dsn: str, spool_location: str, env: dict,
+               portable: cluster.Cluster, workdir: Path, tag: str) -> dict:
+    """The loader (drain): one loader, or one per pool side by side, on the same batches."""
+    common = [f"--ledger_dsn={ledger_dsn}", f"--spool_location={spool_location}",
+              "--metrics_port=0"]
+    (workdir / tag).mkdir(parents=True)
+    with CpuSampler() as cpu:
+        wall = submit_all([("pipelines.loader_job", [*portable.flags(i), *common])
+                           for i in range(pools)], launcher_env(env), portable.job_endpoint,
+                          workdir / tag)
+    _s, stage, n, loaded = ledger_spans(ledger_dsn)
     if loaded != n:
         raise SystemExit(f"run {tag}: {loaded} of {n} batches LOADED")
-    drop_schemas(env["SPOOL_WAREHOUSE_DSN"], tag)
-    drop_database(env["SPOOL_LEDGER_DSN"], f"bench_{tag}")
-    out = {"pools": pools, "run": k, "spool_wall_s": round(spool_wall, 2),
-           "loader_wall_s": round(load_wall, 2),
-           "loader_stage_s": round(load_s, 2), "batches": n,
-           "spool_cpu_s": spool_cpu.by_kind(), "loader_cpu_s": load_cpu.by_kind()}
-    print(f"[bench] {json.dumps(out)}", flush=True)
+    return {"wall_s": round(wall, 2), "stage_s": round(stage, 2), "batches": n,
+            "cpu_s": cpu.by_kind()}
+
+
+def one_round(k: int, topic: str, tenants, env: dict, portable: cluster.Cluster,
+              workdir: Path) -> list[dict]:
+    """Spool job with 1 then 2 pools; then the loader with 1 then 2 pools, both on copies of
+    the 1-pool spool output (two spool jobs cut twice the batches: the loader cases would
+    not load the same work)."""
+    base = uuid.uuid4().hex[:6]
+    spooled = {p: spool_phase(p, f"s{p}_{k}_{base}", topic, tenants, env, portable, workdir)
+               for p in (1, 2)}
+    location = f"s3://{env['SPOOL_S3_BUCKET']}/bench/s1_{k}_{base}"
+    loads = {}
+    for p in (1, 2):
+        tag = f"l{p}_{k}_{base}"
+        loads[p] = load_phase(p, copy_ledger(env, f"s1_{k}_{base}", tag), location, env,
+                              portable, workdir, tag)
+        drop_schemas(env["SPOOL_WAREHOUSE_DSN"], tag)
+        drop_database(env["SPOOL_LEDGER_DSN"], f"bench_{tag}")
+    for p in (1, 2):
+        drop_schemas(env["SPOOL_WAREHOUSE_DSN"], f"s{p}_{k}_{base}")
+        drop_database(env["SPOOL_LEDGER_DSN"], f"bench_s{p}_{k}_{base}")
+    out = []
+    for p in (1, 2):
+        run = {"pools": p, "run": k, "spool_wall_s": spooled[p]["wall_s"],
+               "spool_batches": spooled[p]["batches"], "loader_wall_s": loads[p]["wall_s"],
+               "loader_stage_s": loads[p]["stage_s"], "loader_batches": loads[p]["batches"],
+               "spool_cpu_s": spooled[p]["cpu_s"], "loader_cpu_s": loads[p]["cpu_s"]}
+        print(f"[bench] {json.dumps(run)}", flush=True)
+        out.append(run)
     return out
 
 
@@ -248,8 +302,7 @@ def main(argv=None) -> int:
     runs = []
     try:
         for k in range(args.runs):
-            for pools in (1, 2):
-                runs.append(one_run(pools, k, topic, tenants, env, portable, workdir))
+            runs.extend(one_round(k, topic, tenants, env, portable, workdir))
     finally:
         admin.delete_topics([topic])
         admin.close()
