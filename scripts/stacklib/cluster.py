@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -247,7 +248,7 @@ def kill_session(sid: int) -> None:
         try:
             if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid and \
                     pid_alive(int(proc.name)):
-                os.kill(int(proc.name), 9)
+                os.kill(int(proc.name), signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             continue
 
@@ -255,9 +256,3 @@ def kill_session(sid: int) -> None:
 def workers_pid() -> int | None:
     pools = running_pools()
     return pool_daemon(pools[0]).pid() if pools else None
-
-
-def environment_config(pools: list[int] | None = None) -> str:
-    """What a job passes as --environment_config: the first pool's address."""
-    pools = running_pools() if pools is None else pools
-    return f"{HOST}:{pool_port(pools[0] if pools else 0)}"
