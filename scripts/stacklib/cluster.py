@@ -90,8 +90,9 @@ def jobserver_start() -> None:
     if JOBSERVER.pid() is None:
         exe = prism_bin()
         logs = CLUSTER_DIR / "logs"
-        # loopback only: Prism binds its job, artifact and worker-facing services to the
-        # host of --job_port's listener; the web UI is off
+        # one port serves the job service, artifact staging and the workers' Fn API; Prism
+        # takes no bind address (it listens on every interface), so jobs and workers are
+        # only ever given 127.0.0.1; the web UI is off
         pid = JOBSERVER.spawn([str(exe), f"--job_port={JOB_PORT}", "--serve_http=false",
                                "--idle_shutdown_timeout=-1ns", "--log_level=warn"],
                               logs / "jobserver.log")
