@@ -6,7 +6,8 @@ import argparse
 import json
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
-from spool.ledger import claims
+from spool.ledger import claims, queries
+from spool.ledger.states import BatchState
 
 LIST_EXAMPLE = """examples:
   spool batches list --state FAILED
@@ -26,7 +27,7 @@ def register(sub) -> None:
     register_ledger_args(ls)
     ls.add_argument("--tenant", help="only this tenant")
     ls.add_argument("--table", help="only this stream (table)")
-    ls.add_argument("--state", choices=["READY", "LOADING", "LOADED", "FAILED"],
+    ls.add_argument("--state", choices=[s.value for s in BatchState],
                     help="only batches in this state")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON lines")
@@ -53,36 +54,13 @@ def register(sub) -> None:
 
 
 def list_batches(args: LedgerArgs) -> int:
-    ledger = ledger_from(args)
-
-    def q(cur):
-        cur.execute("""SELECT batch_id, tenant_id, stream, state, record_count, row_count,
-                              attempts, created_at, loaded_at, last_error
-                       FROM batches
-                       WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s)
-                         AND (%(s)s::text IS NULL OR stream = %(s)s)
-                         AND (%(st)s::text IS NULL OR state = %(st)s::batch_state)
-                       ORDER BY created_at DESC, batch_id LIMIT %(n)s""",
-                    {"t": args.tenant, "s": args.table, "st": args.state, "n": args.limit})
-        return cur.fetchall()
-
-    rows = ledger.run(q)
-    cols = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts", "created",
-            "loaded", "last_error"]
-    emit_table(cols, rows, as_json=args.json)
+    rows = queries.batches(ledger_from(args), args.tenant, args.table, args.state, args.limit)
+    emit_table(queries.BATCH_COLUMNS, rows, as_json=args.json)
     return 0
 
 
 def show_batch(args: LedgerArgs) -> int:
-    ledger = ledger_from(args)
-
-    def q(cur):
-        cur.execute("SELECT * FROM batches WHERE batch_id = %s", (args.batch_id,))
-        row = cur.fetchone()
-        return None if row is None else dict(zip([c[0] for c in cur.description], row,
-                                                  strict=True))
-
-    row = ledger.run(q)
+    row = queries.batch(ledger_from(args), args.batch_id)
     if row is None:
         raise SystemExit(f"error: no batch {args.batch_id!r}; 'spool batches list' shows ids")
     print(json.dumps(row, indent=2, default=str, ensure_ascii=False))

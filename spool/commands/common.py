@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from spool import secrets
-from spool.ledger import Ledger
+from spool.ledger.store import Ledger
 
 LedgerArgs = argparse.Namespace
 

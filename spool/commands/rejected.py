@@ -6,6 +6,7 @@ import argparse
 import json
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.ledger import queries
 
 EXAMPLE = """examples:
   spool rejected                       # every tenant, counts by reason
@@ -27,19 +28,9 @@ def register(sub) -> None:
 
 
 def rejected(args: LedgerArgs) -> int:
-    ledger = ledger_from(args)
-
-    def q(cur):
-        cur.execute("""SELECT tenant_id, meta FROM batches
-                       WHERE stream = '_sdc_rejected'
-                         AND (%(t)s::text IS NULL OR tenant_id = %(t)s)
-                       ORDER BY created_at""", {"t": args.tenant})
-        return cur.fetchall()
-
     counts: dict = {}
     samples: dict = {}
-    for tenant, meta in ledger.run(q):
-        meta = meta if isinstance(meta, dict) else json.loads(meta)
+    for tenant, meta in queries.rejection_summaries(ledger_from(args), args.tenant):
         for code, n in (meta.get("rejected") or {}).items():
             counts[(tenant, code)] = counts.get((tenant, code), 0) + n
             keep = samples.setdefault((tenant, code), [])

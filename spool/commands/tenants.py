@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
-from spool.ledger import claims
-from spool.warehouse.naming import segment
+from spool.ledger.registry import Registry
+from spool.warehouse.destination import KINDS, Destination, DestinationError
 
 ADD_EXAMPLE = """examples:
   spool tenants add acme --warehouse postgres --dsn env:ACME_WAREHOUSE_DSN --schema acme
@@ -33,7 +32,7 @@ def register(sub) -> None:
                           epilog=ADD_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(add)
     add.add_argument("tenant", help="the tenant id used in envelopes and Singer headers")
-    add.add_argument("--warehouse", choices=["postgres", "redshift", "none"], default="none",
+    add.add_argument("--warehouse", choices=KINDS, default="none",
                      help="the kind of warehouse (default none: spooled, not loaded)")
     add.add_argument("--dsn", help="connection string BY REFERENCE: env:NAME or file:/path")
     add.add_argument("--schema", help="warehouse schema: lower-case letters, digits and _ "
@@ -65,88 +64,46 @@ def register(sub) -> None:
     rm.set_defaults(func=remove_tenant)
 
 
-_LITERAL_SECRET = re.compile(r"://[^/@\s]*:[^@\s]+@|password\s*=", re.I)
-# a schema name every warehouse takes as it is: no quoting surprises in users' own SQL
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
 def add_tenant(args: LedgerArgs) -> int:
-    connection: dict = {}
-    if args.warehouse != "none":
-        if not args.dsn:
-            raise SystemExit(f"error: a {args.warehouse} warehouse needs --dsn env:NAME or "
-                             "--dsn file:/path")
-        if not args.dsn.startswith(("env:", "file:")) and _LITERAL_SECRET.search(args.dsn):
-            raise SystemExit("error: --dsn holds a password; give it by reference instead: "
-                             "--dsn env:NAME (and export NAME for the loader) or "
-                             "--dsn file:/path")
-        connection["dsn"] = args.dsn
-    if args.warehouse == "redshift":
-        if not args.staging_uri or not args.iam_role:
-            raise SystemExit("error: a Redshift warehouse needs --staging-uri s3://... and "
-                             "--iam-role (COPY reads staged files with that role)")
-        connection.update(staging_uri=args.staging_uri, iam_role=args.iam_role)
-    if args.schema is not None and (not _SCHEMA.fullmatch(args.schema)
-                                    or args.schema.startswith("pg_")):
-        raise SystemExit(f"error: --schema {args.schema!r} is not a plain warehouse schema "
-                         "name: use lower-case letters, digits and _, starting with a letter "
-                         "or _ (not pg_), at most 63 characters; for example --schema "
-                         f"{re.sub('^pg_', '', segment(args.schema, empty='tenant')) or 'tenant'}")
-    schema = args.schema or segment(args.tenant, empty="tenant")
-    ledger = ledger_from(args)
-
-    def clash(cur):
-        cur.execute("SELECT tenant_id FROM tenants WHERE tenant_id <> %s AND connection = %s "
-                    "AND coalesce(schema_name, '') = %s AND destination_kind <> 'none'",
-                    (args.tenant, json.dumps(connection), schema))
-        return [r[0] for r in cur.fetchall()]
-
-    if args.warehouse != "none":
-        others = ledger.run(clash)
+    try:
+        dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
+                                    args.staging_uri, args.iam_role)
+    except DestinationError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    registry = Registry(ledger_from(args))
+    if dest.kind != "none":
+        others = registry.schema_owners(dest.connection, dest.schema, besides=dest.tenant_id)
         if others:
             raise SystemExit(f"error: tenant {others[0]!r} already loads into schema "
-                             f"{schema!r} of that warehouse; choose another --schema")
-    ledger.add_tenant(args.tenant, args.warehouse, connection, schema)
+                             f"{dest.schema!r} of that warehouse; choose another --schema")
+    registry.add_tenant(dest.tenant_id, dest.kind, dest.connection, dest.schema)
     print(f"tenant {args.tenant!r} registered: {args.warehouse}"
-          + (f", schema {schema!r}" if args.warehouse != "none" else ""))
+          + (f", schema {dest.schema!r}" if dest.kind != "none" else ""))
     return 0
 
 
-def _rows(ledger):
-    def q(cur):
-        cur.execute("SELECT tenant_id, destination_kind, schema_name, connection, created_at "
-                    "FROM tenants ORDER BY tenant_id")
-        return cur.fetchall()
-
-    return ledger.run(q)
-
-
 def list_tenants(args: LedgerArgs) -> int:
-    rows = [(t, k, s, json.dumps(c, sort_keys=True), at) for t, k, s, c, at in
-            _rows(ledger_from(args))]
+    rows = [(r.tenant_id, r.destination_kind, r.schema_name,
+             json.dumps(r.connection, sort_keys=True), r.created_at)
+            for r in Registry(ledger_from(args)).tenants()]
     emit_table(["tenant", "warehouse", "schema", "connection", "since"], rows,
                as_json=args.json)
     return 0
 
 
 def show_tenant(args: LedgerArgs) -> int:
-    dest = claims.destination(ledger_from(args), args.tenant)
-    if dest is None:
+    record = Registry(ledger_from(args)).tenant(args.tenant)
+    if record is None:
         raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+    dest = Destination.from_record(record)
     print(json.dumps({"tenant": dest.tenant_id, "warehouse": dest.kind,
-                      "schema": dest.schema_name, "connection": dest.connection,
+                      "schema": dest.schema, "connection": dest.connection,
                       "load_options": dest.load_options}, indent=2))
     return 0
 
 
 def remove_tenant(args: LedgerArgs) -> int:
-    ledger = ledger_from(args)
-
-    def q(cur):
-        cur.execute("DELETE FROM tenants WHERE tenant_id = %s", (args.tenant,))
-        return cur.rowcount
-
-    if not ledger.run(q):
+    if not Registry(ledger_from(args)).remove_tenant(args.tenant):
         raise SystemExit(f"error: no tenant {args.tenant!r}")
     print(f"tenant {args.tenant!r} removed; its batches and warehouse data are kept")
     return 0

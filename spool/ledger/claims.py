@@ -3,18 +3,21 @@
 A batch is *claimable* when it is READY and due (``next_attempt_at`` passed), or LOADING
 with an expired lease (its loader died: no batch is ever stranded). Claims take row locks
 with ``FOR UPDATE SKIP LOCKED``, so loaders side by side never wait for each other and never
-claim the same batch. Transitions check the current state in their WHERE clause (the state
-machine of :mod:`spool.ledger.states`) and the lease owner where one applies.
+claim the same batch. Every state change is a transition of :mod:`spool.ledger.states`,
+whose SQL checks the current state; the functions here add the lease owner where one
+applies.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from spool.ledger import Ledger
-from spool.ledger.states import BatchState, check_transition
+from spool.ledger import states
+from spool.ledger.states import BatchState, sql_states
+from spool.ledger.store import Ledger
 from spool.secrets import redact
+
+READY, LOADING = BatchState.READY.value, BatchState.LOADING.value
 
 
 @dataclass(frozen=True)
@@ -29,26 +32,17 @@ class Claimed:
     key_names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Destination:
-    tenant_id: str
-    kind: str  # postgres | redshift | none
-    connection: dict  # secrets are references (env:NAME, file:/path)
-    schema_name: str
-    load_options: dict
-
-
 def claimable_tables(ledger: Ledger) -> list[tuple[str, str, int]]:
     """(tenant, stream, claimable batches) for tenants that have a warehouse."""
 
     def q(cur):
-        cur.execute("""SELECT b.tenant_id, b.stream, count(*)
-                       FROM batches b JOIN tenants t ON t.tenant_id = b.tenant_id
-                       WHERE t.destination_kind <> 'none' AND (
-                         (b.state = 'READY' AND (b.next_attempt_at IS NULL
-                                                 OR b.next_attempt_at <= now()))
-                         OR (b.state = 'LOADING' AND b.lease_expires_at < now()))
-                       GROUP BY 1, 2 ORDER BY 1, 2""")
+        cur.execute(f"""SELECT b.tenant_id, b.stream, count(*)
+                        FROM batches b JOIN tenants t ON t.tenant_id = b.tenant_id
+                        WHERE t.destination_kind <> 'none' AND (
+                          (b.state = '{READY}' AND (b.next_attempt_at IS NULL
+                                                    OR b.next_attempt_at <= now()))
+                          OR (b.state = '{LOADING}' AND b.lease_expires_at < now()))
+                        GROUP BY 1, 2 ORDER BY 1, 2""")
         return [(t, s, n) for t, s, n in cur.fetchall()]
 
     return ledger.run(q)
@@ -68,19 +62,22 @@ def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
     lock), so each sees the leases of the one before.
     """
     streams = [streams] if isinstance(streams, str) else list(streams)
-    check_transition(BatchState.READY, BatchState.LOADING)
+    claim_sql = states.CLAIM.update(
+        "lease_owner = %s, lease_expires_at = now() + %s * interval '1 second', "
+        "attempts = attempts + 1, load_started_at = now(), updated_at = now()",
+        "batches.batch_id = picked.batch_id", from_clause="picked")
 
     def q(cur):
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"spool-claim:{tenant}",))
-        cur.execute("""WITH pending AS (
+        cur.execute(f"""WITH pending AS (
                           SELECT b.batch_id, b.stream, b.min_sequence, b.window_start, b.pane,
-                                 (b.state = 'READY' AND (b.next_attempt_at IS NULL
-                                                         OR b.next_attempt_at <= now()))
-                                 OR (b.state = 'LOADING' AND (b.lease_expires_at < now()
-                                                              OR b.lease_owner = %s)) AS due
+                                 (b.state = '{READY}' AND (b.next_attempt_at IS NULL
+                                                           OR b.next_attempt_at <= now()))
+                                 OR (b.state = '{LOADING}' AND (b.lease_expires_at < now()
+                                                                OR b.lease_owner = %s)) AS due
                           FROM batches b
                           WHERE b.tenant_id = %s AND b.stream = ANY(%s)
-                            AND b.state IN ('READY', 'LOADING')),
+                            AND b.state IN {sql_states(states.CLAIM.sources)}),
                         in_turn AS (
                           SELECT batch_id, bool_and(due) OVER (
                                    PARTITION BY stream ORDER BY min_sequence NULLS FIRST,
@@ -93,11 +90,7 @@ def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
                                    b.pane, b.batch_id
                           LIMIT %s
                           FOR UPDATE OF b SKIP LOCKED)
-                        UPDATE batches SET state = 'LOADING', lease_owner = %s,
-                               lease_expires_at = now() + %s * interval '1 second',
-                               attempts = attempts + 1, load_started_at = now(),
-                               updated_at = now()
-                        FROM picked WHERE batches.batch_id = picked.batch_id
+                        {claim_sql}
                         RETURNING batches.batch_id, batches.tenant_id, batches.stream,
                                   batches.uri, batches.min_sequence, batches.row_count,
                                   batches.attempts, batches.key_names, batches.window_start,
@@ -112,8 +105,8 @@ def claim(ledger: Ledger, tenant: str, streams: list[str] | str, owner: str,
 
 def renew(ledger: Ledger, batch_ids: list[str], owner: str, lease_seconds: float) -> int:
     def q(cur):
-        cur.execute("""UPDATE batches SET lease_expires_at = now() + %s * interval '1 second'
-                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
+        cur.execute(f"""UPDATE batches SET lease_expires_at = now() + %s * interval '1 second'
+                        WHERE batch_id = ANY(%s) AND state = '{LOADING}' AND lease_owner = %s""",
                     (lease_seconds, list(batch_ids), owner))
         return cur.rowcount
 
@@ -122,13 +115,12 @@ def renew(ledger: Ledger, batch_ids: list[str], owner: str, lease_seconds: float
 
 def mark_loaded(ledger: Ledger, batch_ids: list[str]) -> int:
     """LOADING → LOADED (by whichever loader: the warehouse's load log decided)."""
-    check_transition(BatchState.LOADING, BatchState.LOADED)
+    sql = states.LOADED.update("loaded_at = now(), updated_at = now(), lease_owner = NULL, "
+                               "lease_expires_at = NULL, last_error = NULL, "
+                               "next_attempt_at = NULL", "batch_id = ANY(%s)")
 
     def q(cur):
-        cur.execute("""UPDATE batches SET state = 'LOADED', loaded_at = now(), updated_at = now(),
-                              lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
-                              next_attempt_at = NULL
-                       WHERE batch_id = ANY(%s) AND state = 'LOADING'""", (list(batch_ids),))
+        cur.execute(sql, (list(batch_ids),))
         return cur.rowcount
 
     return ledger.run(q)
@@ -142,14 +134,13 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
 def mark_retry(ledger: Ledger, batch_ids: list[str], owner: str, error: str,
                delay_seconds: float) -> int:
     """LOADING → READY, due again after ``delay_seconds`` (see backoff_seconds)."""
-    check_transition(BatchState.LOADING, BatchState.READY)
+    sql = states.RETRY_LATER.update(
+        "lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), last_error = %s, "
+        "next_attempt_at = now() + %s * interval '1 second'",
+        "batch_id = ANY(%s) AND lease_owner = %s")
 
     def q(cur):
-        cur.execute("""UPDATE batches SET state = 'READY', lease_owner = NULL,
-                              lease_expires_at = NULL, updated_at = now(), last_error = %s,
-                              next_attempt_at = now() + %s * interval '1 second'
-                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
-                    (redact(error)[:4000], delay_seconds, list(batch_ids), owner))
+        cur.execute(sql, (redact(error)[:4000], delay_seconds, list(batch_ids), owner))
         return cur.rowcount
 
     return ledger.run(q)
@@ -157,14 +148,12 @@ def mark_retry(ledger: Ledger, batch_ids: list[str], owner: str, error: str,
 
 def release(ledger: Ledger, batch_ids: list[str], owner: str) -> int:
     """LOADING → READY at once, not counted as an attempt (claimed but not tried)."""
-    check_transition(BatchState.LOADING, BatchState.READY)
+    sql = states.RELEASE.update("lease_owner = NULL, lease_expires_at = NULL, "
+                                "attempts = greatest(attempts - 1, 0), updated_at = now()",
+                                "batch_id = ANY(%s) AND lease_owner = %s")
 
     def q(cur):
-        cur.execute("""UPDATE batches SET state = 'READY', lease_owner = NULL,
-                              lease_expires_at = NULL, attempts = greatest(attempts - 1, 0),
-                              updated_at = now()
-                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
-                    (list(batch_ids), owner))
+        cur.execute(sql, (list(batch_ids), owner))
         return cur.rowcount
 
     return ledger.run(q)
@@ -172,13 +161,11 @@ def release(ledger: Ledger, batch_ids: list[str], owner: str) -> int:
 
 def mark_failed(ledger: Ledger, batch_ids: list[str], owner: str, error: str) -> int:
     """LOADING → FAILED with the reason (credentials redacted)."""
-    check_transition(BatchState.LOADING, BatchState.FAILED)
+    sql = states.FAIL.update("lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), "
+                             "last_error = %s", "batch_id = ANY(%s) AND lease_owner = %s")
 
     def q(cur):
-        cur.execute("""UPDATE batches SET state = 'FAILED', lease_owner = NULL,
-                              lease_expires_at = NULL, updated_at = now(), last_error = %s
-                       WHERE batch_id = ANY(%s) AND state = 'LOADING' AND lease_owner = %s""",
-                    (redact(error)[:4000], list(batch_ids), owner))
+        cur.execute(sql, (redact(error)[:4000], list(batch_ids), owner))
         return cur.rowcount
 
     return ledger.run(q)
@@ -187,35 +174,13 @@ def mark_failed(ledger: Ledger, batch_ids: list[str], owner: str, error: str) ->
 def retry_failed(ledger: Ledger, batch_ids: list[str] | None = None,
                  tenant: str | None = None) -> int:
     """FAILED → READY (a person fixed the cause), with the attempts counted afresh."""
-    check_transition(BatchState.FAILED, BatchState.READY)
+    sql = states.RETRY_FAILED.update(
+        "attempts = 0, next_attempt_at = NULL, updated_at = now()",
+        "(%(ids)s::text[] IS NULL OR batch_id = ANY(%(ids)s::text[])) "
+        "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)")
 
     def q(cur):
-        cur.execute("""UPDATE batches SET state = 'READY', attempts = 0, next_attempt_at = NULL,
-                              updated_at = now()
-                       WHERE state = 'FAILED'
-                         AND (%(ids)s::text[] IS NULL OR batch_id = ANY(%(ids)s::text[]))
-                         AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)""",
-                    {"ids": list(batch_ids) if batch_ids else None, "tenant": tenant})
+        cur.execute(sql, {"ids": list(batch_ids) if batch_ids else None, "tenant": tenant})
         return cur.rowcount
 
     return ledger.run(q)
-
-
-def destination(ledger: Ledger, tenant: str) -> Destination | None:
-    def q(cur):
-        cur.execute("SELECT tenant_id, destination_kind, connection, schema_name, load_options "
-                    "FROM tenants WHERE tenant_id = %s", (tenant,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        conn = row[2] if isinstance(row[2], dict) else json.loads(row[2] or "{}")
-        opts = row[4] if isinstance(row[4], dict) else json.loads(row[4] or "{}")
-        return Destination(row[0], row[1], conn, row[3] or default_schema(row[0]), opts)
-
-    return ledger.run(q)
-
-
-def default_schema(tenant: str) -> str:
-    from spool.warehouse.naming import segment
-
-    return segment(tenant, empty="tenant")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
-from spool.ledger import BatchRecord, Ledger
 from spool.ledger import claims as c
+from spool.ledger.registry import Registry
+from spool.ledger.store import BatchRecord, Ledger
 
 
 def record(batch_id: str, seq: int, tenant="acme", stream="orders") -> BatchRecord:
@@ -23,8 +24,8 @@ def record(batch_id: str, seq: int, tenant="acme", stream="orders") -> BatchReco
 def ledger(ledger_dsn):
     led = Ledger(ledger_dsn)
     led.migrate()
-    led.add_tenant("acme", "postgres", {"dsn": "env:X"}, "acme")
-    led.add_tenant("quiet", "none")
+    Registry(led).add_tenant("acme", "postgres", {"dsn": "env:X"}, "acme")
+    Registry(led).add_tenant("quiet", "none")
     yield led
     led.close()
 

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from spool.ledger import Ledger
 from spool.ledger import claims as c
+from spool.ledger.registry import Registry
+from spool.ledger.store import Ledger
 from tests.integration.test_claims import record
 
 
@@ -41,7 +42,7 @@ def test_tenants_are_registered_by_reference_and_never_with_a_password(ledger_ds
 def test_status_and_retry_of_a_failed_batch(ledger_dsn):
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
-    ledger.add_tenant("acme", "postgres", {"dsn": "env:X"}, "acme")
+    Registry(ledger).add_tenant("acme", "postgres", {"dsn": "env:X"}, "acme")
     ledger.record_batches([record("ok", 1), record("bad", 2)])
     c.claim(ledger, "acme", "orders", "me", 60, 5)
     c.mark_loaded(ledger, ["ok"])
@@ -60,9 +61,9 @@ def test_status_and_retry_of_a_failed_batch(ledger_dsn):
 
 
 def test_rejected_counts_by_reason_with_samples(ledger_dsn, tmp_path):
-    from spool.envelope import Decoder, DecodeRules
-    from spool.parts import Part, rejected_row
-    from spool.writer import assemble
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.parts import Part, rejected_row
+    from spool.ingest.writer import assemble
 
     dec = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
     part = Part()

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from spool.ledger import BatchRecord, Ledger
 from spool.ledger.migrations import MIGRATIONS
+from spool.ledger.store import BatchRecord, Ledger
 
 
 def record(batch_id: str, rows: int = 3) -> BatchRecord:

@@ -1,0 +1,92 @@
+"""What the ``spool`` command reads from the ledger: status, batches, rejected records.
+
+Read-only statements, each one short transaction. Filters left None match everything.
+"""
+
+from __future__ import annotations
+
+import json
+
+from spool.ledger.states import BatchState
+from spool.ledger.store import Ledger
+from spool.sdc import REJECTED
+
+STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "records_spooled",
+                  "records_loaded", "oldest_unloaded", "last_load", "last_error"]
+BATCH_COLUMNS = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts",
+                 "created", "loaded", "last_error"]
+_S = {s: s.value for s in BatchState}
+
+
+def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None) -> list[tuple]:
+    """Per (tenant, stream): batches by state, records spooled and loaded, the age of the
+    oldest batch not loaded, the last load and the newest error (``STATUS_COLUMNS``)."""
+
+    def q(cur):
+        cur.execute(f"""
+            SELECT tenant_id, stream,
+                   count(*) FILTER (WHERE state = '{_S[BatchState.READY]}') AS ready,
+                   count(*) FILTER (WHERE state = '{_S[BatchState.LOADING]}') AS loading,
+                   count(*) FILTER (WHERE state = '{_S[BatchState.LOADED]}') AS loaded,
+                   count(*) FILTER (WHERE state = '{_S[BatchState.FAILED]}') AS failed,
+                   sum(record_count) AS records_spooled,
+                   coalesce(sum(record_count)
+                            FILTER (WHERE state = '{_S[BatchState.LOADED]}'), 0)
+                       AS records_loaded,
+                   date_trunc('second', now() - min(created_at)
+                                             FILTER (WHERE state <> '{_S[BatchState.LOADED]}'))
+                       AS oldest_unloaded,
+                   max(loaded_at) AS last_load,
+                   (array_agg(last_error ORDER BY updated_at DESC)
+                        FILTER (WHERE last_error IS NOT NULL))[1] AS last_error
+            FROM batches
+            WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s)
+              AND (%(s)s::text IS NULL OR stream = %(s)s)
+            GROUP BY 1, 2 ORDER BY 1, 2""", {"t": tenant, "s": stream})
+        return cur.fetchall()
+
+    return ledger.run(q)
+
+
+def batches(ledger: Ledger, tenant: str | None = None, stream: str | None = None,
+            state: str | None = None, limit: int = 50) -> list[tuple]:
+    """Batches, newest first (``BATCH_COLUMNS``)."""
+
+    def q(cur):
+        cur.execute("""SELECT batch_id, tenant_id, stream, state, record_count, row_count,
+                              attempts, created_at, loaded_at, last_error
+                       FROM batches
+                       WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s)
+                         AND (%(s)s::text IS NULL OR stream = %(s)s)
+                         AND (%(st)s::text IS NULL OR state = %(st)s::batch_state)
+                       ORDER BY created_at DESC, batch_id LIMIT %(n)s""",
+                    {"t": tenant, "s": stream, "st": state, "n": limit})
+        return cur.fetchall()
+
+    return ledger.run(q)
+
+
+def batch(ledger: Ledger, batch_id: str) -> dict | None:
+    """Everything the ledger holds about one batch, by column name."""
+
+    def q(cur):
+        cur.execute("SELECT * FROM batches WHERE batch_id = %s", (batch_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cur.description], row,
+                                                  strict=True))
+
+    return ledger.run(q)
+
+
+def rejection_summaries(ledger: Ledger, tenant: str | None = None) -> list[tuple[str, dict]]:
+    """(tenant, summary) of every batch of rejected records, oldest first: the summary is
+    the ``rejected`` counts per reason code and ``rejected_samples`` the spool job keeps in
+    the batch's ledger metadata (spool.ingest.writer.rejection_summary)."""
+
+    def q(cur):
+        cur.execute("""SELECT tenant_id, meta FROM batches
+                       WHERE stream = %(rejected)s AND (%(t)s::text IS NULL OR tenant_id = %(t)s)
+                       ORDER BY created_at""", {"t": tenant, "rejected": REJECTED})
+        return [(t, m if isinstance(m, dict) else json.loads(m)) for t, m in cur.fetchall()]
+
+    return ledger.run(q)
