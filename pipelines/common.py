@@ -19,9 +19,10 @@ from apache_beam.options.pipeline_options import (
 )
 
 from spool import secrets
+from spool.objectstore import S3Config
 
-ROOT = Path(__file__).resolve().parent.parent
-LOCAL_PRISM = ROOT / "var" / "bin" / "prism"
+CHECKOUT = Path(__file__).resolve().parent.parent  # where a checkout keeps var/bin/prism
+LOCAL_PRISM = CHECKOUT / "var" / "bin" / "prism"
 
 
 class LedgerOptions(PipelineOptions):
@@ -67,7 +68,7 @@ class SpoolLocationOptions(PipelineOptions):
             "./var/spool.")
 
 
-class ErrorOptions(PipelineOptions):
+class LoggingOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
@@ -104,6 +105,13 @@ def resolve_common(options: PipelineOptions) -> tuple[str, str]:
         s3.s3_region_name = s3.s3_region_name or os.environ.get("AWS_DEFAULT_REGION",
                                                                 "us-east-1")
     return ledger.ledger_dsn, loc.spool_location
+
+
+def s3_config(options: PipelineOptions) -> S3Config:
+    """Beam's own S3 options (``--s3_endpoint_url``, ...) as the object store's settings."""
+    s3 = options.view_as(S3Options)
+    return S3Config(s3.s3_endpoint_url, s3.s3_access_key_id, s3.s3_secret_access_key,
+                    s3.s3_region_name, s3.s3_verify)
 
 
 def choose_runner(options: PipelineOptions, streaming: bool) -> None:
@@ -144,7 +152,7 @@ log = logging.getLogger("spool.job")
 
 
 def configure_logging(options: PipelineOptions) -> None:
-    level = options.view_as(ErrorOptions).log_level
+    level = options.view_as(LoggingOptions).log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         force=True)
     for noisy in ("kafka", "botocore", "urllib3", "apache_beam"):

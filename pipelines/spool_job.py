@@ -19,24 +19,24 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.common import (
-    ErrorOptions,
     JobModeOptions,
     LedgerOptions,
+    LoggingOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
     job_mode,
     report_metrics,
     resolve_common,
+    s3_config,
     wait_or_stop,
 )
-from spool.envelope import DecodeRules
-from spool.ledger import Ledger
+from spool.ingest.decode import DecodeRules
+from spool.ledger.store import Ledger
 from transforms.batching import BatchByTable, BatchConfig
 from transforms.commit_offsets import CommitConfig, CommitOffsets
 from transforms.decode_shape import POSITIONS, DecodeAndShape, ShapeConfig
 from transforms.kafka_read import ReadConfig, ReadFromKafka
-from transforms.objectstore import S3Config
 from transforms.write_batches import WriteBatches, WriteConfig
 
 log = logging.getLogger("spool.job")
@@ -176,7 +176,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
     write = WriteConfig(spool_location=spool_location, ledger_dsn=ledger_dsn,
                         window_seconds=bat.batch_seconds,
                         compression=bat.parquet_compression,
-                        s3=S3Config.from_options(options))
+                        s3=s3_config(options))
     commit = CommitConfig(bootstrap=bootstrap, group=src.consumer_group,
                           window_seconds=bat.batch_seconds, kafka_config=kafka_config)
 
@@ -193,7 +193,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the spool job; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
     for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, JobModeOptions,
-                 LedgerOptions, SpoolLocationOptions, ErrorOptions):
+                 LedgerOptions, SpoolLocationOptions, LoggingOptions):
         options.view_as(view)  # every concern's options are parsed and validated
     configure_logging(options)
     mode = job_mode(options, ("drain", "streaming"), "spool job")
@@ -224,6 +224,6 @@ if __name__ == "__main__":
         from pipelines.help import print_help
 
         print_help(__doc__, [JobModeOptions, KafkaSourceOptions, DecodeOptions, BatchOptions,
-                             LedgerOptions, SpoolLocationOptions, ErrorOptions])
+                             LedgerOptions, SpoolLocationOptions, LoggingOptions])
         sys.exit(0)
     run()

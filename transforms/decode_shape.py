@@ -1,6 +1,6 @@
 """DecodeAndShape: chunks of raw records → keyed parts, plus read positions for commits.
 
-Per-record work (decode, validate, shape) is plain Python in ``spool.chunks``; this DoFn
+Per-record work (decode, validate, shape) is plain Python in ``spool.ingest.chunks``; this DoFn
 collects the parts of a whole bundle and emits one element per (tenant, stream, window) at
 the end of the bundle (or earlier once ``flush_rows`` rows are buffered), so Beam's
 per-element cost is paid per part, not per record.
@@ -8,7 +8,7 @@ per-element cost is paid per part, not per record.
 Outputs:
 
 * main: ``((tenant, stream), (rows, bytes, meta_key, blob))`` timestamped at the part's
-  first record, where ``blob`` is the pickled :class:`spool.parts.Part`;
+  first record, where ``blob`` is the pickled :class:`spool.ingest.parts.Part`;
 * ``positions``: ``((topic, partition), next_offset)`` per chunk, timestamped at the chunk's
   last record, for CommitOffsets.
 """
@@ -23,10 +23,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from spool.chunks import ChunkShaper
-from spool.directory import Directory
-from spool.envelope import Decoder, DecodeRules
-from spool.ledger import Ledger
+from spool.ingest.chunks import ChunkShaper
+from spool.ingest.decode import Decoder, DecodeRules
+from spool.ingest.directory import Directory
+from spool.ledger.registry import Registry
+from spool.ledger.store import Ledger
 
 POSITIONS = "positions"
 # ((tenant, stream), (rows, bytes, meta key, pickled part))
@@ -52,10 +53,11 @@ class _DecodeShapeFn(beam.DoFn):
 
     def setup(self):
         self._ledger = Ledger(self.cfg.ledger_dsn, application_name="spool-job")
-        directory = Directory(self._ledger, self.cfg.tenant_refresh_seconds)
+        registry = Registry(self._ledger)
+        directory = Directory(registry, self.cfg.tenant_refresh_seconds)
         decoder = Decoder(self.cfg.rules, directory.is_tenant, directory.stream_keys)
         self._shaper = ChunkShaper(decoder, directory, int(self.cfg.window_seconds * 1000),
-                                   self._ledger.save_tenant_state,
+                                   registry.save_tenant_state,
                                    part_max_rows=self.cfg.part_max_rows,
                                    part_max_bytes=self.cfg.part_max_bytes)
 

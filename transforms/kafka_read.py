@@ -7,7 +7,7 @@ offset seen at start (drain mode, or earlier with ``max_records``) or never (str
 Each output element is a *chunk*: up to ``chunk_records`` consecutive records of one
 partition, as ``(topic, partition, floor_ms, records)`` with kafka-python's records (offset,
 timestamp, value, headers). A record's *event time* is its Kafka timestamp (at most ten
-minutes ahead of the clock: see ``spool.chunks.MAX_FUTURE_MS``) clamped to be
+minutes ahead of the clock: see ``spool.ingest.chunks.MAX_FUTURE_MS``) clamped to be
 non-decreasing within the partition: ``max(floor_ms, timestamps so far)``, so no record is
 ever behind the partition's watermark (late data would be dropped by windows). The chunk's
 element timestamp is its first record's event time.
@@ -43,7 +43,7 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
-from spool.chunks import queue_time, timestamp_ceiling
+from spool.ingest.chunks import queue_time, timestamp_ceiling
 from spool.kafka_config import consumer_config
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,10 @@ class PartitionRange:
 # _SETTLED: its floor when its current bundle began, i.e. covering only output that the
 # runner has already committed. Other partitions may lean on settled floors only: a bundle
 # running beside them could still fail or commit after they report.
+# Process-wide on purpose (watermark_scope="process" needs what the other partitions'
+# readers in this process reached), and safe: a value is written only by the reader of its
+# own partition, only holds watermarks back (never lets a record be skipped), and a reader
+# restarted from a checkpoint takes the larger of its own watermark and this floor.
 _FLOORS: dict[tuple[str, int], int] = {}
 _SETTLED: dict[tuple[str, int], int] = {}
 _NO_FLOOR = MIN_TIMESTAMP.micros // 1000

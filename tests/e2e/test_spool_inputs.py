@@ -7,7 +7,7 @@ import json
 import psycopg2
 from kafka import KafkaProducer
 
-from spool import batchfile
+from spool.ingest import batchfile
 from tests import corpus, nasty
 from tests.e2e.jobs import batches, job_env, register_tenants, run_spool_job, spooled, store
 
@@ -51,8 +51,8 @@ def test_singer_stream_keys_schema_version_and_state(stack, make_topic, ledger_d
     assert ids[1] not in found and ids[5] not in found  # control messages are not rows
     (users,) = [b for b in batches(ledger_dsn) if b[2] == "users"]
     meta, table = batchfile.decode(store(stack).read(users[3]))
-    assert meta["key_names"] == ["id"] and meta["schema"] == schema
-    assert meta["activate_version"] == 7
+    assert meta.key_names == ["id"] and meta.schema == schema
+    assert meta.activate_version == 7
     root = batchfile.rows_of_table(table, []).to_pylist()[0]
     assert root["_sdc_table_version"] == 7
     assert root["_sdc_extracted_at"].isoformat() == "2024-01-01T00:00:01+00:00"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from spool import batchfile
-from spool.parts import Part
-from spool.shape import shape
-from spool.writer import assemble, batch_key, merge_parts
+from spool.ingest import batchfile
+from spool.ingest.parts import Part
+from spool.ingest.shape import shape
+from spool.ingest.writer import assemble, batch_key, merge_parts
 
 
 def rows(*records, key_names=("id",)):
@@ -33,13 +33,13 @@ def test_summary_and_round_trip_through_parquet():
     data = rows({"id": 1, "name": "Zoë", "items": [{"sku": "a"}, {"sku": "bb"}], "n": None},
                 {"id": 2, "name": "東京", "items": []})
     table = batchfile.rows_to_table(data)
-    blob, meta = batchfile.encode(table, {"tenant": "acme", "stream": "orders"})
-    assert meta["tables"] == [[], [["items"]]]
-    assert meta["columns"]["[]"]['["name"]'] == {"types": {"string": 2}, "max_bytes": 6,
-                                                 "null_count": 0}
-    assert meta["columns"]["[]"]['["n"]'] == {"types": {"null": 0}, "max_bytes": 0,
-                                              "null_count": 2}
-    assert meta["columns"]['[["items"]]']['["sku"]']["max_bytes"] == 2
+    blob, meta = batchfile.encode(table, batchfile.BatchMeta(tenant="acme", stream="orders"))
+    assert meta.tables == [[], [["items"]]]
+    assert meta.columns["[]"]['["name"]'] == {"types": {"string": 2}, "max_bytes": 6,
+                                              "null_count": 0}
+    assert meta.columns["[]"]['["n"]'] == {"types": {"null": 0}, "max_bytes": 0,
+                                           "null_count": 2}
+    assert meta.columns['[["items"]]']['["sku"]']["max_bytes"] == 2
     meta2, back = batchfile.decode(blob)
     assert meta2 == meta
     root = batchfile.rows_of_table(back, [])

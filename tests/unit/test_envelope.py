@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from spool.envelope import Decoder, DecodeRules, Kind, Reason
+from spool.ingest.decode import Decoder, DecodeRules, Kind, Reason
+from spool.ingest.envelope import decode_envelope
 from tests import nasty
 
 TENANTS = {"acme", "a.b"}
@@ -94,7 +95,6 @@ def test_unregistered_tenant_of_singer_message_is_rejected():
 
 def test_fast_and_full_paths_agree():
     """The fast path only shortcuts what the full checks decide the same way."""
-    dec = decoder()
     samples = [nasty.env({"id": 1}, key_names=["id"], sequence=5),
                nasty.env({"id": 1, "b": 2}, key_names=["id", "b"]),
                nasty.env({"id": 1}, key_names=["id", "id"]),
@@ -107,7 +107,7 @@ def test_fast_and_full_paths_agree():
                nasty.env({"id": 1}, tenant="x" * 300)]
     for value in samples:
         obj = json.loads(value)
-        a = dec._envelope(obj, None, fast=True)
-        b = dec._envelope(obj, None, fast=False)
+        a = decode_envelope(obj, None, fast=True)
+        b = decode_envelope(obj, None, fast=False)
         assert (a.kind, a.key_names, a.sequence, a.reason) == \
             (b.kind, b.key_names, b.sequence, b.reason), value

@@ -6,10 +6,10 @@ from collections import namedtuple
 
 import pytest
 
-from spool.chunks import MAX_FUTURE_MS, ChunkShaper
-from spool.envelope import Decoder, DecodeRules
-from spool.parts import REJECTED_STREAM
-from spool.shape import InexactNumber, default_sequence, shape
+from spool.ingest.chunks import MAX_FUTURE_MS, ChunkShaper
+from spool.ingest.decode import Decoder, DecodeRules
+from spool.ingest.shape import InexactNumber, default_sequence, shape
+from spool.sdc import REJECTED as REJECTED_STREAM
 from tests import nasty
 
 Rec = namedtuple("Rec", "offset timestamp value headers")
@@ -138,10 +138,30 @@ def test_every_part_of_a_keyed_stream_carries_its_keys():
 
 
 def test_ids_used_as_keys_do_not_grow_the_path_cache_without_bound(monkeypatch):
-    from spool import shape as shape_module
+    from spool.ingest import shape as shape_module
 
     monkeypatch.setattr(shape_module, "_PATH_CACHE_LIMIT", 100)
     for i in range(1_000):  # new keys under one parent every time
         rows = shape({"scores": {f"u{i}": i}}, rid=f"q/0/{i}", sequence=i, received_at_ms=1)
         assert rows[0][1][f'["scores","u{i}"]'] == i
     assert sum(len(c) for c in shape_module._PATHS.values()) <= 101
+
+
+def test_a_chunk_shaped_again_later_gives_the_same_rows():
+    """A retried bundle reshapes the same chunk later: nothing in its rows comes from the
+    clock (a rejected message is rejected 'at' its queue time), so the batch files match."""
+    recs = [Rec(0, 1_000, nasty.env({"id": 1}), []), Rec(1, 2_000, b"{oops", []),
+            Rec(2, 3_000, nasty.env({"id": 2}, tenant="nobody"), [])]
+
+    def shaped(now: float):
+        sh = shaper()
+        sh.clock = lambda: now
+        sh.add_chunk("q", 0, 0, recs)
+        return [(key, part.table) for key, part in sh.take_parts()]
+
+    first, later = shaped(1_000.0), shaped(90_000.0)  # a day later
+    assert [k for k, _ in first] == [k for k, _ in later]
+    assert all(a.equals(b) for (_, a), (_, b) in zip(first, later, strict=True))
+    rejected = [t for (_, stream, _, _), t in first if stream == REJECTED_STREAM]
+    assert sorted(r["_sdc_rejected_at"].timestamp() for t in rejected
+                  for r in t.to_pylist()) == [2.0, 3.0]

@@ -31,17 +31,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from spool.envelope import INT64_MAX, INT64_MIN
+from spool import sdc
+from spool.ingest.messages import INT64_MAX, INT64_MIN
 
 TablePath = tuple[str, ...]
 Row = dict
 
-ROOT: TablePath = ()
-ROOT_PREFIX = "[]"
+ROOT_TABLE_PATH: TablePath = ()
+WHOLE_RECORD = "[]"  # the path key of the record object itself (no field name yet)
 VALUE_KEY = '["value"]'
-SOURCE_KEY_PREFIX = "_sdc_source_key_"
-LEVEL_KEYS = tuple(f"_sdc_level_{n}_id" for n in range(64))
+SOURCE_KEY_PREFIX = sdc.SOURCE_KEY.format("")
+LEVEL_KEYS = tuple(sdc.LEVEL_ID.format(n) for n in range(64))
 
+# Path keys cached per parent path key, shared by every shaper of the worker process: the
+# keys are pure functions of the field names, so whichever bundle or thread fills an entry
+# fills it with the same string (dict updates are atomic under the GIL; a lost count in a
+# race only moves the next clearing a little). Cleared when it grows past the limit, since
+# records that use ids as field names would otherwise grow it without end.
 _PATHS: dict[str, dict[str, str]] = {}
 _PATH_CACHE_LIMIT = 200_000
 _path_count = 0
@@ -72,13 +78,9 @@ def _child_key(prefix: str, name: str) -> str:
             _path_count = 0
             children = _PATHS[prefix] = {}
         enc = json.dumps(name, ensure_ascii=False)
-        key = children[name] = f"[{enc}]" if prefix == ROOT_PREFIX else f"{prefix[:-1]},{enc}]"
+        key = children[name] = f"[{enc}]" if prefix == WHOLE_RECORD else f"{prefix[:-1]},{enc}]"
         _path_count += 1
     return key
-
-
-def record_id(topic: str, partition: int, offset: int) -> str:
-    return f"{topic}/{partition}/{offset}"
 
 
 def default_sequence(timestamp_ms: int, offset: int) -> int:
@@ -133,7 +135,7 @@ def _explode(arrays: list, table: TablePath, levels: tuple, common: dict,
             cls = item.__class__
             if cls is dict:
                 nested: list = []
-                _flatten(item, ROOT_PREFIX, row, nested, exact)
+                _flatten(item, WHOLE_RECORD, row, nested, exact)
                 child_rows.append(row)
                 if nested:
                     _explode(nested, child, (*levels, i), common, rows, exact)
@@ -168,22 +170,22 @@ def shape(
     root: Row = {}
     arrays: list = []
     try:
-        _flatten(data, ROOT_PREFIX, root, arrays, exact)
-        root["_sdc_record_id"] = rid
-        root["_sdc_sequence"] = sequence
-        root["_sdc_received_at"] = received_at_ms
+        _flatten(data, WHOLE_RECORD, root, arrays, exact)
+        root[sdc.RECORD_ID] = rid
+        root[sdc.SEQUENCE] = sequence
+        root[sdc.RECEIVED_AT] = received_at_ms
         if extracted_at_us is not None:
-            root["_sdc_extracted_at"] = extracted_at_us
+            root[sdc.EXTRACTED_AT] = extracted_at_us
         if table_version is not None:
-            root["_sdc_table_version"] = table_version
-        rows: list[tuple[TablePath, Row]] = [(ROOT, root)]
+            root[sdc.TABLE_VERSION] = table_version
+        rows: list[tuple[TablePath, Row]] = [(ROOT_TABLE_PATH, root)]
         if arrays:
-            common: Row = {"_sdc_record_id": rid, "_sdc_sequence": sequence}
+            common: Row = {sdc.RECORD_ID: rid, sdc.SEQUENCE: sequence}
             if table_version is not None:
-                common["_sdc_table_version"] = table_version
+                common[sdc.TABLE_VERSION] = table_version
             for k in key_names:
                 common[SOURCE_KEY_PREFIX + k] = _scalar(data[k])
-            _explode(arrays, ROOT, (), common, rows, exact)
+            _explode(arrays, ROOT_TABLE_PATH, (), common, rows, exact)
     except RecursionError as exc:
         raise ShapeError("the record nests too deeply to be flattened") from exc
     except IndexError as exc:  # more than 64 levels of arrays

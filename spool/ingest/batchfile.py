@@ -11,9 +11,9 @@ Layout (format version 1, documented in docs/batch-format.md):
   text ``[<table path>,[<field path>...],"<type>"]``, so a field whose type drifts has one
   column per type and nothing is cast. A field seen only as null has a column of type
   ``null``.
-* The file's key-value metadata ``spool`` holds the batch metadata (tenant, stream, window,
-  pane, key names, Singer schema, activated table version, row and record counts, and the
-  column summary the ledger also stores).
+* The file's key-value metadata ``spool`` holds the batch metadata, :class:`BatchMeta`
+  (tenant, stream, window, pane, key names, Singer schema, activated table version, row and
+  record counts, and the column summary the ledger also stores).
 
 Shaped rows become an Arrow table per part (``rows_to_table``), so what travels between
 pipeline steps is columnar; a batch concatenates its parts' tables (``concat``), summarises
@@ -25,30 +25,32 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from spool.shape import LEVEL_KEYS, SOURCE_KEY_PREFIX, TablePath
+from spool import sdc
+from spool.ingest.shape import LEVEL_KEYS, SOURCE_KEY_PREFIX, TablePath
 
 FORMAT_VERSION = 1
 METADATA_KEY = b"spool"
 TABLE_COLUMN = "_sdc_table"
-ROOT_TABLE = "[]"  # the root table's key
+ROOT_TABLE_KEY = "[]"  # the root table's key: its table path () as compact JSON
+SOURCE_KEY_COLUMN = "_sdc_source_key:"  # + ["<key>","<type>"]: a child row's root key
 
 TS_MS = pa.timestamp("ms", tz="UTC")
 TS_US = pa.timestamp("us", tz="UTC")
 SYSTEM_TYPES: dict[str, pa.DataType] = {
     TABLE_COLUMN: pa.string(),
-    "_sdc_record_id": pa.string(),
-    "_sdc_sequence": pa.int64(),
-    "_sdc_received_at": TS_MS,
-    "_sdc_extracted_at": TS_US,
-    "_sdc_table_version": pa.int64(),
+    sdc.RECORD_ID: pa.string(),
+    sdc.SEQUENCE: pa.int64(),
+    sdc.RECEIVED_AT: TS_MS,
+    sdc.EXTRACTED_AT: TS_US,
+    sdc.TABLE_VERSION: pa.int64(),
     # rejected records
-    "_sdc_rejected_at": TS_MS,
+    sdc.REJECTED_AT: TS_MS,
     "table_name": pa.string(),
     "reason_code": pa.string(),
     "reason": pa.string(),
@@ -64,6 +66,49 @@ JSON_TYPES: dict[type, tuple[str, pa.DataType]] = {
     type(None): ("null", pa.null()),
 }
 _NONE = type(None)
+
+
+@dataclass
+class BatchMeta:
+    """The batch metadata, stored in the file; its ledger row repeats part of it
+    (:meth:`ledger_meta`). ``tables``, ``row_count`` and ``columns`` are filled by
+    :func:`encode` from the rows."""
+
+    tenant: str = ""
+    stream: str = ""
+    batch_id: str = ""
+    window_start: str = ""  # ISO 8601, UTC
+    window_end: str = ""
+    pane: int = 0
+    record_count: int = 0
+    key_names: list[str] = field(default_factory=list)
+    schema: dict | None = None  # the stream's Singer JSON schema, when it came from a tap
+    activate_version: int | None = None  # the highest ACTIVATE_VERSION in the batch
+    batched_at_ms: int = 0  # _sdc_batched_at: the newest queue time of the batch's records
+    tables: list = field(default_factory=list)  # table paths, in file order
+    row_count: int = 0
+    columns: dict = field(default_factory=dict)  # the column summary (ColumnSummary)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return {"format": self.format, "tables": self.tables, "row_count": self.row_count,
+                "columns": self.columns, "tenant": self.tenant, "stream": self.stream,
+                "batch_id": self.batch_id, "window_start": self.window_start,
+                "window_end": self.window_end, "pane": self.pane,
+                "record_count": self.record_count, "key_names": list(self.key_names),
+                "schema": self.schema, "activate_version": self.activate_version,
+                "batched_at_ms": self.batched_at_ms}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> BatchMeta:
+        known = {f for f in cls.__dataclass_fields__}
+        meta = cls(**{k: v for k, v in obj.items() if k in known})
+        return meta if meta.key_names is not None else replace(meta, key_names=[])
+
+    def ledger_meta(self) -> dict:
+        """What the ledger row's ``meta`` holds of it (docs/ledger.md)."""
+        return {"tables": self.tables, "schema": self.schema,
+                "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms}
 
 
 @dataclass
@@ -92,7 +137,7 @@ def data_column_name(table: str, path_key: str, type_name: str) -> str:
 
 
 def source_key_column_name(key: str, type_name: str) -> str:
-    return "_sdc_source_key:" + compact_json([key, type_name])
+    return SOURCE_KEY_COLUMN + compact_json([key, type_name])
 
 
 @functools.lru_cache(maxsize=65536)
@@ -102,8 +147,8 @@ def parse_column_name(name: str) -> tuple[str, object]:
     if name.startswith("["):
         table, path, type_name = json.loads(name)
         return "data", (compact_json(table), compact_json(path), type_name)
-    if name.startswith("_sdc_source_key:"):
-        key, type_name = json.loads(name[len("_sdc_source_key:"):])
+    if name.startswith(SOURCE_KEY_COLUMN):
+        key, type_name = json.loads(name[len(SOURCE_KEY_COLUMN):])
         return "source_key", (key, type_name)
     return "system", name
 
@@ -167,7 +212,7 @@ def _column_order(name: str) -> tuple:
         return (-1, name)
     if name[0] == "[":
         return (2, name)
-    return (1 if name.startswith("_sdc_source_key:") else 0, name)
+    return (1 if name.startswith(SOURCE_KEY_COLUMN) else 0, name)
 
 
 def summarize(table: pa.Table) -> tuple[list, dict]:
@@ -198,25 +243,25 @@ def summarize(table: pa.Table) -> tuple[list, dict]:
             {t: {p: s.to_json() for p, s in cols.items()} for t, cols in summary.items()})
 
 
-def encode(table: pa.Table, meta: dict, compression: str = "snappy") -> tuple[bytes, dict]:
-    """Parquet bytes of a batch table and the metadata stored in the file (and ledger)."""
+def encode(table: pa.Table, meta: BatchMeta,
+           compression: str = "snappy") -> tuple[bytes, BatchMeta]:
+    """Parquet bytes of a batch table, and its metadata as stored in the file (``meta`` with
+    the tables, row count and column summary of ``table``)."""
     tables, summary = summarize(table)
-    meta = {"format": FORMAT_VERSION, "tables": tables, "row_count": table.num_rows,
-            "columns": summary, **meta}
+    meta = replace(meta, tables=tables, row_count=table.num_rows, columns=summary)
     table = table.replace_schema_metadata(
-        {METADATA_KEY: json.dumps(meta, ensure_ascii=False).encode()})
+        {METADATA_KEY: json.dumps(meta.to_json(), ensure_ascii=False).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression=compression, row_group_size=256 * 1024)
     return sink.getvalue().to_pybytes(), meta
 
 
-def decode(data: bytes) -> tuple[dict, pa.Table]:
+def decode(data: bytes) -> tuple[BatchMeta, pa.Table]:
     """(metadata, Arrow table) of a batch file's bytes."""
     # ParquetFile, single-threaded: batch files are small, and read_table's dataset
     # machinery costs three times the read itself
     table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-    meta = json.loads(table.schema.metadata[METADATA_KEY])
-    return meta, table
+    return BatchMeta.from_json(json.loads(table.schema.metadata[METADATA_KEY])), table
 
 
 def rows_of_table(table: pa.Table, table_path) -> pa.Table:

@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spool.envelope import Decoded, Decoder, Kind, Reason
-from spool.parts import REJECTED_STREAM, Part, rejected_row, rejected_tenant, shape_decoded
-from spool.shape import InexactNumber, ShapeError, default_sequence, record_id
+from spool import sdc
+from spool.ingest.decode import Decoder
+from spool.ingest.messages import Decoded, Kind, Reason
+from spool.ingest.parts import Part, rejected_row, rejected_tenant, shape_decoded
+from spool.ingest.shape import InexactNumber, ShapeError, default_sequence
 
 PartKey = tuple  # (tenant, stream, window_start_ms, key names)
 # A producer clock far ahead would carry its partition's event time (and every later record
@@ -83,7 +85,7 @@ class ChunkShaper:
     def add_chunk(self, topic: str, partition: int, floor_ms: int, records: list) -> int:
         """Shape a chunk; returns the partition's event-time floor after it."""
         decode = self.decoder.decode
-        tp = f"{topic}/{partition}"
+        tp = sdc.queue_position(topic, partition)
         states: dict[str, tuple] = {}
         event_ms = floor_ms
         ceiling = timestamp_ceiling(self.clock())
@@ -94,7 +96,7 @@ class ChunkShaper:
             if kafka_ms > event_ms:
                 event_ms = kafka_ms
             decoded = decode(value, headers)
-            rid = record_id(topic, partition, offset)
+            rid = sdc.record_id(topic, partition, offset)
             kind = decoded.kind
             if kind is Kind.RECORD:
                 try:
@@ -143,9 +145,10 @@ class ChunkShaper:
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
                 tp: str, offset: int) -> None:
         tenant = rejected_tenant(decoded, self.decoder.is_tenant)
-        part = self._part(tenant, REJECTED_STREAM, event_ms)
-        part.rows.append(((), rejected_row(decoded, rid, kafka_ms, int(self.clock() * 1000),
-                                           value)))
+        part = self._part(tenant, sdc.REJECTED, event_ms)
+        # rejected "at" the queue time the partition had reached: from the data, not the
+        # clock, so a retried bundle writes the same row
+        part.rows.append(((), rejected_row(decoded, rid, kafka_ms, event_ms, value)))
         self.rows += 1
         part.note_record(tp, offset, len(value or b""), event_ms)
         self.stats.reject(decoded.reason.value if decoded.reason else "unknown")

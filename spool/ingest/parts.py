@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from spool import batchfile
-from spool import shape as shaping
-from spool.envelope import Decoded, Kind
-
-REJECTED_STREAM = "_sdc_rejected"
-UNASSIGNED_TENANT = "_unassigned"  # rejected records whose tenant is unknown or absent
+from spool import sdc
+from spool.ingest import batchfile
+from spool.ingest import shape as shaping
+from spool.ingest.messages import Decoded, Kind, Reason
 
 
 @dataclass
@@ -36,6 +34,7 @@ class Part:
     max_seq: int | None = None
     offsets: dict = field(default_factory=dict)  # "topic/partition" -> [min, max, count]
     min_event_ms: int | None = None
+    max_event_ms: int | None = None
     key_names: tuple = ()
     schema: dict | None = None
     activate_version: int | None = None
@@ -60,6 +59,8 @@ class Part:
             rng[2] += 1
         if self.min_event_ms is None or event_ms < self.min_event_ms:
             self.min_event_ms = event_ms
+        if self.max_event_ms is None or event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
 
     def note_sequence(self, seq: int) -> None:
         if self.min_seq is None or seq < self.min_seq:
@@ -105,6 +106,9 @@ class Part:
         if other.min_event_ms is not None and (self.min_event_ms is None
                                                or other.min_event_ms < self.min_event_ms):
             self.min_event_ms = other.min_event_ms
+        if other.max_event_ms is not None and (self.max_event_ms is None
+                                               or other.max_event_ms > self.max_event_ms):
+            self.max_event_ms = other.max_event_ms
         if other.activate_version is not None:
             self.activate_version = max(self.activate_version or other.activate_version,
                                         other.activate_version)
@@ -114,11 +118,13 @@ class Part:
 
 def rejected_row(decoded: Decoded, rid: str, kafka_ms: int, rejected_at_ms: int,
                  value: bytes | None) -> dict:
+    """The row of a rejected message; ``rejected_at_ms`` is the queue time at which the spool
+    job rejected it (from the data, so a retry writes the same row)."""
     raw = value or b""
     return {
-        "_sdc_record_id": rid,
-        "_sdc_received_at": kafka_ms,
-        "_sdc_rejected_at": rejected_at_ms,
+        sdc.RECORD_ID: rid,
+        sdc.RECEIVED_AT: kafka_ms,
+        sdc.REJECTED_AT: rejected_at_ms,
         "table_name": decoded.stream,
         "reason_code": decoded.reason.value if decoded.reason else "unknown",
         "reason": decoded.message,
@@ -128,10 +134,12 @@ def rejected_row(decoded: Decoded, rid: str, kafka_ms: int, rejected_at_ms: int,
 
 
 def rejected_tenant(decoded: Decoded, is_tenant) -> str:
+    """The tenant whose ``_sdc_rejected`` gets a rejected message: its own when it names a
+    registered one, else ``_unassigned``."""
     if decoded.tenant is not None and decoded.reason is not None and \
-            decoded.reason.value != "unknown_tenant" and is_tenant(decoded.tenant):
+            decoded.reason is not Reason.UNKNOWN_TENANT and is_tenant(decoded.tenant):
         return decoded.tenant
-    return UNASSIGNED_TENANT
+    return sdc.UNASSIGNED_TENANT
 
 
 def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,

@@ -5,8 +5,9 @@ S3 is configured by Beam's own S3 options (``--s3_endpoint_url``, ``--s3_access_
 :class:`S3Config`; unset values fall back to boto3's usual chain (environment, profile, IAM
 role). One boto3 client per process and config is reused: Beam's FileSystems builds a new
 client for every file, which costs ~70 ms per file against ~4 ms for the request itself, and
-a spool writes thousands of small files. Other schemes (gs://, ...) go through Beam's
-FileSystems.
+a spool writes thousands of small files. Other schemes (gs://, ...) go through a
+*fallback* file system given by the caller (transforms.filesystems wraps Beam's
+FileSystems; this package imports no Beam).
 
 A file becomes visible atomically: an S3 PUT is atomic by itself; a local file is written
 beside its name and renamed over it.
@@ -18,7 +19,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+# One boto3 client per S3Config per worker process, shared by every DoFn instance, bundle
+# and thread of it: boto3 clients are thread-safe, the key is a frozen (hashable) config,
+# and the lock makes sure one is built per key. Nothing about a bundle is kept in them.
 _CLIENTS: dict = {}
 _LOCK = threading.Lock()
 MULTIPART_BYTES = 64 * 1024 * 1024
@@ -31,14 +36,6 @@ class S3Config:
     secret_access_key: str | None = None
     region_name: str | None = None
     verify: str | None = None
-
-    @classmethod
-    def from_options(cls, options) -> S3Config:
-        from apache_beam.options.pipeline_options import S3Options
-
-        s3 = options.view_as(S3Options)
-        return cls(s3.s3_endpoint_url, s3.s3_access_key_id, s3.s3_secret_access_key,
-                   s3.s3_region_name, s3.s3_verify)
 
     def client(self):
         with _LOCK:
@@ -68,11 +65,26 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-class ObjectStore:
-    """put/read/exists/delete/list for local paths, s3:// and Beam's other file systems."""
+class FileSystem(Protocol):
+    """What a fallback file system does for the schemes ObjectStore does not know."""
 
-    def __init__(self, s3: S3Config | None = None) -> None:
+    def write(self, uri: str, data: bytes) -> None: ...
+    def read(self, uri: str) -> bytes: ...
+    def exists(self, uri: str) -> bool: ...
+    def delete(self, uri: str) -> None: ...
+
+
+class ObjectStore:
+    """put/read/exists/delete for local paths and s3://; other schemes go to ``fallback``."""
+
+    def __init__(self, s3: S3Config | None = None, fallback: FileSystem | None = None) -> None:
         self.s3 = s3 or S3Config()
+        self.fallback = fallback
+
+    def _other(self, uri: str) -> FileSystem:
+        if self.fallback is None:
+            raise ValueError(f"{uri}: only local paths and s3:// are supported here")
+        return self.fallback
 
     def put_atomic(self, uri: str, data: bytes, durable: bool = True) -> None:
         """Make ``data`` visible at ``uri`` all at once. A local file is on disk when this
@@ -88,10 +100,7 @@ class ObjectStore:
 
                 client.upload_fileobj(io.BytesIO(data), bucket, key)
         elif "://" in uri:
-            from apache_beam.io.filesystems import FileSystems
-
-            with FileSystems.create(uri) as fh:
-                fh.write(data)
+            self._other(uri).write(uri, data)
         else:
             path = Path(uri)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,10 +130,7 @@ class ObjectStore:
             bucket, key = split_s3(uri)
             return self.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
         if "://" in uri:
-            from apache_beam.io.filesystems import FileSystems
-
-            with FileSystems.open(uri) as fh:
-                return fh.read()
+            return self._other(uri).read(uri)
         return Path(uri).read_bytes()
 
     def exists(self, uri: str) -> bool:
@@ -138,9 +144,7 @@ class ObjectStore:
                 raise
             return True
         if "://" in uri:
-            from apache_beam.io.filesystems import FileSystems
-
-            return FileSystems.exists(uri)
+            return self._other(uri).exists(uri)
         return Path(uri).exists()
 
     def delete(self, uri: str) -> None:
@@ -148,8 +152,6 @@ class ObjectStore:
             bucket, key = split_s3(uri)
             self.s3.client().delete_object(Bucket=bucket, Key=key)
         elif "://" in uri:
-            from apache_beam.io.filesystems import FileSystems
-
-            FileSystems.delete([uri])
+            self._other(uri).delete(uri)
         else:
             Path(uri).unlink(missing_ok=True)
