@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from spool.parts import Part
-from spool.shape import shape
-from spool.writer import assemble
+from spool.ingest.parts import Part
+from spool.ingest.shape import shape
+from spool.ingest.writer import assemble
 
 _offsets = itertools.count(1)
 

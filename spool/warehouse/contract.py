@@ -6,36 +6,45 @@ existing output is a new CONTRACT_VERSION.
 
 from __future__ import annotations
 
+from spool import sdc
 from spool.warehouse import CONTRACT_VERSION
 
 # (column, logical type, max bytes for strings) — logical types map to SQL per dialect
 ROOT_SYSTEM_COLUMNS = [
-    ("_sdc_record_id", "string", 512),
-    ("_sdc_sequence", "integer", 0),
-    ("_sdc_received_at", "date-time", 0),
-    ("_sdc_batched_at", "date-time", 0),
-    ("_sdc_extracted_at", "date-time", 0),
-    ("_sdc_table_version", "integer", 0),
+    (sdc.RECORD_ID, "string", 512),
+    (sdc.SEQUENCE, "integer", 0),
+    (sdc.RECEIVED_AT, "date-time", 0),
+    (sdc.BATCHED_AT, "date-time", 0),
+    (sdc.EXTRACTED_AT, "date-time", 0),
+    (sdc.TABLE_VERSION, "integer", 0),
 ]
 CHILD_SYSTEM_COLUMNS = [
-    ("_sdc_record_id", "string", 512),
-    ("_sdc_sequence", "integer", 0),
-    ("_sdc_batched_at", "date-time", 0),
-    ("_sdc_table_version", "integer", 0),
+    (sdc.RECORD_ID, "string", 512),
+    (sdc.SEQUENCE, "integer", 0),
+    (sdc.BATCHED_AT, "date-time", 0),
+    (sdc.TABLE_VERSION, "integer", 0),
 ]
-REJECTED_TABLE = "_sdc_rejected"
+REJECTED_TABLE = sdc.REJECTED  # the rejected stream loads into the table of its name
 REJECTED_COLUMNS = [
-    ("_sdc_rejected_at", "date-time", 0),
+    (sdc.REJECTED_AT, "date-time", 0),
     ("table_name", "string", 1024),
     ("reason_code", "string", 64),
     ("reason", "string", 4096),
     ("record", "string", 65535),
-    ("_sdc_record_id", "string", 512),
-    ("_sdc_received_at", "date-time", 0),
-    ("_sdc_batched_at", "date-time", 0),
+    (sdc.RECORD_ID, "string", 512),
+    (sdc.RECEIVED_AT, "date-time", 0),
+    (sdc.BATCHED_AT, "date-time", 0),
 ]
-LEVEL_COLUMN = "_sdc_level_{}_id"
-SOURCE_KEY_COLUMN = "_sdc_source_key_{}"
+LEVEL_COLUMN = sdc.LEVEL_ID
+SOURCE_KEY_COLUMN = sdc.SOURCE_KEY
+# stage-only columns (never in a user's table): arrival order, the tie-breaker of upserts;
+# which batch of the load a row came from
+STAGE_ORDINAL = "_sdc_row"
+BATCH_INDEX = "_sdc_batch"
+# helper tables a load stages and merges through, kept in the tenant schema, empty between
+# loads: prefix + the target table's name (spool.warehouse.naming.stage_table)
+STAGE_PREFIX = "_sdc_stage_"
+WINNERS_PREFIX = "_sdc_winners_"
 
 # catalog tables in every tenant schema
 CONTRACT_TABLE = "_sdc_contract"

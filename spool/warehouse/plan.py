@@ -23,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import naming
 from spool.warehouse.contract import (
     CHILD_SYSTEM_COLUMNS,
@@ -33,15 +34,20 @@ from spool.warehouse.contract import (
     SOURCE_KEY_COLUMN,
 )
 
-ROOT = "[]"
-
 
 def path_key(path) -> str:
+    """A field path (list of names) as its compact JSON key, as batch files name it."""
     return json.dumps(list(path), ensure_ascii=False, separators=(",", ":"))
 
 
 def table_key(table_path) -> str:
+    """A table path (list of field paths) as its compact JSON key, as batch files name it."""
     return json.dumps([list(p) for p in table_path], ensure_ascii=False, separators=(",", ":"))
+
+
+def table_order(tpath: str) -> tuple[int, str]:
+    """Tables by depth, then path: parents before their children, the same every time."""
+    return (len(json.loads(tpath)), tpath)
 
 
 def source_key_column(key_column: str, limit_bytes: int) -> str:
@@ -164,88 +170,110 @@ def _system_columns(is_root: bool, is_rejected: bool) -> list[tuple[str, str, in
     return ROOT_SYSTEM_COLUMNS if is_root else CHILD_SYSTEM_COLUMNS
 
 
+@dataclass
+class _Stream:
+    """What planning one stream's tables shares: the rules, what exists, what is decided."""
+
+    dialect: object
+    name: str
+    key_names: list[str]
+    state: CatalogState
+    plan: Plan
+    relations: set[str]  # names taken in the schema
+    root_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (col, type)
+
+    @property
+    def rejected(self) -> bool:
+        return self.name == REJECTED_TABLE
+
+
 def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Observed],
               state: CatalogState) -> Plan:
     """Decide names, new tables, new columns and widenings for one stream's load."""
-    limit = dialect.caps.identifier_bytes
-    rejected = stream == REJECTED_TABLE
-    tables: dict[str, TablePlan] = {}
-    new_tables, new_columns = [], []
-    relations = set(state.relations) | set(state.tables.values())
-    root_key_types: dict[str, tuple[str, str]] = {}  # key name → (column, SQL type)
+    ctx = _Stream(dialect, stream, key_names, state, Plan({}, [], []),
+                  set(state.relations) | set(state.tables.values()))
+    for tpath in sorted(observed, key=table_order):
+        ctx.plan.tables[tpath] = _plan_table(ctx, tpath, _table_name(ctx, tpath),
+                                             observed[tpath])
+    return ctx.plan
 
-    for tpath in sorted(observed, key=lambda t: (len(json.loads(t)), t)):
-        obs = observed[tpath]
-        is_root = tpath == ROOT
-        name = state.tables.get((stream, tpath))
-        if name is None:
-            base = REJECTED_TABLE if rejected else naming.table_name(stream, json.loads(tpath))
-            name = base if rejected else naming.unique(base, relations, limit)
-            relations.add(name)
-            new_tables.append((stream, tpath, name))
-        mapped = dict(state.columns.get(name, {}))
-        physical = state.physical.get(name, {})
-        create = name not in state.physical
-        cols = _Columns(sql_types=dict(physical), taken=set(mapped.values()) | set(physical))
-        ensure, taken, sql_types, added = cols.ensure, cols.taken, cols.sql_types, cols.added
-        widen: list[tuple[str, str]] = []
 
-        for col, logical, size in _system_columns(is_root, rejected):
-            ensure(col, dialect.column_type(logical, size))
-        levels = [LEVEL_COLUMN.format(n) for n in range(obs.depth)]
-        for col in levels:
-            ensure(col, dialect.column_type("integer"))
-        key_cols: list[str] = []
-        source_key_columns: dict[str, str] = {}
-        if not is_root:
-            for key in key_names:
-                col_name, sql_type = root_key_types.get(key, (None, None))
-                if col_name is None:
-                    continue
-                col = source_key_column(col_name, dialect.caps.identifier_bytes)
-                ensure(col, sql_type)
-                key_cols.append(col)
-                source_key_columns[key] = col
+def _table_name(ctx: _Stream, tpath: str) -> str:
+    """The name a table path has, or gets now (unique in the schema, recorded as new)."""
+    name = ctx.state.tables.get((ctx.name, tpath))
+    if name is None:
+        if ctx.rejected:
+            name = REJECTED_TABLE
+        else:
+            base = naming.table_name(ctx.name, json.loads(tpath))
+            name = naming.unique(base, ctx.relations, ctx.dialect.caps.identifier_bytes)
+        ctx.relations.add(name)
+        ctx.plan.new_tables.append((ctx.name, tpath, name))
+    return name
 
-        # paths and types in order of first appearance, so the first comer owns a name
-        for path in sorted(obs.types, key=lambda p: (obs.first_row(p), p)):
-            counts = obs.types[path]
-            present = [t for t in counts if t != "null"]
-            if not present:
-                continue
-            existing = [t for (p, t) in mapped if p == path]
-            # the first type a path ever got owns its base name
-            order = sorted(present, key=lambda t: (t not in existing,
-                                                   obs.first.get((path, t), 0), t))
-            base = naming.path_name(json.loads(path), top_level_system=is_root)
-            for json_type in order:
-                size = obs.max_bytes.get((path, json_type), 0)
-                col = mapped.get((path, json_type))
-                if col is None:
-                    suffix = "" if not existing and json_type == order[0] else \
-                        naming.TYPE_SUFFIXES[json_type]
-                    col = naming.unique(base, taken, limit, suffix)
-                    mapped[(path, json_type)] = col
-                    new_columns.append((name, path, json_type, col))
-                    existing.append(json_type)
-                if col not in sql_types:
-                    ensure(col, dialect.column_type(json_type, size))
-                else:
-                    taken.add(col)
-                    wider = dialect.wider_type(sql_types[col], json_type, size)
-                    if wider:
-                        widen.append((col, wider))
-                        sql_types[col] = wider
-            if is_root and json.loads(path)[0] in key_names and len(json.loads(path)) == 1:
-                key = json.loads(path)[0]
-                t = order[0]
-                col = mapped[(path, t)]
-                root_key_types[key] = (col, sql_types[col])
-        if is_root:
-            key_cols = [root_key_types[k][0] for k in key_names if k in root_key_types]
-        tables[tpath] = TablePlan(path=tpath, name=name, create=create, columns=mapped,
-                                  index=name in state.unindexed_large,
-                                  sql_types=sql_types, new_columns=added,
-                                  widen=widen, key_columns=key_cols, level_columns=levels,
-                                  source_key_columns=source_key_columns)
-    return Plan(tables=tables, new_tables=new_tables, new_columns=new_columns)
+
+def _plan_table(ctx: _Stream, tpath: str, name: str, obs: Observed) -> TablePlan:
+    d = ctx.dialect
+    is_root = tpath == ROOT_TABLE_KEY
+    mapped = dict(ctx.state.columns.get(name, {}))
+    physical = ctx.state.physical.get(name, {})
+    cols = _Columns(sql_types=dict(physical), taken=set(mapped.values()) | set(physical))
+    for col, logical, size in _system_columns(is_root, ctx.rejected):
+        cols.ensure(col, d.types.column_type(logical, size))
+    levels = [LEVEL_COLUMN.format(n) for n in range(obs.depth)]
+    for col in levels:
+        cols.ensure(col, d.types.column_type("integer"))
+    source_key_columns: dict[str, str] = {}
+    if not is_root:  # each child row carries the root's key values
+        for key in ctx.key_names:
+            col_name, sql_type = ctx.root_keys.get(key, (None, None))
+            if col_name is not None:
+                source_key_columns[key] = source_key_column(col_name, d.caps.identifier_bytes)
+                cols.ensure(source_key_columns[key], sql_type)
+    widen: list[tuple[str, str]] = []
+    # paths and types in order of first appearance, so the first comer owns a name
+    for path in sorted(obs.types, key=lambda p: (obs.first_row(p), p)):
+        first_type = _plan_field(ctx, name, path, obs, is_root, mapped, cols, widen)
+        field_path = json.loads(path)
+        if is_root and first_type and len(field_path) == 1 and field_path[0] in ctx.key_names:
+            col = mapped[(path, first_type)]
+            ctx.root_keys[field_path[0]] = (col, cols.sql_types[col])
+    key_cols = [ctx.root_keys[k][0] for k in ctx.key_names if k in ctx.root_keys] if is_root \
+        else list(source_key_columns.values())
+    return TablePlan(path=tpath, name=name, create=name not in ctx.state.physical,
+                     columns=mapped, index=name in ctx.state.unindexed_large,
+                     sql_types=cols.sql_types, new_columns=cols.added, widen=widen,
+                     key_columns=key_cols, level_columns=levels,
+                     source_key_columns=source_key_columns)
+
+
+def _plan_field(ctx: _Stream, table: str, path: str, obs: Observed, is_root: bool,
+                mapped: dict, cols: _Columns, widen: list) -> str | None:
+    """Columns for every type a field path has in this load; returns the type that owns
+    the path's base name (None for a path only ever null)."""
+    present = [t for t in obs.types[path] if t != "null"]
+    if not present:
+        return None
+    existing = [t for (p, t) in mapped if p == path]
+    # the first type a path ever got owns its base name
+    order = sorted(present, key=lambda t: (t not in existing, obs.first.get((path, t), 0), t))
+    base = naming.path_name(json.loads(path), top_level_system=is_root)
+    for json_type in order:
+        size = obs.max_bytes.get((path, json_type), 0)
+        col = mapped.get((path, json_type))
+        if col is None:
+            suffix = "" if not existing and json_type == order[0] else \
+                naming.TYPE_SUFFIXES[json_type]
+            col = naming.unique(base, cols.taken, ctx.dialect.caps.identifier_bytes, suffix)
+            mapped[(path, json_type)] = col
+            ctx.plan.new_columns.append((table, path, json_type, col))
+            existing.append(json_type)
+        if col not in cols.sql_types:
+            cols.ensure(col, ctx.dialect.types.column_type(json_type, size))
+        else:
+            cols.taken.add(col)
+            wider = ctx.dialect.types.wider_type(cols.sql_types[col], json_type, size)
+            if wider:
+                widen.append((col, wider))
+                cols.sql_types[col] = wider
+    return order[0]

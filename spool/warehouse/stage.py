@@ -17,6 +17,7 @@ the system columns, and what was observed (types, longest strings) for planning:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,13 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spool import batchfile
-from spool.warehouse.plan import ROOT, Observed, date_time_paths
+from spool import sdc
+from spool.ingest import batchfile
+from spool.ingest.batchfile import ROOT_TABLE_KEY
+from spool.warehouse.contract import BATCH_INDEX, STAGE_ORDINAL
+from spool.warehouse.plan import Observed, date_time_paths
 
 TS_US = pa.timestamp("us", tz="UTC")
-STAGE_ORDINAL = "_sdc_row"  # stage-only: arrival order, the tie-breaker of upserts
 TEXT_SYSTEM_COLUMNS = ("record", "reason", "table_name")
-BATCH_INDEX = "_sdc_batch"  # stage-only: which batch of the group a row came from
+LEVEL_PREFIX = sdc.LEVEL_ID.split("{")[0]
 
 
 @dataclass
@@ -133,29 +136,28 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
     row_counts = []
     for index, (_batch_id, data) in enumerate(files):
         meta, table = batchfile.decode(data)
-        key_names = meta.get("key_names") or []  # the same in every batch of a group
-        schema = meta.get("schema") or schema
-        if meta.get("activate_version") is not None:
-            activate = max(activate or meta["activate_version"], meta["activate_version"])
-        batched_at = meta.get("batched_at_ms") or 0
-        if "_sdc_record_id" not in table.column_names:  # no rows (an activation only)
+        key_names = meta.key_names  # the same in every batch of a group
+        schema = meta.schema or schema
+        if meta.activate_version is not None:
+            activate = max(activate or meta.activate_version, meta.activate_version)
+        if sdc.RECORD_ID not in table.column_names:  # no rows (an activation only)
             row_counts.append(0)
             continue
-        roots = table.filter(pc.equal(table.column(batchfile.TABLE_COLUMN), ROOT))
-        ids = roots.column("_sdc_record_id")
+        roots = table.filter(pc.equal(table.column(batchfile.TABLE_COLUMN), ROOT_TABLE_KEY))
+        ids = roots.column(sdc.RECORD_ID)
         dupes = pc.is_in(ids, value_set=pa.array(list(seen), pa.string())) if seen else None
         if dupes is not None and pc.any(dupes).as_py():
             drop = pc.filter(ids, dupes)
-            table = table.filter(pc.invert(pc.is_in(table.column("_sdc_record_id"),
+            table = table.filter(pc.invert(pc.is_in(table.column(sdc.RECORD_ID),
                                                     value_set=drop)))
         seen.update(ids.to_pylist())
         table = table.append_column(BATCH_INDEX, pa.array([index] * table.num_rows, pa.int32()))
-        table = table.append_column("_sdc_batched_at",
-                                    pa.array([batched_at] * table.num_rows, pa.int64()).cast(
-                                        pa.timestamp("ms", tz="UTC")))
+        table = table.append_column(sdc.BATCHED_AT,
+                                    pa.array([meta.batched_at_ms] * table.num_rows,
+                                             pa.int64()).cast(pa.timestamp("ms", tz="UTC")))
         row_counts.append(table.num_rows)
         for tpath in {json.dumps(t, separators=(",", ":"), ensure_ascii=False)
-                      for t in meta["tables"]}:
+                      for t in meta.tables}:
             parts.setdefault(tpath, []).append(table)
     dt_paths = date_time_paths(schema)
     cuts: list[Cut] = []
@@ -164,7 +166,7 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
         rows = batchfile.concat([batchfile.rows_of_table(t, tpath) for t in tables])
         # only upserts break ties by arrival: the root table of a keyed stream
         staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts,
-                                     ranked=bool(key_names) and tpath == ROOT)
+                                     ranked=bool(key_names) and tpath == ROOT_TABLE_KEY)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _ in files], activate_version=activate, cuts=cuts,
                        row_counts=row_counts)
@@ -173,7 +175,7 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
                  ranked: bool) -> StagedTable:
     st = StagedTable(path=tpath, rows=rows.num_rows)
-    ids = rows.column("_sdc_record_id")
+    ids = rows.column(sdc.RECORD_ID)
     batches = rows.column(BATCH_INDEX)
     depth = 0
     for name in rows.column_names:
@@ -183,7 +185,7 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
             key, _json_type = info
             st.source_keys[key] = col
         elif kind == "system":
-            if name.startswith("_sdc_level_"):
+            if name.startswith(LEVEL_PREFIX):
                 depth = max(depth, int(name.split("_")[3]) + 1)
             if name in TEXT_SYSTEM_COLUMNS:  # a rejected message's text can be anything
                 col = _clean_strings(col, limit, ids, batches, tpath, f'["{name}"]', cuts)
@@ -214,13 +216,11 @@ def arrival_ordinal(rows: pa.Table) -> pa.Array:
     the later record of a partition wins however the spool job laid out parts in the file.
     """
     n = rows.num_rows
-    if not n or "_sdc_record_id" not in rows.column_names:
+    if not n or sdc.RECORD_ID not in rows.column_names:
         return pa.array(range(n), pa.int64())
-    ids = rows.column("_sdc_record_id").combine_chunks()
+    ids = rows.column(sdc.RECORD_ID).combine_chunks()
     try:
-        pieces = pc.split_pattern(ids, "/", max_splits=2, reverse=True)
-        partition = pc.cast(pc.list_element(pieces, 1), pa.int64())
-        offset = pc.cast(pc.list_element(pieces, 2), pa.int64())
+        partition, offset = sdc.split_record_ids(ids)
     except (pa.ArrowInvalid, pa.ArrowIndexError):  # not a queue record id: keep file order
         return pa.array(range(n), pa.int64())
     order = pa.table({"b": rows.column(BATCH_INDEX), "p": partition, "o": offset,
@@ -240,3 +240,26 @@ def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:
     first = 0 if not values.null_count else pc.index(pc.is_valid(values), True).as_py()
     st.observed.add(path, json_type, count,
                     _max_bytes(values) if json_type == "string" else 0, first)
+
+
+def without_batches(group: StagedGroup, done: set[str]) -> StagedGroup:
+    """The group minus batches already loaded (their rows dropped via the batch index)."""
+    keep = [i for i, b in enumerate(group.batch_ids) if b not in done]
+    if len(keep) == len(group.batch_ids):
+        return group
+    renumber = {old: new for new, old in enumerate(keep)}
+    mask_values = pa.array(keep, pa.int32())
+    tables = {}
+    for tpath, st in group.tables.items():
+        mask = pc.is_in(st.system[BATCH_INDEX], value_set=mask_values)
+        sub = StagedTable(path=tpath, observed=st.observed)
+        sub.data = {k: pc.filter(v, mask) for k, v in st.data.items()}
+        sub.system = {k: pc.filter(v, mask) for k, v in st.system.items()}
+        sub.source_keys = {k: pc.filter(v, mask) for k, v in st.source_keys.items()}
+        sub.rows = pc.sum(mask).as_py() or 0
+        tables[tpath] = sub
+    return StagedGroup(group.stream, group.key_names, tables,
+                       [group.batch_ids[i] for i in keep], group.activate_version,
+                       [dataclasses.replace(c, batch=renumber[c.batch]) for c in group.cuts
+                        if c.batch in renumber],
+                       [group.row_counts[i] for i in keep])

@@ -7,9 +7,10 @@ import psycopg2
 import pytest
 
 from spool.warehouse.dialects import DIALECTS
-from spool.warehouse.load import CopyStdinStager, Loader
+from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
-from tests.integration.test_loader_postgres import RedshiftOnPostgres
+from spool.warehouse.stagers import CopyStdinStager
+from tests.integration.test_loader_postgres import RS
 from tests.unit.test_contract_golden import check, golden_input
 
 
@@ -17,7 +18,7 @@ from tests.unit.test_contract_golden import check, golden_input
 def test_golden_rows(stack, pg_schema, dialect):
     spec, batch = golden_input(max_name=63 if dialect == "redshift" else None)
     conn = psycopg2.connect(stack.warehouse_dsn)
-    d = RedshiftOnPostgres() if dialect == "redshift" else DIALECTS[dialect]
+    d = RS if dialect == "redshift" else DIALECTS[dialect]
     Loader(d, CopyStdinStager()).load(conn, pg_schema, stage_group(spec["stream"], [batch], d))
     tables = {}
     with conn.cursor() as cur:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg2
 import psycopg2.extensions
 import pytest
@@ -9,20 +11,15 @@ import sqlglot
 from sqlglot import exp
 
 from spool.warehouse.dialects import DIALECTS
-from spool.warehouse.load import CopyStdinStager, Loader
+from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
+from spool.warehouse.stagers import CopyStdinStager
 from tests.warehouse_helpers import make_batch
 
-
-class RedshiftOnPostgres(type(DIALECTS["redshift"])):
-    """Redshift's SQL where PostgreSQL accepts it; Redshift-only clauses get PostgreSQL's
-    equivalent (their Redshift text is parsed with sqlglot below)."""
-
-    def create_stage_table(self, table, columns):
-        return DIALECTS["postgres"].create_stage_table(table, columns)
-
-
-PG, RS = DIALECTS["postgres"], RedshiftOnPostgres()
+# Redshift's SQL where PostgreSQL accepts it; Redshift-only clauses (its stage tables) get
+# PostgreSQL's equivalent (their Redshift text is parsed with sqlglot below)
+PG = DIALECTS["postgres"]
+RS = dataclasses.replace(DIALECTS["redshift"], staging=PG.staging)
 
 
 class RecordingCursor(psycopg2.extensions.cursor):
@@ -281,9 +278,9 @@ def test_singer_date_time_fields_become_timestamps_and_bad_values_are_kept(wh):
 
 
 def test_rejected_records_load_into_sdc_rejected(wh):
-    from spool.envelope import Decoder, DecodeRules
-    from spool.parts import Part, rejected_row
-    from spool.writer import assemble
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.parts import Part, rejected_row
+    from spool.ingest.writer import assemble
 
     dec = Decoder(DecodeRules(), lambda t: True, lambda t, s: None)
     decoded = dec.decode(b"{oops")
@@ -321,7 +318,7 @@ def test_every_redshift_statement_parses_as_redshift(wh):
         assert not isinstance(parsed, exp.Command) or (
             sql.startswith(unmodelled) and ("OWNER TO" in sql or sql.startswith("LOCK"))), sql
     real = DIALECTS["redshift"]
-    copy = real.copy_s3('"_sdc_stage_t"', ["a", "b"])
+    copy = real.staging.copy_s3('"_sdc_stage_t"', ["a", "b"])
     assert isinstance(sqlglot.parse_one(copy.replace("%s", "'x'"), read="redshift"), exp.Copy)
-    stage = real.create_stage_table('"s"."_sdc_stage_t"', [("a", "varchar(65535)")])
+    stage = real.staging.create_stage_table('"s"."_sdc_stage_t"', [("a", "varchar(65535)")])
     assert isinstance(sqlglot.parse_one(stage, read="redshift"), exp.Create)

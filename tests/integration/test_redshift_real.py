@@ -15,13 +15,13 @@ import uuid
 import psycopg2
 import pytest
 
+from spool.objectstore import ObjectStore
 from spool.warehouse.dialects import DIALECTS
 from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
+from spool.warehouse.stagers import S3ManifestStager
 from tests.unit.test_contract_golden import golden_input
 from tests.warehouse_helpers import make_batch
-from transforms.load_batches import S3ManifestStager
-from transforms.objectstore import ObjectStore
 
 NEEDED = ("SPOOL_TEST_REDSHIFT_DSN", "SPOOL_TEST_REDSHIFT_STAGING",
           "SPOOL_TEST_REDSHIFT_IAM_ROLE")

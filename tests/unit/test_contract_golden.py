@@ -41,7 +41,7 @@ def ddl(dialect_name: str) -> list[str]:
     out = []
     for path in sorted(plan.tables, key=lambda t: (len(json.loads(t)), t)):
         tp = plan.tables[path]
-        out.append(d.create_table("tenant", tp.name, tp.new_columns))
+        out.append(d.ddl.create_table("tenant", tp.name, tp.new_columns))
     out += [f"-- {t} {s} {j} -> {c}" for t, s, j, c in sorted(plan.new_columns)]
     return out
 

@@ -1,0 +1,100 @@
+"""A tenant schema as a load meets it: made ready, read, and its name maps extended.
+
+* :func:`prepare`: the schema locked for this load (other loaders of it wait), and, the first
+  time a loader meets it, created with Spool's tables (docs/warehouse-contract.md) and its
+  contract version checked;
+* :func:`read_state`: what the schema holds for the streams of a load (table and column
+  maps, every relation's name, physical columns, which big tables lack merge indexes), the
+  input of spool.warehouse.plan;
+* :func:`record_names`: the names a load decided, added to the table and column maps.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from psycopg2.extras import execute_values
+
+from spool.warehouse import CONTRACT_VERSION
+from spool.warehouse.contract import CATALOG
+from spool.warehouse.dialects import TerminalError
+from spool.warehouse.naming import stage_table, winners_table
+from spool.warehouse.plan import CatalogState, Plan
+from spool.warehouse.statements import Statements
+
+# a table gets its merge indexes (record id, keys) once its heap passes this size: below it
+# a scan is as fast, and creating two indexes with every new table would double DDL time
+INDEX_AFTER_BYTES = 4 * 1024 * 1024
+
+
+def prepare(d, cur, schema: str, known: bool) -> None:
+    """Lock ``schema`` for this load; unless it is ``known`` (made ready on this connection
+    before), create it and Spool's tables in it and check its contract version."""
+    batch = Statements(cur)
+    if d.caps.advisory_locks:  # before CREATE ... IF NOT EXISTS, which races otherwise
+        batch.add(*d.bookkeeping.lock_schema(schema))
+    if not known:
+        batch.add(d.ddl.create_schema(schema))
+        for table, columns in CATALOG.items():
+            batch.add(d.ddl.create_table(
+                schema, table, [(c, d.types.column_type(t, n)) for c, t, n in columns]))
+        if d.ddl.index_load_log(schema):
+            batch.add(d.ddl.index_load_log(schema))
+    if not d.caps.advisory_locks:  # the lock is on a table: after it exists
+        batch.add(*d.bookkeeping.lock_schema(schema))
+    batch.flush()
+    if not known:
+        _check_contract(d, cur, schema)
+
+
+def _check_contract(d, cur, schema: str) -> None:
+    cur.execute(d.bookkeeping.contract_version(schema))
+    version = cur.fetchone()[0]
+    if version is None:
+        cur.execute(d.bookkeeping.insert_contract(schema),
+                    (CONTRACT_VERSION, datetime.now(tz=UTC)))
+    elif version > CONTRACT_VERSION:
+        raise TerminalError(f"schema {schema} was loaded with warehouse contract v{version}; "
+                            f"this loader knows v{CONTRACT_VERSION}: upgrade Spool")
+
+
+def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> set[str]:
+    """Those of ``batch_ids`` that the schema's load log holds (committed before)."""
+    cur.execute(d.bookkeeping.loaded_batches(schema), (tuple(batch_ids) or ("",),))
+    return {r[0] for r in cur.fetchall()}
+
+
+def read_state(d, cur, schema: str, streams: list[str]) -> CatalogState:
+    state = CatalogState()
+    cur.execute(d.bookkeeping.catalog_tables(schema), (tuple(streams),))
+    for s, p, n in cur.fetchall():
+        state.tables[(s, p)] = n
+    cur.execute(d.catalog.relations(), (schema,))
+    state.relations = {r[0] for r in cur.fetchall()}
+    names = tuple(state.tables.values())
+    if names:
+        cur.execute(d.bookkeeping.catalog_columns(schema), (names,))
+        for t, source, json_type, col in cur.fetchall():
+            state.columns.setdefault(t, {})[(source, json_type)] = col
+        helpers = tuple(f(n) for n in names for f in (stage_table, winners_table))
+        cur.execute(d.catalog.physical_columns(), (schema, names + helpers))
+        for t, col, sql_type in cur.fetchall():
+            state.physical.setdefault(t, {})[col] = sql_type
+        sizes = d.catalog.table_sizes()
+        if sizes:
+            cur.execute(sizes, (schema, names))
+            state.unindexed_large = {t for t, size, indexed in cur.fetchall()
+                                     if size >= INDEX_AFTER_BYTES and not indexed}
+    return state
+
+
+def record_names(d, cur, schema: str, plans: list[Plan]) -> None:
+    """New tables and columns into the schema's table and column maps (``_sdc_tables``,
+    ``_sdc_columns``): once there, a name never changes."""
+    now = datetime.now(tz=UTC)
+    tables = [(*row, now) for p in plans for row in p.new_tables]
+    columns = [(*row, now) for p in plans for row in p.new_columns]
+    if tables:
+        execute_values(cur, d.bookkeeping.insert_catalog_table_values(schema), tables)
+    if columns:
+        execute_values(cur, d.bookkeeping.insert_catalog_column_values(schema), columns)
