@@ -4,9 +4,9 @@
     python -m pipelines.loader_job --mode=drain    # load what is READY now, then end (cron)
     python -m pipelines.loader_job --mode=follow   # keep polling the ledger until stopped
 
-ClaimTables → GroupByKey per tenant → LoadTables. Tenants load in parallel; a tenant's
-streams load in order of their batches' sequence ranges, in warehouse transactions of up to
-``--load_max_rows`` rows.
+ListDueTables (per tenant) → Reshuffle → LoadBatches (claim → load → mark, spool.loader).
+Tenants load in parallel; a tenant's streams load in order of their batches' sequence
+ranges, in warehouse transactions of up to ``--load_max_rows`` rows.
 """
 
 from __future__ import annotations
@@ -20,20 +20,21 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipelines.common import (
-    ErrorOptions,
     JobModeOptions,
     LedgerOptions,
+    LoggingOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
     job_mode,
     report_metrics,
     resolve_common,
+    s3_config,
     wait_or_stop,
 )
-from spool.ledger import Ledger
-from transforms.load_batches import ClaimTables, LoadConfig, LoadTables
-from transforms.objectstore import S3Config
+from spool.ledger.store import Ledger
+from spool.loader.tenant import LoaderConfig
+from transforms.load_batches import ListDueTables, LoadBatches, LoadConfig
 
 log = logging.getLogger("spool.loader")
 
@@ -75,20 +76,21 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     opts = options.view_as(LoaderOptions)
     follow = options.view_as(JobModeOptions).mode == "follow"
     metrics_port = (9464 if follow else 0) if opts.metrics_port is None else opts.metrics_port
-    cfg = LoadConfig(ledger_dsn=ledger_dsn, lease_seconds=opts.lease_seconds,
-                     max_rows=opts.load_max_rows, max_batches=opts.load_max_batches,
-                     backoff_base_seconds=opts.retry_base_seconds,
-                     backoff_cap_seconds=opts.retry_cap_seconds,
-                     connect_timeout=opts.connect_timeout, s3=S3Config.from_options(options),
+    loader = LoaderConfig(lease_seconds=opts.lease_seconds, max_rows=opts.load_max_rows,
+                          max_batches=opts.load_max_batches,
+                          backoff_base_seconds=opts.retry_base_seconds,
+                          backoff_cap_seconds=opts.retry_cap_seconds,
+                          connect_timeout=opts.connect_timeout)
+    cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
                      metrics_port=metrics_port)
     if follow:
         ticks = pipeline | "Poll" >> PeriodicImpulse(
-            start_timestamp=time.time(), fire_interval=opts.poll_seconds, apply_windowing=True)
+            start_timestamp=time.time(), fire_interval=opts.poll_seconds)
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks
-     | "ClaimTables" >> ClaimTables(ledger_dsn, metrics_port)
-     | "LoadTables" >> LoadTables(cfg))
+     | "ListDueTables" >> ListDueTables(ledger_dsn, metrics_port)
+     | "LoadBatches" >> LoadBatches(cfg))
     return pipeline
 
 
@@ -96,7 +98,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the loader; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
     for view in (LoaderOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions,
-                 ErrorOptions):
+                 LoggingOptions):
         options.view_as(view)
     configure_logging(options)
     mode = job_mode(options, ("drain", "follow"), "loader")
@@ -121,6 +123,6 @@ if __name__ == "__main__":
         from pipelines.help import print_help
 
         print_help(__doc__, [JobModeOptions, LoaderOptions, LedgerOptions, SpoolLocationOptions,
-                             ErrorOptions])
+                             LoggingOptions])
         sys.exit(0)
     run()

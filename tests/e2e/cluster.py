@@ -119,12 +119,13 @@ def run(module: str, args: list[str], env: dict, cwd: Path, timeout: float = 300
 
 def register(ledger_dsn: str, tenants, schema_prefix: str) -> None:
     """Tenants whose warehouse dsn is a reference the worker pools resolve themselves."""
-    from spool.ledger import Ledger
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
     for t in sorted(tenants):
-        ledger.add_tenant(t, "postgres", {"dsn": "env:SPOOL_WAREHOUSE_DSN"},
+        Registry(ledger).add_tenant(t, "postgres", {"dsn": "env:SPOOL_WAREHOUSE_DSN"},
                           f"{schema_prefix}_{t}")
     ledger.close()
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psycopg2
 
-from spool import batchfile
-from transforms.objectstore import ObjectStore, S3Config
+from spool.ingest import batchfile
+from spool.objectstore import ObjectStore, S3Config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,10 +125,11 @@ def wait_for(what: str, check, deadline_s: float, interval: float = 0.5):
 
 
 def register_tenants(ledger_dsn: str, tenants) -> None:
-    from spool.ledger import Ledger
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
     for t in sorted(tenants):
-        ledger.add_tenant(t)
+        Registry(ledger).add_tenant(t)
     ledger.close()

@@ -26,11 +26,13 @@ def test_spool_and_loader_metrics_from_the_job_results(stack, make_topic, ledger
     assert rejected == sum(m.expect != "valid" for m in messages) > 0
     assert got["spool:batches_written"] >= 4 and got["spool:bytes_written"] > 0
 
-    from spool.ledger import Ledger
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     for t in corpus.tenants_of(messages):
-        ledger.add_tenant(t, "postgres", {"dsn": "env:SPOOL_WAREHOUSE_DSN"}, f"{pg_schema}_{t}")
+        Registry(ledger).add_tenant(t, "postgres", {"dsn": "env:SPOOL_WAREHOUSE_DSN"},
+                                    f"{pg_schema}_{t}")
     ledger.close()
     result = loader_job.run([])
     got = job_metrics(result)

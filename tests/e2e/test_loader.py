@@ -36,12 +36,14 @@ def free_port() -> int:
 
 
 def register(ledger_dsn, tenants, schema_prefix, dsn_env="SPOOL_WAREHOUSE_DSN", kinds=None):
-    from spool.ledger import Ledger
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
     for t in sorted(tenants):
-        ledger.add_tenant(t, (kinds or {}).get(t, "postgres"), {"dsn": f"env:{dsn_env}"},
+        Registry(ledger).add_tenant(t, (kinds or {}).get(t, "postgres"),
+                                    {"dsn": f"env:{dsn_env}"},
                           f"{schema_prefix}_{t}")
     ledger.close()
 

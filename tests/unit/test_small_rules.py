@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from spool import secrets
-from spool.directory import Directory
+from spool.ingest.directory import Directory
 from spool.ledger.claims import Claimed
+from spool.loader import transactions
 from spool.warehouse.plan import source_key_column
 from transforms.kafka_read import allocate
-from transforms.load_batches import _transactions
 
 
 def test_secret_references(tmp_path, monkeypatch):
@@ -97,7 +97,7 @@ def test_a_stream_whose_keys_change_loads_in_separate_transactions():
 
     claimed = [batch(0, "orders"), batch(1, "orders"), batch(2, "orders", ("id",)),
                batch(3, "users"), batch(4, "users")]
-    cut = _transactions(claimed, max_rows=1_000)
+    cut = transactions.cut(claimed, max_rows=1_000)
     assert [[c.batch_id for c in t] for t in cut] == [["b0", "b1"], ["b2", "b3", "b4"]]
-    assert [[c.batch_id for c in t] for t in _transactions(claimed, max_rows=20)] == \
+    assert [[c.batch_id for c in t] for t in transactions.cut(claimed, max_rows=20)] == \
         [["b0", "b1"], ["b2", "b3"], ["b4"]]
