@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -20,9 +20,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    # listed explicitly: a package missing here is missing on remote workers
-    packages=["spool", "spool.commands", "spool.ledger", "spool.warehouse", "pipelines",
-              "transforms"],
+    # every package under these three, found rather than listed: a package missing here
+    # would be missing on every remote worker (tests/unit/test_packaging.py installs it)
+    packages=find_packages(include=["spool", "spool.*", "pipelines", "transforms"]),
     install_requires=requirements(),
     entry_points={"console_scripts": ["spool=spool.cli:main"]},
 )

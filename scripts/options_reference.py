@@ -31,12 +31,12 @@ def option_rows(option_classes) -> list[tuple[str, str, str]]:
 
 
 def render() -> str:
-    from pipelines.common import ErrorOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions
+    from pipelines.common import JobModeOptions, LedgerOptions, LoggingOptions, SpoolLocationOptions
     from pipelines.loader_job import LoaderOptions
     from pipelines.spool_job import BatchOptions, DecodeOptions, KafkaSourceOptions
 
     sections = [
-        ("Both jobs", [JobModeOptions, LedgerOptions, SpoolLocationOptions, ErrorOptions]),
+        ("Both jobs", [JobModeOptions, LedgerOptions, SpoolLocationOptions, LoggingOptions]),
         ("Spool job: Kafka source", [KafkaSourceOptions]),
         ("Spool job: decoding", [DecodeOptions]),
         ("Spool job: batches", [BatchOptions]),

@@ -73,17 +73,46 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def produce(args: argparse.Namespace) -> int:
+class Delivery:
+    """Messages sent and what became of them: acknowledged, failed, or still pending."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.pending: list = []
+        self.sent = self.acked = self.failed = 0
+        self.problem: str | None = None
+
+    def add(self, future) -> None:
+        self.pending.append(future)
+        self.sent += 1
+        if len(self.pending) >= 10_000:
+            self.settle(block=False)
+
+    def settle(self, block: bool) -> None:
+        """Count the acknowledgements in; wait for the pending ones when ``block``."""
+        from kafka.errors import KafkaError
+
+        keep = []
+        for future in self.pending:
+            if not future.is_done and not block:
+                keep.append(future)
+                continue
+            try:
+                future.get(timeout=self.timeout)
+                self.acked += 1
+            except KafkaError as exc:
+                self.failed += 1
+                self.problem = self.problem or f"the broker did not acknowledge a message: {exc}"
+        self.pending = keep
+
+
+def _open_producer(args: argparse.Namespace, bootstrap: str, stream):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    if args.singer and not args.tenant:
-        raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
-    bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     timeout_ms = int(args.timeout * 1000)
-    stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     try:
-        producer = KafkaProducer(**producer_config(
+        return KafkaProducer(**producer_config(
             bootstrap, args.kafka_config, max_block_ms=timeout_ms,
             request_timeout_ms=min(timeout_ms, 10_000), delivery_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms))
@@ -92,75 +121,66 @@ def produce(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: cannot reach Kafka at {bootstrap}: no broker answered within "
                          f"{args.timeout:.0f} s; 0 messages delivered, {waiting} not "
                          "delivered") from None
-    header = args.tenant.encode() if args.tenant else None
+
+
+def _message_key(args: argparse.Namespace, line: bytes, lineno: int) -> tuple[bytes | None, str]:
+    """(Kafka key, "") of one input line, or (None, what is wrong with it)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, f"line {lineno} is not JSON ({exc}); fix it and send from there"
+    if not isinstance(obj, dict):
+        return None, f"line {lineno} is a JSON {type(obj).__name__}, not an object"
+    if args.singer:
+        return args.tenant.encode(), ""
+    tenant = obj.get("tenant")
+    if args.tenant and tenant != args.tenant:
+        return None, f"line {lineno}: envelope tenant {tenant!r} is not --tenant {args.tenant!r}"
+    return f"{tenant}\x1f{obj.get('stream')}".encode(), ""
+
+
+def produce(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    if args.singer and not args.tenant:
+        raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
+    bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    producer = _open_producer(args, bootstrap, stream)
+    headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else None
     progress = Progress()
-    sent = acked = failed = 0
-    pending: list = []
-    problem = None
-
-    def settle(block: bool) -> None:
-        nonlocal acked, failed, problem
-        keep = []
-        for future in pending:
-            if not future.is_done and not block:
-                keep.append(future)
-                continue
-            try:
-                future.get(timeout=args.timeout)
-                acked += 1
-            except KafkaError as exc:
-                failed += 1
-                problem = problem or f"the broker did not acknowledge a message: {exc}"
-        pending[:] = keep
-
+    out = Delivery(args.timeout)
     try:
         for lineno, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                problem = f"line {lineno} is not JSON ({exc}); fix it and send from there"
+            key, why = _message_key(args, line, lineno)
+            if key is None:
+                out.problem = why
                 break
-            if not isinstance(obj, dict):
-                problem = f"line {lineno} is a JSON {type(obj).__name__}, not an object"
-                break
-            if args.singer:
-                key = args.tenant.encode()
-            else:
-                tenant = obj.get("tenant")
-                if args.tenant and tenant != args.tenant:
-                    problem = (f"line {lineno}: envelope tenant {tenant!r} is not "
-                               f"--tenant {args.tenant!r}")
-                    break
-                key = f"{tenant}\x1f{obj.get('stream')}".encode()
-            headers = [(args.tenant_header, header)] if header else None
             try:
-                pending.append(producer.send(args.topic, value=line.rstrip(b"\r\n"), key=key,
-                                             headers=headers))
+                out.add(producer.send(args.topic, value=line.rstrip(b"\r\n"), key=key,
+                                      headers=headers))
             except KafkaError as exc:
-                problem = f"the broker did not take line {lineno}: {exc}"
+                out.problem = f"the broker did not take line {lineno}: {exc}"
                 break
-            sent += 1
-            if len(pending) >= 10_000:
-                settle(block=False)
-            progress.update(sent, acked)
-            if problem:
+            progress.update(out.sent, out.acked)
+            if out.problem:
                 break
         try:
             producer.flush(timeout=args.timeout)
         except KafkaError as exc:
-            problem = problem or f"could not deliver to {bootstrap}: {exc}"
-        settle(block=True)
+            out.problem = out.problem or f"could not deliver to {bootstrap}: {exc}"
+        out.settle(block=True)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
         producer.close(timeout=min(args.timeout, 5))
-    progress.update(sent, acked, final=True)
-    not_delivered = sent - acked
-    summary = f"{acked} message(s) delivered to {args.topic}"
-    if problem or failed or not_delivered:
-        print(f"error: {problem or 'some messages were not delivered'}; {summary}, "
+    progress.update(out.sent, out.acked, final=True)
+    not_delivered = out.sent - out.acked
+    summary = f"{out.acked} message(s) delivered to {args.topic}"
+    if out.problem or out.failed or not_delivered:
+        print(f"error: {out.problem or 'some messages were not delivered'}; {summary}, "
               f"{not_delivered} not delivered", file=sys.stderr)
         return 1
     print(summary)

@@ -112,18 +112,21 @@ def test_the_check_catches_a_transform_dataflow_cannot_run():
 
 
 def test_the_check_catches_a_module_missing_from_setup_py():
+    # setup.py finds packages by their __init__.py; a folder without one still imports (a
+    # namespace package) on the launcher, but is not in the package workers install
     package = ROOT / "spool" / "zz_unlisted_subpackage"
     package.mkdir()
     try:
-        (package / "__init__.py").write_text("LABEL = 'not shipped'\n")
+        (package / "labels.py").write_text("LABEL = 'not shipped'\n")
         import importlib
 
         importlib.invalidate_caches()
-        importlib.import_module("spool.zz_unlisted_subpackage")
+        importlib.import_module("spool.zz_unlisted_subpackage.labels")
         options = dataflow_options("--mode=drain")
         found = problems(translate(build_spool_job(options)), project_modules())
-        assert "module spool.zz_unlisted_subpackage is not in the package setup.py builds" \
-            in found
+        assert "module spool.zz_unlisted_subpackage.labels is not in the package setup.py " \
+            "builds" in found
     finally:
+        sys.modules.pop("spool.zz_unlisted_subpackage.labels", None)
         sys.modules.pop("spool.zz_unlisted_subpackage", None)
         shutil.rmtree(package)
