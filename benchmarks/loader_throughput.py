@@ -146,12 +146,14 @@ def main() -> int:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     corpus.produce(env["SPOOL_KAFKA_BOOTSTRAP"], topic, messages, PARTITIONS)
     ledger_dsn = fresh_database(admin_dsn, f"bench_ledger_{run_id}")
-    from spool.ledger import Ledger
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
     for t in tenants:
-        ledger.add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"}, f"spool_{t}")
+        Registry(ledger).add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"},
+                                    f"spool_{t}")
     job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
 
     def spool() -> float:

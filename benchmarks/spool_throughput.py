@@ -5,9 +5,9 @@
 Both read the same records (tests/corpus.py: 50 tenants x 20 streams, nested objects,
 arrays, type drift, unicode, 1 % invalid) from the same 6-partition topic on the local stack,
 decode, shape, group by (tenant, stream, window) and write Parquet batch files plus ledger
-rows with the same library code (spool.chunks, spool.writer). The spool job runs in drain
-mode on the FnApiRunner; the baseline is one Python loop. Wall time includes start-up for
-both. Results go to benchmarks/results/spool_throughput.json (records/s and the ratio).
+rows with the same library code (spool.ingest.chunks, spool.ingest.writer). The spool job
+runs in drain mode on the FnApiRunner; the baseline is one Python loop. Wall time includes
+start-up for both. Results go to benchmarks/results/spool_throughput.json (records/s and the ratio).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spool.chunks import ChunkShaper  # noqa: E402
-from spool.directory import Directory  # noqa: E402
-from spool.envelope import Decoder, DecodeRules  # noqa: E402
-from spool.ledger import Ledger  # noqa: E402
-from spool.writer import assemble, merge_parts  # noqa: E402
+from spool.ingest.chunks import ChunkShaper  # noqa: E402
+from spool.ingest.decode import Decoder, DecodeRules  # noqa: E402
+from spool.ingest.directory import Directory  # noqa: E402
+from spool.ingest.writer import assemble, merge_parts  # noqa: E402
+from spool.ledger.registry import Registry  # noqa: E402
+from spool.ledger.store import Ledger  # noqa: E402
 from tests import corpus  # noqa: E402
 
 PARTITIONS = 6
@@ -62,13 +63,14 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
     from kafka.structs import OffsetAndMetadata
 
     from spool.kafka_config import consumer_config
-    from transforms.objectstore import ObjectStore
+    from spool.objectstore import ObjectStore
 
     ledger = Ledger(ledger_dsn)
-    directory = Directory(ledger)
+    registry = Registry(ledger)
+    directory = Directory(registry)
     shaper = ChunkShaper(Decoder(DecodeRules(max_message_bytes=corpus.TOO_LARGE_LIMIT),
                                  directory.is_tenant, directory.stream_keys),
-                         directory, int(window_s * 1000), ledger.save_tenant_state)
+                         directory, int(window_s * 1000), registry.save_tenant_state)
     consumer = KafkaConsumer(**consumer_config(bootstrap, group_id=group,
                                                max_poll_records=20_000))
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -86,8 +88,7 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
         pane = panes.get(key, 0)
         panes[key] = pane + 1
         uri, data, record = assemble(tenant, stream, window_start, int(window_s * 1000), pane,
-                                     merge_parts(parts), str(spool_dir),
-                                     batched_at_ms=int(time.time() * 1000))
+                                     merge_parts(parts), str(spool_dir))
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         tmp = uri + ".tmp"
         Path(tmp).write_bytes(data)
@@ -156,7 +157,7 @@ def main() -> int:
         ledger = Ledger(ledger_dsn)
         ledger.migrate()
         for t in corpus.tenants_of(messages):
-            ledger.add_tenant(t)
+            Registry(ledger).add_tenant(t)
         ledger.close()
         spool_dir = work / name
         t0 = time.perf_counter()

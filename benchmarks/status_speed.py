@@ -32,7 +32,7 @@ def seed(dsn: str, n: int) -> None:
     import psycopg2
     from psycopg2.extras import execute_values
 
-    from spool.ledger import Ledger
+    from spool.ledger.store import Ledger
 
     Ledger(dsn).migrate()
     rng = random.Random(5)
