@@ -1,28 +1,40 @@
-"""Loader throughput against dlt and MeltanoLabs target-postgres, on the same records.
+"""Kafka → warehouse: Spool against dlt, MeltanoLabs target-postgres, the standalone
+consumer (the limit) and a bare COPY (the ceiling), on the same records, interleaved.
 
-    .venv/bin/python benchmarks/loader_throughput.py [--records 200000] [--out FILE]
+    .venv/bin/python benchmarks/loader_throughput.py [--records 200000] [--runs 3]
+        [--skip dlt --skip target_postgres ...] [--out FILE]
 
-One run, one PostgreSQL (the local stack), the same records (tests/corpus.py: 50 tenants x
-20 streams, nested objects, arrays, type drift, unicode; upsert and append streams):
+One PostgreSQL (the local stack), the same records (tests/corpus.py: 50 tenants x 20
+streams, nested objects, arrays, type drift, unicode; upsert and append streams). Each run
+of each case starts from an empty warehouse database; cases take turns (A B C D E, then
+E D C B A, ...), ``--runs`` times each; every figure is reported as median, min and max.
 
-* spool: the records go through Kafka and the spool job (drain), then the loader (drain)
-  loads the batches; both are timed, so this also gives Kafka → warehouse end to end;
+* spool: the records through Kafka, the spool job (drain), then the loader (drain); then
+  the same records twice more (new offsets) into the tables that now exist, so the second
+  and third loads merge (upserts replace, appends add): first load, second load, steady
+  state. The loader stage is the ledger's own account, first claim to last LOADED, without
+  the job's start-up; end to end is spool job + loader wall time of the first round.
+* standalone: benchmarks/standalone.py, one kafka-python consumer that decodes, shapes and
+  loads straight into the warehouse with Spool's rules, no files, no ledger, no Beam: the
+  limit for end to end, and Spool's rate as a fraction of it is the architecture's cost.
+* copy_ceiling: psycopg2 COPY of the records pre-flattened (``__`` paths, arrays as JSON
+  text) into one text-column table per stream; only the COPY is timed.
 * dlt 1.31 (its own venv under var/venvs): one pipeline, one table per (tenant, stream),
   nested data normalised into child tables, default settings, append;
 * target-postgres 0.8.1 (its own venv): the equivalent Singer messages on stdin (a SCHEMA
   per stream, then RECORDs), flattening on, append-only.
 
 The peers append; Spool upserts the keyed streams. Rates are input records per second;
-Spool's warehouse rows (root and child tables) per second are reported too. Results go to
-benchmarks/results/loader_throughput.json.
+warehouse rows (root and child tables) per second where a case writes child tables.
+Results: benchmarks/results/loader_throughput.json and .png.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,7 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.spool_throughput import fresh_database, stack_env  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.spool_throughput import drop_databases, fresh_database, stack_env  # noqa: E402
 from tests import corpus  # noqa: E402
 
 PARTITIONS = 6
@@ -40,6 +53,7 @@ PEERS = {
     "dlt": ("dlt-1.31.0", ["dlt[postgres]==1.31.0"]),
     "target_postgres": ("target-postgres-0.8.1", ["meltanolabs-target-postgres==0.8.1"]),
 }
+CASES = ("spool", "standalone", "copy_ceiling", "dlt", "target_postgres")
 
 DLT_SCRIPT = r'''
 import json, sys, time
@@ -117,147 +131,196 @@ def as_singer_record(record: dict, schema: dict) -> dict:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/loader_throughput.json"))
-    parser.add_argument("--skip", action="append", default=[], choices=list(PEERS),
-                        help="leave a peer out")
-    args = parser.parse_args()
+def flatten(record: dict, prefix: str = "") -> dict:
+    """``a__b`` paths for nested objects; arrays and other values as text."""
+    out = {}
+    for k, v in record.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{name}__"))
+        elif v is None:
+            out[name] = None
+        else:
+            out[name] = json.dumps(v) if isinstance(v, list | bool) else str(v)
+    return out
 
-    env = stack_env()
-    os.environ.update(env)
-    import psycopg2
-    from kafka.admin import KafkaAdminClient, NewTopic
 
-    run_id = uuid.uuid4().hex[:8]
-    work = ROOT / "var" / "bench" / f"loader-{run_id}"
-    work.mkdir(parents=True, exist_ok=True)
-    messages = corpus.generate(args.records, invalid_ratio=0.0, seed=21)
-    tenants = sorted(corpus.tenants_of(messages))
-    admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
-    warehouse = fresh_database(admin_dsn, f"bench_wh_{run_id}")
-    results: dict = {}
+def copy_payloads(messages) -> dict[str, tuple[list[str], bytes]]:
+    """Per stream: (columns, the COPY text of its records), flattened before timing."""
+    by_stream: dict[str, list[dict]] = {}
+    for m in messages:
+        by_stream.setdefault(f"{m.tenant}__{m.stream}", []).append(flatten(m.data))
+    out = {}
+    for stream, rows in by_stream.items():
+        cols = sorted({c for r in rows for c in r})
+        buf = io.StringIO()
+        for r in rows:
+            buf.write("\t".join(_copy_text(r.get(c)) for c in cols) + "\n")
+        out[stream] = (cols, buf.getvalue().encode())
+    return out
 
-    # -- Spool: Kafka → spool job → loader -------------------------------------------
-    topic = f"bench.loader.{run_id}"
-    admin = KafkaAdminClient(bootstrap_servers=env["SPOOL_KAFKA_BOOTSTRAP"])
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    corpus.produce(env["SPOOL_KAFKA_BOOTSTRAP"], topic, messages, PARTITIONS)
-    ledger_dsn = fresh_database(admin_dsn, f"bench_ledger_{run_id}")
-    from spool.ledger.registry import Registry
-    from spool.ledger.store import Ledger
 
-    ledger = Ledger(ledger_dsn)
-    ledger.migrate()
-    for t in tenants:
-        Registry(ledger).add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"},
-                                    f"spool_{t}")
-    job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
+def _copy_text(value) -> str:
+    if value is None:
+        return "\\N"
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
 
-    def spool() -> float:
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={topic}",
-                        f"--consumer_group=bench-{run_id}",
-                        f"--spool_location={work / 'spool'}", "--log_level=WARNING"],
-                       cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t0
 
-    spool_s = spool()
-    def load() -> tuple[float, int, float]:
-        """(job seconds, rows loaded, load stage seconds): the stage is the ledger's own
-        account, from the first claim to the last LOADED, without the job's start-up."""
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipelines.loader_job", "--log_level=WARNING"],
-                       cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
-        seconds = time.perf_counter() - t0
-        # every batch of the ledger, not only this round's, must have loaded
-        states = ledger.run(lambda cur: (cur.execute(
-            "SELECT array_agg(DISTINCT state::text) FROM batches"), cur.fetchone()[0])[1])
-        assert states == ["LOADED"], states
-        rows, stage = ledger.run(lambda cur: (cur.execute(
-            "SELECT coalesce(sum(row_count), 0), "
-            "extract(epoch FROM max(loaded_at) - min(load_started_at)) FROM batches "
-            "WHERE loaded_at > now() - %s * interval '1 second'", (seconds + 5,)),
-            cur.fetchone())[1])
-        return seconds, int(rows), float(stage)
+class Bench:
+    def __init__(self, records: int, env: dict, work: Path, run_id: str) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
 
-    loader_s, rows, stage_s = load()
-    # later rounds: the same records again (new offsets) into tables that exist, so loads
-    # merge (upserts replace, appends add); the second round also creates each table's
-    # stage, the third is the steady state
-    rounds = []
-    for _ in range(2):
-        corpus.produce(env["SPOOL_KAFKA_BOOTSTRAP"], topic, messages, PARTITIONS)
-        rounds.append((spool(), *load()))
-    spool2_s, steady_s, steady_rows, steady_stage_s = rounds[-1]
-    second = rounds[0]
-    ledger.close()
-    admin.delete_topics([topic])
-    admin.close()
-    results["spool_job"] = {"seconds": round(spool_s, 2),
-                            "records_per_s": round(args.records / spool_s)}
-    results["spool_loader"] = {"seconds": round(loader_s, 2),
-                               "records_per_s": round(args.records / loader_s),
-                               "warehouse_rows": rows,
-                               "rows_per_s": round(rows / loader_s),
-                               "stage_seconds": round(stage_s, 2),
-                               "stage_rows_per_s": round(rows / stage_s),
-                               "note": "first load: every table is created"}
-    results["spool_loader_steady"] = {"seconds": round(steady_s, 2),
-                                      "records_per_s": round(args.records / steady_s),
-                                      "warehouse_rows": steady_rows,
-                                      "rows_per_s": round(steady_rows / steady_s),
-                                      "stage_seconds": round(steady_stage_s, 2),
-                                      "stage_rows_per_s": round(steady_rows / steady_stage_s),
-                                      "spool_job_seconds": round(spool2_s, 2),
-                                      "note": "third load of the same records into existing "
-                                              "tables (merges)"}
-    results["spool_loader_second"] = {"seconds": round(second[1], 2),
-                                      "stage_seconds": round(second[3], 2),
-                                      "stage_rows_per_s": round(second[2] / second[3]),
-                                      "note": "second load: merges, and creates each "
-                                              "table's stage"}
-    e2e = spool_s + loader_s
-    results["spool_end_to_end"] = {"seconds": round(e2e, 2),
-                                   "records_per_s": round(args.records / e2e),
-                                   "rows_per_s": round(int(rows) / e2e)}
-    print("spool:", results["spool_job"], results["spool_loader"], flush=True)
-
-    # -- the peers ------------------------------------------------------------------------
-    records_path = work / "records.jsonl"
-    with open(records_path, "w") as fh:
-        for m in messages:
-            fh.write(json.dumps({"tenant": m.tenant, "stream": m.stream, "data": m.data},
-                                ensure_ascii=False) + "\n")
-    if "dlt" not in args.skip:
-        bin_dir = peer_python("dlt")
-        script = work / "dlt_load.py"
-        script.write_text(DLT_SCRIPT)
-        t0 = time.perf_counter()
-        subprocess.run([str(bin_dir / "python"), str(script), str(records_path), warehouse,
-                        "dlt_bench", str(work / "dlt")], check=True,
-                       env=dict(os.environ, RUNTIME__LOG_LEVEL="WARNING"))
-        s = time.perf_counter() - t0
-        results["dlt"] = {"seconds": round(s, 2), "records_per_s": round(args.records / s)}
-        print("dlt:", results["dlt"], flush=True)
-    if "target_postgres" not in args.skip:
-        bin_dir = peer_python("target_postgres")
-        singer = work / "singer.jsonl"
-        by_stream: dict = {}
-        for m in messages:
-            by_stream.setdefault(f"{m.tenant}__{m.stream}", []).append(m.data)
-        schemas = {stream: json_schema(recs) for stream, recs in by_stream.items()}
-        with open(singer, "w") as fh:
-            for stream, schema in schemas.items():
-                fh.write(json.dumps({"type": "SCHEMA", "stream": stream, "schema": schema,
-                                     "key_properties": []}) + "\n")
-            for m in messages:
-                stream = f"{m.tenant}__{m.stream}"
-                fh.write(json.dumps({"type": "RECORD", "stream": stream,
-                                     "record": as_singer_record(m.data, schemas[stream])},
+        self.records = records
+        self.env = env
+        self.work = work
+        self.run_id = run_id
+        self.bootstrap = env["SPOOL_KAFKA_BOOTSTRAP"]
+        self.admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
+        self.messages = corpus.generate(records, invalid_ratio=0.0, seed=21)
+        self.tenants = sorted(corpus.tenants_of(self.messages))
+        self.kafka = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self._new_topic = NewTopic
+        self.topics: list[str] = []
+        self.databases: list[str] = []
+        # one topic with the records, read by every standalone run with its own group
+        self.topic = self.new_topic("base")
+        corpus.produce(self.bootstrap, self.topic, self.messages, PARTITIONS)
+        self.records_path = work / "records.jsonl"
+        with open(self.records_path, "w") as fh:
+            for m in self.messages:
+                fh.write(json.dumps({"tenant": m.tenant, "stream": m.stream, "data": m.data},
                                     ensure_ascii=False) + "\n")
+        self._singer: Path | None = None
+        self._copy: dict | None = None
+
+    def new_topic(self, name: str) -> str:
+        topic = f"bench.loader.{self.run_id}.{name}"
+        self.kafka.create_topics([self._new_topic(topic, PARTITIONS, 1)])
+        self.topics.append(topic)
+        return topic
+
+    def warehouse(self, case: str, r: int) -> str:
+        name = f"bench_{case}_{self.run_id}_{r}"
+        self.databases.append(name)
+        return fresh_database(self.admin_dsn, name)
+
+    def close(self) -> None:
+        self.kafka.delete_topics(self.topics)
+        self.kafka.close()
+        # leave nothing behind: thousands of tables slow every later run's catalog work
+        drop_databases(self.admin_dsn, self.databases)
+
+    # -- the cases ---------------------------------------------------------------------
+    def spool(self, r: int) -> harness.Figures:
+        from spool.ledger.registry import Registry
+        from spool.ledger.store import Ledger
+
+        warehouse = self.warehouse("spool_wh", r)
+        ledger_dsn = self.warehouse("spool_ledger", r)
+        ledger = Ledger(ledger_dsn)
+        ledger.migrate()
+        registry = Registry(ledger)
+        for t in self.tenants:
+            registry.add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"},
+                                f"spool_{t}")
+        topic = self.new_topic(f"spool{r}")
+        job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
+
+        def spool_job() -> float:
+            corpus.produce(self.bootstrap, topic, self.messages, PARTITIONS)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pipelines.spool_job", f"--topic={topic}",
+                            f"--consumer_group=bench-{self.run_id}-{r}",
+                            f"--spool_location={self.work / f'spool{r}'}",
+                            "--log_level=WARNING"],
+                           cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - t0
+
+        def load() -> tuple[float, int, float]:
+            """(job seconds, rows loaded, load stage seconds from the ledger)."""
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pipelines.loader_job",
+                            "--log_level=WARNING"],
+                           cwd=ROOT, env=job_env, check=True, stderr=subprocess.DEVNULL)
+            seconds = time.perf_counter() - t0
+            # every batch of the ledger, not only this round's, must have loaded
+            states = ledger.run(lambda cur: (cur.execute(
+                "SELECT array_agg(DISTINCT state::text) FROM batches"), cur.fetchone()[0])[1])
+            assert states == ["LOADED"], states
+            rows, stage = ledger.run(lambda cur: (cur.execute(
+                "SELECT coalesce(sum(row_count), 0), "
+                "extract(epoch FROM max(loaded_at) - min(load_started_at)) FROM batches "
+                "WHERE loaded_at > now() - %s * interval '1 second'", (seconds + 5,)),
+                cur.fetchone())[1])
+            return seconds, int(rows), float(stage)
+
+        rounds = [(spool_job(), *load()) for _ in range(3)]
+        ledger.close()
+        (s1, l1, rows1, st1), (_s2, _l2, rows2, st2), (s3, l3, rows3, st3) = rounds
+        return {"spool_job_s": s1, "loader_s": l1, "end_to_end_s": s1 + l1,
+                "end_to_end_records_per_s": self.records / (s1 + l1),
+                "warehouse_rows": rows1,
+                "loader_rows_per_s": rows1 / l1,
+                "stage_rows_per_s_first": rows1 / st1,
+                "stage_rows_per_s_second": rows2 / st2,
+                "stage_rows_per_s_steady": rows3 / st3,
+                "loader_rows_per_s_steady": rows3 / l3,
+                "spool_job_s_steady": s3,
+                "end_to_end_records_per_s_steady": self.records / (s3 + l3)}
+
+    def standalone(self, r: int) -> harness.Figures:
+        from benchmarks.standalone import consume_and_load
+
+        warehouse = self.warehouse("standalone", r)
+        t0 = time.perf_counter()
+        counts = consume_and_load(self.bootstrap, self.topic, PARTITIONS,
+                                  f"bench-standalone-{self.run_id}-{r}", warehouse,
+                                  {t: f"spool_{t}" for t in self.tenants},
+                                  corpus.TOO_LARGE_LIMIT)
+        seconds = time.perf_counter() - t0
+        assert counts["records"] == self.records, counts
+        return {"end_to_end_s": seconds, "end_to_end_records_per_s": self.records / seconds,
+                "warehouse_rows": counts["rows"], "rows_per_s": counts["rows"] / seconds}
+
+    def copy_ceiling(self, r: int) -> harness.Figures:
+        import psycopg2
+
+        if self._copy is None:
+            self._copy = copy_payloads(self.messages)
+        conn = psycopg2.connect(self.warehouse("copy", r))
+        with conn, conn.cursor() as cur:
+            for stream, (cols, _) in self._copy.items():
+                cur.execute(f'CREATE TABLE "{stream}" ('
+                            + ", ".join(f'"{c}" text' for c in cols) + ")")
+        t0 = time.perf_counter()
+        with conn, conn.cursor() as cur:
+            for stream, (cols, data) in self._copy.items():
+                cur.copy_expert(f'COPY "{stream}" (' + ", ".join(f'"{c}"' for c in cols)
+                                + ") FROM STDIN", io.BytesIO(data))
+        seconds = time.perf_counter() - t0
+        conn.close()
+        return {"seconds": seconds, "rows_per_s": self.records / seconds,
+                "end_to_end_records_per_s": self.records / seconds}
+
+    def dlt(self, r: int) -> harness.Figures:
+        bin_dir = peer_python("dlt")
+        script = self.work / "dlt_load.py"
+        script.write_text(DLT_SCRIPT)
+        warehouse = self.warehouse("dlt", r)
+        t0 = time.perf_counter()
+        with open(self.work / f"dlt{r}.log", "wb") as log:
+            subprocess.run([str(bin_dir / "python"), str(script), str(self.records_path),
+                            warehouse, "dlt_bench", str(self.work / f"dlt{r}")], check=True,
+                           env=dict(os.environ, RUNTIME__LOG_LEVEL="ERROR"), stdout=log,
+                           stderr=log)
+        s = time.perf_counter() - t0
+        return {"end_to_end_s": s, "end_to_end_records_per_s": self.records / s}
+
+    def target_postgres(self, r: int) -> harness.Figures:
+        bin_dir = peer_python("target_postgres")
+        singer = self.singer_file()
+        warehouse = self.warehouse("tp", r)
         host_port, db = warehouse.rsplit("@", 1)[1].split("/")
         host, port = host_port.split(":")
         config = {"host": host, "port": int(port), "user": "spool", "password": "spool",
@@ -265,38 +328,94 @@ def main() -> int:
                   "load_method": "append-only", "add_record_metadata": False,
                   "flattening_enabled": True, "flattening_max_depth": 3,
                   "validate_records": True, "activate_version": False}
-        (work / "tp.json").write_text(json.dumps(config))
+        (self.work / "tp.json").write_text(json.dumps(config))
         t0 = time.perf_counter()
-        with open(singer, "rb") as stdin:
-            subprocess.run([str(bin_dir / "target-postgres"), "--config", str(work / "tp.json")],
-                           stdin=stdin, check=True, stdout=subprocess.DEVNULL,
-                           stderr=open(work / "tp.log", "wb"))  # noqa: SIM115
+        with open(singer, "rb") as stdin, open(self.work / "tp.log", "wb") as log:
+            subprocess.run([str(bin_dir / "target-postgres"), "--config",
+                            str(self.work / "tp.json")],
+                           stdin=stdin, check=True, stdout=subprocess.DEVNULL, stderr=log)
         s = time.perf_counter() - t0
-        results["target_postgres"] = {"seconds": round(s, 2),
-                                      "records_per_s": round(args.records / s)}
-        print("target-postgres:", results["target_postgres"], flush=True)
+        return {"end_to_end_s": s, "end_to_end_records_per_s": self.records / s}
 
-    # leave nothing behind: thousands of tables slow every later run's catalog work
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for db in (f"bench_ledger_{run_id}", warehouse.rsplit("/", 1)[1]):
-            cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
-    conn.close()
+    def singer_file(self) -> Path:
+        if self._singer is not None:
+            return self._singer
+        singer = self.work / "singer.jsonl"
+        by_stream: dict = {}
+        for m in self.messages:
+            by_stream.setdefault(f"{m.tenant}__{m.stream}", []).append(m.data)
+        schemas = {stream: json_schema(recs) for stream, recs in by_stream.items()}
+        with open(singer, "w") as fh:
+            for stream, schema in schemas.items():
+                fh.write(json.dumps({"type": "SCHEMA", "stream": stream, "schema": schema,
+                                     "key_properties": []}) + "\n")
+            for m in self.messages:
+                stream = f"{m.tenant}__{m.stream}"
+                fh.write(json.dumps({"type": "RECORD", "stream": stream,
+                                     "record": as_singer_record(m.data, schemas[stream])},
+                                    ensure_ascii=False) + "\n")
+        self._singer = singer
+        return singer
 
-    out = {"benchmark": "loader_throughput", "records": args.records,
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-           "results": results, "ratios": {}}
-    for peer in ("dlt", "target_postgres"):
-        if peer in results:
-            out["ratios"][f"spool_loader_to_{peer}"] = round(
-                results["spool_loader"]["records_per_s"] / results[peer]["records_per_s"], 2)
-            out["ratios"][f"spool_end_to_end_to_{peer}"] = round(
-                results["spool_end_to_end"]["records_per_s"] / results[peer]["records_per_s"],
-                2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+
+def peer_versions() -> dict[str, str]:
+    return {"dlt": "1.31.0", "meltanolabs-target-postgres": "0.8.1"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument("--out", default=None, help="default: "
+                        "benchmarks/results/loader_throughput.json (and .png)")
+    parser.add_argument("--skip", action="append", default=[], choices=CASES,
+                        help="leave a case out")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be 1 or more")
+    env = stack_env()
+    os.environ.update(env)
+    machine = harness.machine()
+    run_id = uuid.uuid4().hex[:8]
+    work = ROOT / "var" / "bench" / f"loader-{run_id}"
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args.records, env, work, run_id)
+    try:
+        cases = {c: getattr(bench, c) for c in CASES if c not in args.skip}
+        samples = harness.interleave(cases, args.runs)
+    finally:
+        bench.close()
+    summary = {case: harness.summarise(s) for case, s in samples.items()}
+    ratios = {}
+    if "spool" in summary:
+        for peer in ("dlt", "target_postgres", "standalone", "copy_ceiling"):
+            if peer in summary:
+                ratios[f"spool_end_to_end_to_{peer}"] = harness.ratio(
+                    summary, "spool", peer, "end_to_end_records_per_s")
+        ratios["steady_stage_to_first_stage"] = round(
+            summary["spool"]["stage_rows_per_s_steady"]["median"]
+            / summary["spool"]["stage_rows_per_s_first"]["median"], 3)
+    out = {"benchmark": "loader_throughput", "records": args.records, "runs": args.runs,
+           "order": "interleaved, reversed every other round", "commit": harness.commit(),
+           "machine": machine,
+           "versions": harness.versions({**peer_versions(), "postgres_dsn": bench.admin_dsn}),
+           "cases": summary, "ratios": ratios,
+           "chart": [{"title": f"Kafka → warehouse, {args.records:,} records",
+                      "ylabel": "input records/s (log scale)", "log_y": True,
+                      "bars": {c: s["end_to_end_records_per_s"] for c, s in summary.items()}}]}
+    if "spool" in summary:
+        out["chart"].append({"title": "Spool loader stage", "ylabel": "warehouse rows/s",
+                             "bars": {k.removeprefix("stage_rows_per_s_"):
+                                      summary["spool"][k]
+                                      for k in ("stage_rows_per_s_first",
+                                                "stage_rows_per_s_second",
+                                                "stage_rows_per_s_steady")}})
+    path = harness.write("loader_throughput", out, args.out)
+    for figure in ("end_to_end_records_per_s",):
+        print(harness.table(summary, figure, "records/s"))
+    print(json.dumps(ratios, indent=2))
+    print(f"written: {path}")
     return 0
 
 

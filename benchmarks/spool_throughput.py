@@ -1,13 +1,15 @@
 """Spool job throughput against a plain kafka-python consumer doing the same work.
 
-    .venv/bin/python benchmarks/spool_throughput.py [--records 200000] [--out FILE]
+    .venv/bin/python benchmarks/spool_throughput.py [--records 200000] [--runs 3] [--out FILE]
 
 Both read the same records (tests/corpus.py: 50 tenants x 20 streams, nested objects,
 arrays, type drift, unicode, 1 % invalid) from the same 6-partition topic on the local stack,
 decode, shape, group by (tenant, stream, window) and write Parquet batch files plus ledger
 rows with the same library code (spool.ingest.chunks, spool.ingest.writer). The spool job
 runs in drain mode on the FnApiRunner; the baseline is one Python loop. Wall time includes
-start-up for both. Results go to benchmarks/results/spool_throughput.json (records/s and the ratio).
+start-up for both. The two take turns (A B, B A, ...), ``--runs`` times each, each run with
+its own consumer group and ledger; figures are medians with min and max. Results:
+benchmarks/results/spool_throughput.json and .png.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import harness  # noqa: E402
 from spool.ingest.chunks import ChunkShaper  # noqa: E402
 from spool.ingest.decode import Decoder, DecodeRules  # noqa: E402
 from spool.ingest.directory import Directory  # noqa: E402
@@ -54,6 +56,17 @@ def fresh_database(admin_dsn: str, name: str) -> str:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     return admin_dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_databases(admin_dsn: str, names) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()
 
 
 def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
@@ -124,19 +137,24 @@ def plain_consumer(bootstrap: str, topic: str, ledger_dsn: str, spool_dir: Path,
     return read
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/spool_throughput.json"))
+    parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--out", default=None, help="default: "
+                        "benchmarks/results/spool_throughput.json (and .png)")
     parser.add_argument("--job_arg", action="append", default=[],
                         help="extra option for the spool job, e.g. "
                         "--job_arg=--direct_running_mode=in_memory (default: the job's own "
                         "defaults, i.e. FnApiRunner with one SDK worker process per core)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be 1 or more")
 
     env = stack_env()
     os.environ.update(env)
+    machine = harness.machine()
     from kafka.admin import KafkaAdminClient, NewTopic
 
     run_id = uuid.uuid4().hex[:8]
@@ -144,69 +162,75 @@ def main() -> int:
     admin = KafkaAdminClient(bootstrap_servers=env["SPOOL_KAFKA_BOOTSTRAP"])
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     messages = corpus.generate(args.records)
-    t0 = time.perf_counter()
+    tenants = corpus.tenants_of(messages)
     corpus.produce(env["SPOOL_KAFKA_BOOTSTRAP"], topic, messages, PARTITIONS)
-    produce_s = time.perf_counter() - t0
 
     admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
-    results = {}
     work = ROOT / "var" / "bench" / run_id
     window_s, max_rows, max_bytes = 60.0, 100_000, 64 * 1024 * 1024
-    for name in ("plain", "spool_job"):
-        ledger_dsn = fresh_database(admin_dsn, f"bench_{name}_{run_id}")
-        ledger = Ledger(ledger_dsn)
-        ledger.migrate()
-        for t in corpus.tenants_of(messages):
-            Registry(ledger).add_tenant(t)
-        ledger.close()
-        spool_dir = work / name
-        t0 = time.perf_counter()
-        if name == "plain":
-            plain_consumer(env["SPOOL_KAFKA_BOOTSTRAP"], topic, ledger_dsn, spool_dir,
-                           window_s, max_rows, max_bytes, group=f"bench-plain-{run_id}")
-        else:
-            from pipelines import spool_job
+    databases: list[str] = []
 
-            spool_job.run([
-                f"--topic={topic}", f"--consumer_group=bench-beam-{run_id}",
-                f"--ledger_dsn={ledger_dsn}", f"--spool_location={spool_dir}",
-                f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}",
-                f"--batch_seconds={window_s}", f"--batch_max_rows={max_rows}",
-                "--log_level=WARNING", *args.job_arg])
-        seconds = time.perf_counter() - t0
-        ledger = Ledger(ledger_dsn)
-        counted = ledger.run(lambda cur: (cur.execute(
-            "SELECT coalesce(sum(record_count), 0), count(*) FROM batches"), cur.fetchone())[1])
-        ledger.close()
-        results[name] = {"seconds": round(seconds, 2),
-                         "records_per_s": round(args.records / seconds),
-                         "records_in_batches": int(counted[0]), "batches": int(counted[1])}
-        print(f"{name}: {results[name]}", flush=True)
-    admin.delete_topics([topic])
-    admin.close()
-    import psycopg2
+    def case(name: str):
+        def run(r: int) -> harness.Figures:
+            db = f"bench_{name}_{run_id}_{r}"
+            databases.append(db)
+            ledger_dsn = fresh_database(admin_dsn, db)
+            ledger = Ledger(ledger_dsn)
+            ledger.migrate()
+            for t in tenants:
+                Registry(ledger).add_tenant(t)
+            ledger.close()
+            spool_dir = work / f"{name}{r}"
+            group = f"bench-{name}-{run_id}-{r}"
+            t0 = time.perf_counter()
+            if name == "plain_consumer":
+                plain_consumer(env["SPOOL_KAFKA_BOOTSTRAP"], topic, ledger_dsn, spool_dir,
+                               window_s, max_rows, max_bytes, group=group)
+            else:
+                from pipelines import spool_job
 
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in ("plain", "spool_job"):
-            cur.execute(f'DROP DATABASE IF EXISTS "bench_{name}_{run_id}"')
-    conn.close()
+                spool_job.run([
+                    f"--topic={topic}", f"--consumer_group={group}",
+                    f"--ledger_dsn={ledger_dsn}", f"--spool_location={spool_dir}",
+                    f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}",
+                    f"--batch_seconds={window_s}", f"--batch_max_rows={max_rows}",
+                    "--log_level=WARNING", *args.job_arg])
+            seconds = time.perf_counter() - t0
+            ledger = Ledger(ledger_dsn)
+            counted, batches = ledger.run(lambda cur: (cur.execute(
+                "SELECT coalesce(sum(record_count), 0), count(*) FROM batches"),
+                cur.fetchone())[1])
+            ledger.close()
+            assert counted == args.records, (name, counted)
+            return {"seconds": seconds, "records_per_s": args.records / seconds,
+                    "batches": batches}
+        return run
+
+    try:
+        samples = harness.interleave({"spool_job": case("spool_job"),
+                                      "plain_consumer": case("plain_consumer")}, args.runs)
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
+        drop_databases(admin_dsn, databases)
+    summary = {name: harness.summarise(s) for name, s in samples.items()}
     out = {
-        "benchmark": "spool_throughput",
-        "records": args.records,
-        "produce_seconds": round(produce_s, 2),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "benchmark": "spool_throughput", "records": args.records, "runs": args.runs,
+        "order": "interleaved, reversed every other round", "commit": harness.commit(),
+        "machine": machine, "versions": harness.versions(),
         "spool_job_args": args.job_arg or ["(defaults: FnApiRunner, multi_processing, "
                                            f"{os.cpu_count()} SDK workers)"],
-        "plain_consumer": results["plain"],
-        "spool_job": results["spool_job"],
-        "ratio_spool_job_to_plain": round(results["spool_job"]["records_per_s"]
-                                          / results["plain"]["records_per_s"], 3),
+        "cases": summary,
+        "ratios": {"spool_job_to_plain_consumer": harness.ratio(
+            summary, "spool_job", "plain_consumer", "records_per_s")},
+        "chart": [{"title": f"Kafka → batch files + ledger, {args.records:,} records",
+                   "ylabel": "records/s",
+                   "bars": {name: s["records_per_s"] for name, s in summary.items()}}],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    path = harness.write("spool_throughput", out, args.out)
+    print(harness.table(summary, "records_per_s", "records/s"))
+    print(json.dumps(out["ratios"]))
+    print(f"written: {path}")
     return 0
 
 

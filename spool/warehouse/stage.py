@@ -127,6 +127,13 @@ def _clean_strings(values: pa.Array, limit: int | None, ids: pa.Array, batches: 
 
 def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedGroup:
     """``files``: (batch id, file bytes) in load order."""
+    return stage_batches(stream, [(b, *batchfile.decode(data)) for b, data in files],
+                         dialect)
+
+
+def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.Table]],
+                  dialect) -> StagedGroup:
+    """``batches``: (batch id, metadata, rows as in a batch file) in load order."""
     limit = dialect.caps.max_varchar_bytes
     parts: dict[str, list[pa.Table]] = {}
     seen: set[str] = set()
@@ -134,8 +141,7 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
     schema = None
     activate = None
     row_counts = []
-    for index, (_batch_id, data) in enumerate(files):
-        meta, table = batchfile.decode(data)
+    for index, (_batch_id, meta, table) in enumerate(batches):
         key_names = meta.key_names  # the same in every batch of a group
         schema = meta.schema or schema
         if meta.activate_version is not None:
@@ -168,8 +174,8 @@ def stage_group(stream: str, files: list[tuple[str, bytes]], dialect) -> StagedG
         staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts,
                                      ranked=bool(key_names) and tpath == ROOT_TABLE_KEY)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
-                       batch_ids=[b for b, _ in files], activate_version=activate, cuts=cuts,
-                       row_counts=row_counts)
+                       batch_ids=[b for b, _m, _t in batches], activate_version=activate,
+                       cuts=cuts, row_counts=row_counts)
 
 
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
