@@ -11,7 +11,10 @@ would distort each other), each with its cases interleaved ``--runs`` times:
   limit), a bare COPY (the ceiling), dlt and target-postgres; Spool's loader stage on a
   first load, a second and the steady state;
 * scaling: the same volume over 10 and over 10,000 streams (1x10 and 100x100 tenants x
-  streams), first load and steady state (benchmarks/scaling.py runs more shapes).
+  streams), first load and steady state (benchmarks/scaling.py runs more shapes);
+* status_speed: ``spool status`` and the loader's claims on a ledger of 1,000,000 batches;
+* volume: CPU seconds per 1,000 records at ``--records`` and at ten times as many (the
+  longest: ``--skip volume`` for a quicker table).
 
 Each writes its JSON and PNG to benchmarks/results/; this writes benchmarks/results/
 summary.json with every figure (median, min, max) and each target of the project with
@@ -31,29 +34,47 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import harness  # noqa: E402
 
-# each benchmark with the arguments run_all adds to --records and --runs
-BENCHMARKS = {"spool_throughput": [], "loader_throughput": [],
-              "scaling": ["--shape=1x10", "--shape=100x100"]}
+# each benchmark, and its arguments from run_all's (records, runs)
+BENCHMARKS = {
+    "spool_throughput": lambda a: [f"--records={a.records}", f"--runs={a.runs}"],
+    "loader_throughput": lambda a: [f"--records={a.records}", f"--runs={a.runs}"],
+    "scaling": lambda a: [f"--records={a.records}", f"--runs={a.runs}", "--shape=1x10",
+                          "--shape=100x100"],
+    "status_speed": lambda a: [f"--batches={a.batches}", f"--runs={max(a.runs, 5)}"],
+    "volume": lambda a: [f"--small={a.records}", f"--large={10 * a.records}",
+                         f"--runs={a.runs}"],
+}
 
-# (what, benchmark, case, figure, at least): medians; ratio targets name two cases
+# (what, benchmark, (case or "ratio", figure), bound, ">=" or "<="): medians
 TARGETS = [
     ("spool job >= 0.9x the plain consumer", "spool_throughput",
-     ("ratio", "spool_job_to_plain_consumer"), 0.9),
+     ("ratio", "spool_job_to_plain_consumer"), 0.9, ">="),
     ("loader stage, first load >= 100,000 rows/s", "loader_throughput",
-     ("spool", "stage_rows_per_s_first"), 100_000),
+     ("spool", "stage_rows_per_s_first"), 100_000, ">="),
     ("loader stage, steady state >= 100,000 rows/s", "loader_throughput",
-     ("spool", "stage_rows_per_s_steady"), 100_000),
+     ("spool", "stage_rows_per_s_steady"), 100_000, ">="),
     ("whole loader job >= 70,000 rows/s", "loader_throughput",
-     ("spool", "loader_rows_per_s"), 70_000),
-    ("end to end >= 5x dlt", "loader_throughput", ("ratio", "spool_end_to_end_to_dlt"), 5.0),
+     ("spool", "loader_rows_per_s"), 70_000, ">="),
+    ("end to end >= 5x dlt", "loader_throughput", ("ratio", "spool_end_to_end_to_dlt"), 5.0,
+     ">="),
     ("end to end >= 5x target-postgres", "loader_throughput",
-     ("ratio", "spool_end_to_end_to_target_postgres"), 5.0),
+     ("ratio", "spool_end_to_end_to_target_postgres"), 5.0, ">="),
     ("end to end >= 0.5x the standalone consumer", "loader_throughput",
-     ("ratio", "spool_end_to_end_to_standalone"), 0.5),
+     ("ratio", "spool_end_to_end_to_standalone"), 0.5, ">="),
     ("10,000 streams end to end, steady >= 0.7x 10 streams", "scaling",
-     ("100x100", "ratio_end_to_end_records_per_s_steady"), 0.7),
+     ("100x100", "ratio_end_to_end_records_per_s_steady"), 0.7, ">="),
     ("10,000 streams loader, steady >= 0.6x 10 streams", "scaling",
-     ("100x100", "ratio_loader_records_per_s_steady"), 0.6),
+     ("100x100", "ratio_loader_records_per_s_steady"), 0.6, ">="),
+    ("spool status < 1 s on the ledger", "status_speed",
+     ("status (all tenants)", "seconds"), 1.0, "<="),
+    ("a claim < 1 s on the ledger", "status_speed",
+     ("loader: claim 500 of a tenant", "seconds"), 1.0, "<="),
+    ("listing due tables < 1 s on the ledger", "status_speed",
+     ("loader: list due tables", "seconds"), 1.0, "<="),
+    ("spool job: cost per record at 10x the records within 10 %", "volume",
+     ("ratio", "spool_job_cost_per_record_large_to_small"), 1.1, "<="),
+    ("loader: cost per record at 10x the records within 10 %", "volume",
+     ("ratio", "loader_cost_per_record_large_to_small"), 1.1, "<="),
 ]
 
 
@@ -72,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument("--batches", type=int, default=1_000_000,
+                        help="ledger size for status_speed (default 1,000,000)")
     parser.add_argument("--skip", action="append", default=[], choices=BENCHMARKS)
     args = parser.parse_args(argv)
     machine = harness.machine()
@@ -81,16 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[run_all] {name}", flush=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
-                        f"--records={args.records}", f"--runs={args.runs}",
-                        *BENCHMARKS[name]], cwd=ROOT, check=True)
+                        *BENCHMARKS[name](args)], cwd=ROOT, check=True)
         results[name] = json.loads((harness.RESULTS / f"{name}.json").read_text())
     targets = []
-    for what, bench, where, goal in TARGETS:
+    for what, bench, where, bound, sense in TARGETS:
         if bench not in results:
             continue
         value = figure_of(results[bench], where)
-        targets.append({"target": what, "median": value,
-                        "met": value is not None and value >= goal})
+        met = value is not None and (value >= bound if sense == ">=" else value <= bound)
+        targets.append({"target": what, "median": value, "met": met})
     summary = {"benchmark": "run_all", "records": args.records, "runs": args.runs,
                "commit": harness.commit(), "machine": machine,
                "results": {name: {"cases": r["cases"], "ratios": r.get("ratios", {}),
