@@ -4,12 +4,12 @@
 
 Sets up a fresh ledger and warehouse and a topic with the records (tests/corpus.py), then
 runs two rounds as benchmarks/scaling.py does (spool job, loader; the same records again:
-spool job, loader into existing tables), each job in one process (the FnApiRunner in
-memory, so one profile holds all of its work) under ``py-spy record``. Writes, per step,
-the collapsed stacks (``<step>.txt``, for flame graph tools and grep) and the functions
-with the most samples, own and total (``<step>.top.txt``), to
-benchmarks/results/profiles/<shape>/. py-spy is installed into the project venv on first
-use.
+spool job, loader into existing tables), each job with its SDK worker processes under
+``py-spy record --subprocesses``. Writes, per step, the collapsed stacks to
+var/profiles/<shape>/<step>.txt (megabytes; for flame graph tools and grep) and the
+functions with the most samples, own and total, to
+benchmarks/results/profiles/<shape>/<step>.top.txt, with the samples by area of Spool's
+code first. py-spy is installed into the project venv on first use.
 """
 
 from __future__ import annotations
@@ -39,6 +39,39 @@ def py_spy() -> str:
     return str(Path(sys.executable).parent / "py-spy")
 
 
+# areas of Spool's code, by a frame the stack holds (first match wins); the rest is Beam's
+# runner, gRPC, start-up and idle threads
+AREAS = [
+    ("stage: Parquet decode of batch files", ("batchfile.py:26",)),
+    ("stage: Arrow work per stream and table", ("stage_group", "stage_batches")),
+    ("warehouse: statements (waiting on the server)", ("Statements.flush",)),
+    ("warehouse: COPY into stage tables", ("stagers.py",)),
+    ("warehouse: merge, plan, schema in Python", ("spool/warehouse/",)),
+    ("batch file reads", ("objectstore.py",)),
+    ("ledger", ("spool/ledger/",)),
+    ("spool job: decode and shape", ("spool/ingest/chunks.py", "spool/ingest/decode",
+                                     "spool/ingest/shape", "spool/ingest/envelope")),
+    ("spool job: batch files", ("spool/ingest/writer.py", "spool/ingest/batchfile.py")),
+    ("kafka-python", ("kafka/",)),
+    ("other Spool code", ("spool/", "transforms/")),
+]
+
+
+def areas(collapsed: Path) -> str:
+    counts: collections.Counter = collections.Counter()
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples += int(count)
+        for name, marks in AREAS:
+            if any(m in stack for m in marks):
+                counts[name] += int(count)
+                break
+        else:
+            counts["Beam runner, gRPC, start-up, idle"] += int(count)
+    return "\n".join(f"{100 * c / samples:5.1f}  {name}" for name, c in counts.most_common())
+
+
 def top(collapsed: Path, n: int = 40) -> str:
     """The functions with the most samples: own (the leaf) and total (anywhere on the
     stack, once per sample)."""
@@ -53,7 +86,7 @@ def top(collapsed: Path, n: int = 40) -> str:
         own[frames[-1]] += k
         for f in set(frames):
             total[f] += k
-    out = [f"{samples} samples", "", "own %   function"]
+    out = [f"{samples} samples", "", "by area %", areas(collapsed), "", "own %   function"]
     out += [f"{100 * c / samples:5.1f}  {f}" for f, c in own.most_common(n)]
     out += ["", "total % function"]
     out += [f"{100 * c / samples:5.1f}  {f}" for f, c in total.most_common(n)]
@@ -65,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="100x100", help="tenants x streams per tenant")
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--step", action="append", choices=("spool_job", "loader"),
+                        help="profile only this job (default both); the other still runs")
     args = parser.parse_args(argv)
+    args.step = args.step or ["spool_job", "loader"]
     tenants, streams = parse_shape(args.shape)
     env = stack_env()
     os.environ.update(env)
@@ -79,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{args.shape}_{uuid.uuid4().hex[:6]}"
     out_dir = ROOT / "benchmarks" / "results" / "profiles" / args.shape
     out_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir = ROOT / "var" / "profiles" / args.shape  # megabytes: not for the repository
+    raw_dir.mkdir(parents=True, exist_ok=True)
     admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
     databases = [f"bench_prof_wh_{tag}", f"bench_prof_ledger_{tag}"]
     warehouse = fresh_database(admin_dsn, databases[0])
@@ -103,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                                    f"--consumer_group=bench-prof-{tag}",
                                    f"--spool_location={work}"]),
                     ("loader", ["pipelines.loader_job"])):
-                raw = out_dir / f"{step}_{round_}.txt"
+                raw = raw_dir / f"{step}_{round_}.txt"
+                if step not in args.step:
+                    subprocess.run([sys.executable, "-m", *job_args, "--log_level=WARNING"],
+                                   cwd=ROOT, env=job_env, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    continue
+                # --subprocesses: the job's SDK workers do the work, not the launcher
                 subprocess.run([spy, "record", "--format", "raw", "--rate", str(args.rate),
-                                "--output", str(raw), "--", sys.executable, "-m",
-                                *job_args, "--direct_running_mode=in_memory",
-                                "--log_level=WARNING"],
+                                "--subprocesses", "--output", str(raw), "--",
+                                sys.executable, "-m", *job_args, "--log_level=WARNING"],
                                cwd=ROOT, env=job_env, check=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
                 (out_dir / f"{step}_{round_}.top.txt").write_text(top(raw))
