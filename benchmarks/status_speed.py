@@ -130,8 +130,8 @@ def in_process(dsn: str, load_log: tuple[str, list[str]]):
             conn.close()
         return {"seconds": seconds, "found": len(found)}
 
-    return {"loader: list due tables": list_due, "loader: claim 500 of a tenant": claim,
-            "loader: load-log lookup of 500 ids": lookup}
+    return ledger, {"loader: list due tables": list_due, "loader: claim 500 of a tenant": claim,
+                    "loader: load-log lookup of 500 ids": lookup}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,15 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         load_log = seed_load_log(dsn, args.batches)
         print(f"[bench] seeded {args.batches:,} batches in {time.perf_counter() - t0:.0f} s",
               flush=True)
+        ledger, loader_cases = in_process(dsn, load_log)
         cases = {
             "status (all tenants)": cli(dsn, "status"),
             "status --tenant": cli(dsn, "status", "--tenant", "t007"),
             "status --tenant --table": cli(dsn, "status", "--tenant", "t007", "--table", "s03"),
             "batches list --state FAILED": cli(dsn, "batches", "list", "--state", "FAILED"),
             "rejected": cli(dsn, "rejected"),
-            **in_process(dsn, load_log),
+            **loader_cases,
         }
-        samples = harness.interleave(cases, args.runs)
+        try:
+            samples = harness.interleave(cases, args.runs)
+        finally:
+            ledger.close()
     finally:
         import psycopg2
 
