@@ -10,7 +10,8 @@ max of each side and the ratio of the medians (head / base; for seconds, below 1
 faster). Each commit runs from its own git worktree under var/compare/ with this checkout's
 venv (PYTHONPATH puts the worktree's code first) and local services. Results: benchmarks/results/
 compare-<base>-<head>.json. The loader benchmark runs without its peers (dlt,
-target-postgres): the comparison is between commits.
+target-postgres, standalone, COPY): the comparison is between commits. Both commits must
+have benchmarks/harness.py (from ec0f08d on); the figures are read from its JSON layout.
 """
 
 from __future__ import annotations
@@ -26,18 +27,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# the figures each benchmark's JSON gives, by path: seconds unless the name says otherwise
+# the figures each benchmark's JSON gives, by path (benchmarks/harness.py's layout: each
+# benchmark runs once per call here, so its median is that run's value)
 FIGURES = {
-    "spool_throughput": ["spool_job.seconds", "plain_consumer.seconds",
-                         "ratio_spool_job_to_plain"],
-    "loader_throughput": ["results.spool_job.seconds", "results.spool_loader.seconds",
-                          "results.spool_loader.stage_seconds",
-                          "results.spool_loader_second.stage_seconds",
-                          "results.spool_loader_steady.stage_seconds",
-                          "results.spool_loader_steady.spool_job_seconds",
-                          "results.spool_end_to_end.seconds"],
+    "spool_throughput": ["cases.spool_job.seconds.median",
+                         "cases.plain_consumer.seconds.median",
+                         "ratios.spool_job_to_plain_consumer"],
+    "loader_throughput": [f"cases.spool.{f}.median" for f in (
+        "spool_job_s", "loader_s", "stage_rows_per_s_first", "stage_rows_per_s_second",
+        "stage_rows_per_s_steady", "spool_job_s_steady", "end_to_end_s")],
 }
-EXTRA_ARGS = {"loader_throughput": ["--skip", "dlt", "--skip", "target_postgres"]}
+EXTRA_ARGS = {"spool_throughput": ["--runs=1"],
+              "loader_throughput": ["--runs=1", "--skip=dlt", "--skip=target_postgres",
+                                    "--skip=standalone", "--skip=copy_ceiling"]}
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
