@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import harness  # noqa: E402
-from benchmarks.spool_throughput import drop_databases, fresh_database, stack_env  # noqa: E402
+from benchmarks.spool_throughput import drop_databases, fresh_pipeline, stack_env  # noqa: E402
 from tests import corpus  # noqa: E402
 
 PARTITIONS = 6
@@ -59,28 +59,9 @@ class Shape:
         self.streams = len({(m.tenant, m.stream) for m in self.messages})
 
     def __call__(self, r: int) -> harness.Figures:
-        from kafka.admin import KafkaAdminClient, NewTopic
-
-        from spool.ledger.registry import Registry
-        from spool.ledger.store import Ledger
-
-        admin_dsn = self.env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
-        tag = f"{self.name}_{self.run_id}_{r}"
-        self.databases += [f"bench_sc_wh_{tag}", f"bench_sc_ledger_{tag}"]
-        warehouse = fresh_database(admin_dsn, f"bench_sc_wh_{tag}")
-        ledger_dsn = fresh_database(admin_dsn, f"bench_sc_ledger_{tag}")
-        ledger = Ledger(ledger_dsn)
-        ledger.migrate()
-        registry = Registry(ledger)
-        for t in sorted(corpus.tenants_of(self.messages)):
-            registry.add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"}, f"s_{t}")
-        ledger.close()
-        topic = f"bench.scaling.{tag}"
-        admin = KafkaAdminClient(bootstrap_servers=self.env["SPOOL_KAFKA_BOOTSTRAP"])
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-        admin.close()
-        self.topics.append(topic)
-        job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
+        tag = f"sc_{self.name}_{self.run_id}_{r}"
+        topic, job_env = fresh_pipeline(self.env, tag, corpus.tenants_of(self.messages), "s_",
+                                        self.databases, self.topics)
 
         def timed(module: str, *extra: str) -> float:
             t0 = time.perf_counter()
@@ -92,7 +73,7 @@ class Shape:
         for round_ in ("first", "steady"):
             corpus.produce(self.env["SPOOL_KAFKA_BOOTSTRAP"], topic, self.messages, PARTITIONS)
             spool_s = timed("pipelines.spool_job", f"--topic={topic}",
-                            f"--consumer_group=bench-sc-{tag}",
+                            f"--consumer_group=bench-{tag}",
                             f"--spool_location={self.work / tag}")
             loader_s = timed("pipelines.loader_job")
             figures[f"spool_job_s_{round_}"] = spool_s

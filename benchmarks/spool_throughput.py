@@ -58,6 +58,32 @@ def fresh_database(admin_dsn: str, name: str) -> str:
     return admin_dsn.rsplit("/", 1)[0] + "/" + name
 
 
+def fresh_pipeline(env: dict, tag: str, tenants, schema_prefix: str, databases: list[str],
+                   topics: list[str]) -> tuple[str, dict]:
+    """A fresh ledger with ``tenants`` registered, each loading into its own schema of a
+    fresh warehouse, and an empty topic: (topic, the environment to run the jobs in). The
+    names go into ``databases`` and ``topics`` for the caller to drop."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
+    databases += [f"bench_wh_{tag}", f"bench_ledger_{tag}"]
+    warehouse = fresh_database(admin_dsn, f"bench_wh_{tag}")
+    ledger_dsn = fresh_database(admin_dsn, f"bench_ledger_{tag}")
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    registry = Registry(ledger)
+    for t in sorted(tenants):
+        registry.add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"},
+                            f"{schema_prefix}{t}")
+    ledger.close()
+    topic = f"bench.{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=env["SPOOL_KAFKA_BOOTSTRAP"])
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+    topics.append(topic)
+    return topic, dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
+
+
 def drop_databases(admin_dsn: str, names) -> None:
     import psycopg2
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.scaling import PARTITIONS  # noqa: E402
-from benchmarks.spool_throughput import drop_databases, fresh_database, stack_env  # noqa: E402
+from benchmarks.spool_throughput import drop_databases, fresh_pipeline, stack_env  # noqa: E402
 from tests import corpus  # noqa: E402
 
 
@@ -48,32 +48,13 @@ class Size:
         self.messages = corpus.generate(records, invalid_ratio=0.0, seed=9)
 
     def __call__(self, r: int) -> harness.Figures:
-        from kafka.admin import KafkaAdminClient, NewTopic
-
-        from spool.ledger.registry import Registry
-        from spool.ledger.store import Ledger
-
-        admin_dsn = self.env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
-        tag = f"{self.records}_{self.run_id}_{r}"
-        self.databases += [f"bench_vol_wh_{tag}", f"bench_vol_ledger_{tag}"]
-        warehouse = fresh_database(admin_dsn, f"bench_vol_wh_{tag}")
-        ledger_dsn = fresh_database(admin_dsn, f"bench_vol_ledger_{tag}")
-        ledger = Ledger(ledger_dsn)
-        ledger.migrate()
-        for t in sorted(corpus.tenants_of(self.messages)):
-            Registry(ledger).add_tenant(t, "postgres", {"dsn": "env:BENCH_WAREHOUSE_DSN"},
-                                        f"v_{t}")
-        ledger.close()
-        topic = f"bench.volume.{tag}"
-        admin = KafkaAdminClient(bootstrap_servers=self.env["SPOOL_KAFKA_BOOTSTRAP"])
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-        admin.close()
-        self.topics.append(topic)
+        tag = f"vol_{self.records}_{self.run_id}_{r}"
+        topic, job_env = fresh_pipeline(self.env, tag, corpus.tenants_of(self.messages), "v_",
+                                        self.databases, self.topics)
         corpus.produce(self.env["SPOOL_KAFKA_BOOTSTRAP"], topic, self.messages, PARTITIONS)
-        job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, BENCH_WAREHOUSE_DSN=warehouse)
         figures: harness.Figures = {}
         for step, args in (("spool_job", ["pipelines.spool_job", f"--topic={topic}",
-                                          f"--consumer_group=bench-vol-{tag}",
+                                          f"--consumer_group=bench-{tag}",
                                           f"--spool_location={self.work / tag}"]),
                            ("loader", ["pipelines.loader_job"])):
             cpu0, t0 = children_cpu(), time.perf_counter()
