@@ -37,14 +37,22 @@ REJECTED_COLUMNS = [
 ]
 LEVEL_COLUMN = sdc.LEVEL_ID
 SOURCE_KEY_COLUMN = sdc.SOURCE_KEY
-# stage-only columns (never in a user's table): arrival order, the tie-breaker of upserts;
-# which batch of the load a row came from
+# columns a load works with but never writes (never in a user's table): arrival order, the
+# tie-breaker of upserts; which batch of the load a row came from
 STAGE_ORDINAL = "_sdc_row"
 BATCH_INDEX = "_sdc_batch"
-# helper tables a load stages and merges through, kept in the tenant schema, empty between
-# loads: prefix + the target table's name (spool.warehouse.naming.stage_table)
-STAGE_PREFIX = "_sdc_stage_"
-WINNERS_PREFIX = "_sdc_winners_"
+# the one table a load stages rows in before merging them, kept in the tenant schema, empty
+# between loads: a slot number per target table of the load, then the table's columns as
+# text, in order (v1, v2, ...); the merge casts them to the target's types. One stage for
+# every table: a tenant with 10,000 tables has one helper, not 10,000, and a load one COPY.
+STAGE_TABLE = "_sdc_stage"
+STAGE_SLOT = "_sdc_slot"
+
+
+def stage_column(i: int) -> str:
+    """The stage's column for the ``i``-th (from 1) staged column of a table."""
+    return f"v{i}"
+
 
 # catalog tables in every tenant schema
 CONTRACT_TABLE = "_sdc_contract"

@@ -10,8 +10,9 @@ transaction, or with the batches recorded in the load log, which makes a re-run 
    plan), stream by stream;
 4. apply the DDL: create tables, add columns, index tables that have grown past a few MB,
    widen VARCHARs around dependent views (spool.warehouse.evolve);
-5. stage and merge each stream: copy, upsert by key and sequence, or append deduplicated
-   by record id (spool.warehouse.merge);
+5. put each stream's rows in: straight into tables created by this load; otherwise into the
+   tenant's one stage (one COPY), then merged, upsert by key and sequence or append
+   deduplicated by record id (spool.warehouse.merge);
 6. retire rows of older table versions after an ACTIVATE_VERSION (also merge);
 7. write cut values' reports to ``_sdc_rejected`` and the batch ids to ``_sdc_load_log``;
 8. commit.
@@ -33,7 +34,7 @@ from spool import sdc
 from spool.failpoints import failpoint
 from spool.warehouse import schema as tenant_schema
 from spool.warehouse.evolve import apply_ddl
-from spool.warehouse.merge import load_stream
+from spool.warehouse.merge import load_streams
 from spool.warehouse.plan import plan_load
 from spool.warehouse.stage import StagedGroup, without_batches
 from spool.warehouse.stagers import CopyStdinStager
@@ -88,8 +89,7 @@ class Loader:
                 state.relations |= {name for _s, _p, name in plan.new_tables}
                 plans.append(plan)
             apply_ddl(d, cur, schema, groups, plans)
-            for group, plan in zip(groups, plans, strict=True):
-                load_stream(d, self.stager, cur, schema, group, plan, state)
+            load_streams(d, self.stager, cur, schema, groups, plans, state)
             self._report_cuts(cur, schema, groups)
             now = datetime.now(tz=UTC)
             execute_values(cur, d.bookkeeping.insert_load_log_values(schema),

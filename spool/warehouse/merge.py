@@ -1,13 +1,14 @@
-"""Putting one stream's staged rows into its tables, inside the load's transaction.
+"""Putting a load's staged rows into their tables, inside the load's transaction.
 
+* Upserts keep each key's latest record of the load (highest sequence, then latest arrival),
+  ranked in memory before anything is sent; a replaced record's rows go with it in every
+  table of the stream.
 * A stream whose root table was created in this transaction has nothing to merge with: its
-  rows are deduplicated in memory (the latest record per key for upserts) and copied
-  straight into the tables.
-* Otherwise rows are copied into each table's stage (``_sdc_stage_*``, a table in the schema
-  that is empty between loads), then merged: upsert by key and ``_sdc_sequence`` (a row
-  replaces the stored one unless the stored sequence is higher; a replaced record's child
-  rows are replaced in every child table of the stream), or append deduplicated on
-  ``_sdc_record_id``.
+  rows are copied straight into the tables.
+* Every other table's rows go into the tenant's one stage (``_sdc_stage``, one COPY for the
+  whole load, a slot per table), then set-based statements, sent in one round trip, merge
+  them: upsert by key and ``_sdc_sequence`` (a stored row is replaced unless its sequence is
+  higher), or append deduplicated on ``_sdc_record_id``.
 * After an ACTIVATE_VERSION, rows of older table versions are retired.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -22,89 +24,136 @@ import pyarrow.csv as pacsv
 from spool import sdc
 from spool.failpoints import failpoint
 from spool.ingest.batchfile import ROOT_TABLE_KEY
-from spool.warehouse.contract import REJECTED_TABLE, STAGE_ORDINAL
+from spool.warehouse.contract import (
+    REJECTED_TABLE,
+    STAGE_ORDINAL,
+    STAGE_SLOT,
+    STAGE_TABLE,
+    stage_column,
+)
 from spool.warehouse.dialects import qualified
-from spool.warehouse.naming import stage_table, winners_table
 from spool.warehouse.plan import CatalogState, Plan, TablePlan, source_key_column, table_order
 from spool.warehouse.stage import StagedGroup, StagedTable
 from spool.warehouse.statements import Statements
 
 CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
+Column = tuple[str, str, str]  # (target column, stage column, SQL type)
 
 
-def load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
-                state: CatalogState) -> None:
+class Stage:
+    """The rows of one load bound for the tenant's stage, a slot per target table."""
+
+    def __init__(self, d, schema: str, state: CatalogState) -> None:
+        self.d = d
+        self.schema = schema
+        self.state = state
+        self.name = qualified(schema, STAGE_TABLE)
+        self.parts: list[pa.Table] = []
+        self.width = 0
+
+    def add(self, tp: TablePlan, arrays: dict[str, pa.Array]) -> tuple[int, list[Column]]:
+        """Stage a table's rows; returns their slot and columns."""
+        slot = len(self.parts) + 1
+        n = len(next(iter(arrays.values())))
+        columns = [(col, stage_column(i), tp.sql_types[col])
+                   for i, col in enumerate(arrays, start=1)]
+        self.parts.append(pa.table({STAGE_SLOT: pa.array(np.full(n, slot, np.int32)),
+                                    **{v: arrays[c] for c, v, _t in columns}}))
+        self.width = max(self.width, len(columns))
+        return slot, columns
+
+    def send(self, stager, cur) -> None:
+        """Create or widen the stage, then COPY every slot's rows into it at once."""
+        if not self.parts:
+            return
+        columns = [stage_column(i) for i in range(1, self.width + 1)]
+        text = self.d.types.column_type("string", 65535)
+        have = self.state.physical.get(STAGE_TABLE)
+        batch = Statements(cur)
+        if have is None:
+            batch.add(self.d.staging.create_stage_table(
+                self.name, [(STAGE_SLOT, "integer"), *((c, text) for c in columns)]))
+            index = self.d.staging.index_stage(self.name)
+            if index:
+                batch.add(index)
+            self.state.physical[STAGE_TABLE] = {STAGE_SLOT: "integer",
+                                               **dict.fromkeys(columns, text)}
+        else:
+            for col in columns:
+                if col not in have:
+                    batch.add(self.d.ddl.add_column(self.schema, STAGE_TABLE, col, text))
+                    have[col] = text
+        batch.flush()
+        buf = io.BytesIO()
+        for part in self.parts:
+            pads = {c: pa.nulls(part.num_rows) for c in columns[part.num_columns - 1:]}
+            for name, values in pads.items():
+                part = part.append_column(name, values)
+            pacsv.write_csv(part, buf, CSV_OPTIONS)
+        stager.stage(cur, self.d, self.name, [STAGE_SLOT, *columns], buf.getvalue())
+
+
+def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: list[Plan],
+                 state: CatalogState) -> None:
+    """Put every group's rows into its tables (the DDL is applied already)."""
+    stage = Stage(d, schema, state)
+    merges = Statements(cur)
+    for group, plan in zip(groups, plans, strict=True):
+        _load_stream(d, stager, cur, schema, group, plan, state, stage, merges)
+    if stage.parts:
+        stage.send(stager, cur)
+        failpoint("load.copy")
+        merges.add(d.staging.clear(stage.name))  # empty again when the transaction commits
+    merges.flush()
+
+
+def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
+                 state: CatalogState, stage: Stage, merges: Statements) -> None:
     root = plan.tables.get(ROOT_TABLE_KEY)
     upsert = bool(group.key_names) and root is not None and bool(root.key_columns) \
         and group.stream != REJECTED_TABLE
     ordered = sorted(plan.tables, key=table_order)
+    arrays = {tpath: _arrays(plan.tables[tpath], group.tables[tpath]) for tpath in ordered}
+    if upsert and _rows(arrays[ROOT_TABLE_KEY]):
+        winners = _latest_per_key(root, arrays[ROOT_TABLE_KEY])
+        if len(winners) < _rows(arrays[ROOT_TABLE_KEY]):
+            for tpath, cols in arrays.items():
+                keep = pc.is_in(cols[sdc.RECORD_ID], value_set=winners)
+                arrays[tpath] = {k: pc.filter(v, keep) for k, v in cols.items()}
+    for cols in arrays.values():
+        cols.pop(STAGE_ORDINAL, None)
     if root is not None and root.create:
         # fresh tables: nothing to merge with, rows go straight in
-        winners = _latest_per_key(root, group.tables[ROOT_TABLE_KEY]) if upsert else None
         for tpath in ordered:
-            tp, st = plan.tables[tpath], group.tables[tpath]
-            arrays = _arrays(tp, st)
-            if winners is not None:
-                keep = pc.is_in(arrays[sdc.RECORD_ID], value_set=winners)
-                arrays = {k: pc.filter(v, keep) for k, v in arrays.items()}
-            arrays.pop(STAGE_ORDINAL, None)
-            _copy(d, stager, cur, qualified(schema, tp.name), arrays)
+            _copy(d, stager, cur, qualified(schema, plan.tables[tpath].name), arrays[tpath])
             failpoint("load.copy")
+    elif upsert:
+        _merge_upsert(d, schema, group, plan, state, root, arrays, stage, merges)
     else:
-        _stage_and_merge(d, stager, cur, schema, group, plan, state, ordered,
-                         root if upsert else None)
+        for tpath in ordered:
+            if _rows(arrays[tpath]):
+                tp = plan.tables[tpath]
+                slot, columns = stage.add(tp, arrays[tpath])
+                merges.add(d.merge.merge_append(qualified(schema, tp.name), stage.name, slot,
+                                                columns, _column(columns, sdc.RECORD_ID)))
     if group.activate_version is not None:
-        batch = Statements(cur)
         for table in _stream_tables(group.stream, plan, state):
-            batch.add(d.merge.retire_versions(qualified(schema, table)),
-                      (group.activate_version,))
-        batch.flush()
+            merges.add(d.merge.retire_versions(qualified(schema, table)),
+                       (group.activate_version,))
 
 
-def _stage_and_merge(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
-                     state: CatalogState, ordered: list[str], upsert_root: TablePlan | None):
-    batch = Statements(cur)
-    staged = []
-    for tpath in ordered:
-        tp, st = plan.tables[tpath], group.tables[tpath]
-        arrays = _arrays(tp, st)
-        _ensure_helper(d, batch, schema, stage_table(tp.name),
-                       [(c, _stage_type(d, tp, c)) for c in arrays], state)
-        staged.append((tp, arrays))
-    root = upsert_root
-    if root is not None:
-        _ensure_helper(d, batch, schema, winners_table(root.name),
-                       [(c, _stage_type(d, root, c)) for c in
-                        [*root.key_columns, sdc.RECORD_ID, sdc.SEQUENCE]], state)
-    batch.flush()
-    for tp, arrays in staged:
-        _copy(d, stager, cur, qualified(schema, stage_table(tp.name)), arrays)
-        failpoint("load.copy")
-    if root is not None:
-        _merge_upsert(d, batch, schema, group, plan, state, root)
-    else:
-        for tp in plan.tables.values():
-            batch.add(d.merge.merge_append(qualified(schema, tp.name),
-                                           qualified(schema, stage_table(tp.name)),
-                                           _loaded_columns(tp)))
-    # the helper tables are empty again when the transaction commits
-    for tp in plan.tables.values():
-        batch.add(d.staging.clear(qualified(schema, stage_table(tp.name))))
-    if root is not None:
-        batch.add(d.staging.clear(qualified(schema, winners_table(root.name))))
-    batch.flush()
-
-
-def _merge_upsert(d, batch: Statements, schema: str, group: StagedGroup, plan: Plan,
-                  state: CatalogState, root: TablePlan) -> None:
+def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: CatalogState,
+                  root: TablePlan, arrays: dict, stage: Stage, merges: Statements) -> None:
+    if not _rows(arrays[ROOT_TABLE_KEY]):
+        return
     target = qualified(schema, root.name)
-    winners = qualified(schema, winners_table(root.name))
-    stage = qualified(schema, stage_table(root.name))
-    batch.add(d.merge.winners(winners, stage, root.key_columns))
-    batch.add(d.merge.drop_losers(winners, target, root.key_columns))
-    batch.add(d.merge.delete_replaced(target, winners, root.key_columns, root.key_columns))
-    batch.add(d.merge.insert_winners(target, stage, winners, _loaded_columns(root)))
-    staged = {tp.name: tp for p, tp in plan.tables.items() if p != ROOT_TABLE_KEY}
+    slot, columns = stage.add(root, arrays[ROOT_TABLE_KEY])
+    keys = [_column(columns, k) for k in root.key_columns]
+    merges.add(d.merge.delete_replaced(target, stage.name, slot, keys,
+                                       _column(columns, sdc.SEQUENCE)))
+    merges.add(d.merge.insert_winners(target, stage.name, slot, columns, keys))
+    rid = _column(columns, sdc.RECORD_ID)
+    staged = {tp.name: tpath for tpath, tp in plan.tables.items() if tpath != ROOT_TABLE_KEY}
     source_cols = [source_key_column(k, d.caps.identifier_bytes) for k in root.key_columns]
     for table in _stream_tables(group.stream, plan, state):
         if table == root.name:
@@ -116,13 +165,24 @@ def _merge_upsert(d, batch: Statements, schema: str, group: StagedGroup, plan: P
             continue
         # every child table of the stream: a replaced record's old child rows go, even
         # when its new version has none
-        batch.add(d.merge.delete_replaced(qualified(schema, table), winners, source_cols,
-                                          root.key_columns))
-        tp = staged.get(table)
-        if tp is not None:
-            batch.add(d.merge.insert_winners(qualified(schema, table),
-                                             qualified(schema, stage_table(table)), winners,
-                                             _loaded_columns(tp)))
+        child = qualified(schema, table)
+        merges.add(d.merge.delete_replaced_children(
+            child, target, stage.name, slot,
+            list(zip(source_cols, root.key_columns, strict=True)), rid))
+        tpath = staged.get(table)
+        if tpath is not None and _rows(arrays[tpath]):
+            child_slot, child_columns = stage.add(plan.tables[tpath], arrays[tpath])
+            merges.add(d.merge.insert_children(child, target, stage.name, child_slot,
+                                               child_columns,
+                                               _column(child_columns, sdc.RECORD_ID)))
+
+
+def _column(columns: list[Column], name: str) -> Column:
+    return next(c for c in columns if c[0] == name)
+
+
+def _rows(arrays: dict[str, pa.Array]) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
 
 
 def _copy(d, stager, cur, target: str, arrays: dict[str, pa.Array]) -> None:
@@ -133,28 +193,6 @@ def _copy(d, stager, cur, target: str, arrays: dict[str, pa.Array]) -> None:
     stager.stage(cur, d, target, list(arrays), buf.getvalue())
 
 
-def _ensure_helper(d, batch: Statements, schema: str, name: str,
-                   columns: list[tuple[str, str]], state: CatalogState) -> None:
-    """The stage or winners table ``name`` exists with at least ``columns``."""
-    have = state.physical.get(name)
-    if have is None:
-        batch.add(d.staging.create_stage_table(qualified(schema, name), columns))
-        state.physical[name] = dict(columns)
-        return
-    for col, sql_type in columns:
-        if col not in have:
-            batch.add(d.ddl.add_column(schema, name, col, sql_type))
-            have[col] = sql_type
-
-
-def _stage_type(d, tp: TablePlan, col: str) -> str:
-    sql_type = tp.sql_types.get(col, "bigint")
-    if sql_type.lower().startswith(("varchar", "character varying")):
-        # stage strings at the widest: the target may widen later, the stage need not
-        return d.types.column_type("string", 65535)
-    return sql_type
-
-
 def _stream_tables(stream: str, plan: Plan, state: CatalogState) -> list[str]:
     """The stream's tables that exist (a user may have dropped one; it is recreated only
     when data for it arrives)."""
@@ -163,29 +201,22 @@ def _stream_tables(stream: str, plan: Plan, state: CatalogState) -> list[str]:
 
 
 def _arrays(tp: TablePlan, st: StagedTable) -> dict[str, pa.Array]:
-    """The staged rows as warehouse columns (the stage-only ordinal included)."""
+    """The staged rows as warehouse columns (the ordinal that ranks upserts included)."""
     arrays: dict[str, pa.Array] = {}
     for (path, json_type), values in st.data.items():
         arrays[tp.columns[(path, json_type)]] = values
     for name, values in st.system.items():
-        if name in tp.sql_types or name == STAGE_ORDINAL:
+        if name in tp.sql_types or name == STAGE_ORDINAL:  # the ordinal ranks upserts
             arrays[name] = values
     for key, values in st.source_keys.items():
         col = tp.source_key_columns.get(key)
         if col is not None:
             arrays[col] = values
-    tp.sql_types.setdefault(STAGE_ORDINAL, "bigint")
-    tp.staged_columns = list(arrays)
     return arrays
 
 
-def _loaded_columns(tp: TablePlan) -> list[str]:
-    return [c for c in tp.staged_columns if c != STAGE_ORDINAL]
-
-
-def _latest_per_key(root: TablePlan, st: StagedTable) -> pa.Array:
+def _latest_per_key(root: TablePlan, arrays: dict[str, pa.Array]) -> pa.Array:
     """Record ids of the latest record per key (highest sequence, then latest arrival)."""
-    arrays = _arrays(root, st)
     table = pa.table({**{k: arrays[k] for k in root.key_columns},
                       sdc.SEQUENCE: arrays[sdc.SEQUENCE],
                       STAGE_ORDINAL: arrays[STAGE_ORDINAL],

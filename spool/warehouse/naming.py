@@ -27,12 +27,10 @@ changed, so the same input always meets the same names.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import unicodedata
 
 from spool import sdc
-from spool.warehouse.contract import STAGE_PREFIX, WINNERS_PREFIX
 
 TYPE_SUFFIXES = {"string": "__st", "integer": "__it", "number": "__fl", "boolean": "__bo",
                  "date-time": "__ti"}
@@ -97,21 +95,3 @@ def unique(base: str, taken, limit_bytes: int, suffix: str = "") -> str:
         candidate = fit(base, limit_bytes, f"_{n}{suffix}")
         n += 1
     return candidate
-
-
-@functools.lru_cache(maxsize=65536)
-def _helper_name(prefix: str, table: str) -> str:
-    """A reserved ``_sdc`` name per target table: readable, and unique even when long
-    table names share a beginning (a short digest of the whole name)."""
-    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
-    return f"{prefix}{table[:40]}_{digest}"
-
-
-def stage_table(table: str) -> str:
-    """The table a load stages ``table``'s rows in before merging them."""
-    return _helper_name(STAGE_PREFIX, table)
-
-
-def winners_table(table: str) -> str:
-    """The table a load ranks ``table``'s staged records per key in (upserts)."""
-    return _helper_name(WINNERS_PREFIX, table)

@@ -105,7 +105,6 @@ class TablePlan:
     key_columns: list[str] = field(default_factory=list)  # root: keys; child: source keys
     level_columns: list[str] = field(default_factory=list)
     source_key_columns: dict[str, str] = field(default_factory=dict)  # key name → column
-    staged_columns: list[str] = field(default_factory=list)  # set when staged
     index: bool = False  # create the merge indexes now (the table has grown large)
 
 

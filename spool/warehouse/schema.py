@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from psycopg2.extras import execute_values
 
 from spool.warehouse import CONTRACT_VERSION
-from spool.warehouse.contract import CATALOG
+from spool.warehouse.contract import CATALOG, STAGE_TABLE
 from spool.warehouse.dialects import TerminalError
-from spool.warehouse.naming import stage_table, winners_table
 from spool.warehouse.plan import CatalogState, Plan
 from spool.warehouse.statements import Statements
 
@@ -76,8 +75,7 @@ def read_state(d, cur, schema: str, streams: list[str]) -> CatalogState:
         cur.execute(d.bookkeeping.catalog_columns(schema), (names,))
         for t, source, json_type, col in cur.fetchall():
             state.columns.setdefault(t, {})[(source, json_type)] = col
-        helpers = tuple(f(n) for n in names for f in (stage_table, winners_table))
-        cur.execute(d.catalog.physical_columns(), (schema, names + helpers))
+        cur.execute(d.catalog.physical_columns(), (schema, (*names, STAGE_TABLE)))
         for t, col, sql_type in cur.fetchall():
             state.physical.setdefault(t, {})[col] = sql_type
         sizes = d.catalog.table_sizes()

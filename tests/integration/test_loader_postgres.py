@@ -113,6 +113,38 @@ def test_duplicates_in_one_batch_keep_the_latest(wh):
     assert rows(wh, "SELECT v FROM S.s") == [("c",)]
 
 
+def test_many_tables_merge_through_one_stage_that_is_empty_after_the_load(wh):
+    conn, schema = wh
+    loader = Loader(PG, CopyStdinStager())
+
+    def load_all(n):
+        groups = [stage_group("narrow", [make_batch("narrow", [{"id": 1, "v": n}],
+                                                    key_names=["id"], sequences=[n])], PG),
+                  stage_group("events", [make_batch("events", [{"e": n, "tags": ["a"]}],
+                                                    offsets=[n])], PG)]
+        if n > 1:  # a stream with more columns than the stage has yet
+            wide = {f"c{i}": i for i in range(30)}
+            groups.append(stage_group("wide", [make_batch("wide", [wide],
+                                                          offsets=[n])], PG))
+        loader.load(conn, schema, groups)
+
+    for n in (1, 2, 3):  # first load creates the tables; then both merge into them
+        load_all(n)
+    assert rows(wh, "SELECT id, v FROM S.narrow") == [(1, 3)]
+    assert rows(wh, "SELECT e FROM S.events ORDER BY e") == [(1,), (2,), (3,)]
+    assert rows(wh, "SELECT count(*) FROM S.events__tags") == [(3,)]
+    assert rows(wh, "SELECT count(*), min(c29) FROM S.wide") == [(2, 29)]
+    helpers = rows(wh, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                       "c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r' AND "
+                       "c.relname NOT IN ('narrow', 'events', 'events__tags', 'wide') "
+                       "AND c.relname NOT IN (SELECT table_name FROM S._sdc_tables) "
+                       "ORDER BY 1", schema)
+    assert [h for (h,) in helpers if not h.startswith(("_sdc_contract", "_sdc_tables",
+                                                      "_sdc_columns", "_sdc_load_log",
+                                                      "_sdc_rejected"))] == ["_sdc_stage"]
+    assert rows(wh, "SELECT count(*) FROM S._sdc_stage") == [(0,)]
+
+
 def test_append_deduplicates_records_spooled_twice(wh):
     first = make_batch("events", [{"n": 1, "a": [1]}, {"n": 2}], offsets=[100, 101])
     again = make_batch("events", [{"n": 2}, {"n": 3, "a": [3]}], offsets=[101, 102])
@@ -303,7 +335,7 @@ def test_every_redshift_statement_parses_as_redshift(wh):
     recorded = [s.decode() if isinstance(s, bytes) else s for s in RecordingCursor.statements]
     # statements sent together in one round trip are separated by ";\n"
     single = [part for s in recorded for part in s.split(";\n")]
-    assert any("_sdc_stage_" in s and s.startswith("CREATE") for s in single)
+    assert any('"_sdc_stage"' in s and s.startswith("CREATE") for s in single)
     spool_statements = [s for s in single
                         if not s.lstrip().upper().startswith(("DO ", "GRANT SELECT ON \"T_",
                                                               "COMMENT ON VIEW \"T_",
@@ -318,7 +350,7 @@ def test_every_redshift_statement_parses_as_redshift(wh):
         assert not isinstance(parsed, exp.Command) or (
             sql.startswith(unmodelled) and ("OWNER TO" in sql or sql.startswith("LOCK"))), sql
     real = DIALECTS["redshift"]
-    copy = real.staging.copy_s3('"_sdc_stage_t"', ["a", "b"])
+    copy = real.staging.copy_s3('"_sdc_stage"', ["_sdc_slot", "v1"])
     assert isinstance(sqlglot.parse_one(copy.replace("%s", "'x'"), read="redshift"), exp.Copy)
-    stage = real.staging.create_stage_table('"s"."_sdc_stage_t"', [("a", "varchar(65535)")])
+    stage = real.staging.create_stage_table('"s"."_sdc_stage"', [("v1", "varchar(65535)")])
     assert isinstance(sqlglot.parse_one(stage, read="redshift"), exp.Create)

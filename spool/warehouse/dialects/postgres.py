@@ -16,7 +16,7 @@ from spool.warehouse.contract import (
     CONTRACT_TABLE,
     LOAD_LOG_TABLE,
     REJECTED_TABLE,
-    STAGE_ORDINAL,
+    STAGE_SLOT,
     TABLES_TABLE,
 )
 from spool.warehouse.dialects.base import (
@@ -94,62 +94,99 @@ class PostgresDdl:
 
 
 class PostgresStaging:
-    """The helper tables a load stages into, and COPY through the connection.
+    """The stage a load copies rows into, and COPY through the connection.
 
-    Merging works through two tables per stream that live in the tenant schema and stay
-    empty between loads: ``_sdc_stage_*`` (the batch rows, one per target table) and
-    ``_sdc_winners_*`` (the latest record per key). Reusing them spares the catalog churn
-    of creating temporary tables in every load.
+    One table per tenant schema, ``_sdc_stage``, empty between loads: a slot number naming
+    the target table of the load, then that table's columns as text (``v1``, ``v2``, ...).
+    It is created once and widened when a table has more columns than it, so a load creates
+    no helper tables however many tables it merges into, and sends one COPY.
     """
 
     def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
         return f"CREATE UNLOGGED TABLE {table} ({cols})"
 
+    def index_stage(self, table: str) -> str | None:
+        """Every merge statement reads one slot of the stage."""
+        return f"CREATE INDEX ON {table} ({quote(STAGE_SLOT)})"
+
     def clear(self, table: str) -> str:
-        return f"DELETE FROM {table}"
+        # under the schema's load lock; leaves no dead rows for the next load to skip
+        return f"TRUNCATE {table}"
 
     def copy_stdin(self, target: str, columns: list[str]) -> str:
         cols = ", ".join(quote(c) for c in columns)
         return f"COPY {target} ({cols}) FROM STDIN WITH (FORMAT csv)"
 
 
+def _value(stage: str, column: str, sql_type: str) -> str:
+    """A stage column (text) as the target column's type."""
+    ref = f"{stage}.{quote(column)}"
+    if sql_type.lower().startswith(("text", "varchar", "character varying")):
+        return ref
+    return f"CAST({ref} AS {sql_type})"
+
+
+def _matches(table: str, stage: str, pairs: list[tuple[str, str, str]]) -> str:
+    """``table``'s columns equal the stage's: pairs of (table column, stage column, type)."""
+    return " AND ".join(f"{table}.{quote(c)} = {_value(stage, v, t)}" for c, v, t in pairs)
+
+
 class PostgresMerge:
-    """Upserts and deduplicated appends, as DELETE and INSERT (PostgreSQL and Redshift both
-    run them)."""
+    """Upserts and deduplicated appends from one slot of the stage, as DELETE and INSERT
+    (PostgreSQL and Redshift both run them). The stage holds each key's latest record of the
+    load only (ranked before staging). Column arguments are (target column, stage column,
+    SQL type) triples; ``slot`` is an int."""
 
-    def merge_append(self, target: str, stage: str, columns: list[str]) -> str:
+    def _slot(self, stage: str, slot: int) -> str:
+        return f"{stage}.{quote(STAGE_SLOT)} = {int(slot)}"
+
+    def merge_append(self, target: str, stage: str, slot: int,
+                     columns: list[tuple[str, str, str]], rid: tuple[str, str, str]) -> str:
         """Insert staged rows whose record id the target does not have yet."""
-        cols = ", ".join(quote(c) for c in columns)
-        src = ", ".join(f"s.{quote(c)}" for c in columns)
-        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {stage} AS s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.{RID} = s.{RID})")
+        cols = ", ".join(quote(c) for c, _v, _t in columns)
+        values = ", ".join(_value(stage, v, t) for _c, v, t in columns)
+        return (f"INSERT INTO {target} ({cols}) SELECT {values} FROM {stage} "
+                f"WHERE {self._slot(stage, slot)} AND NOT EXISTS (SELECT 1 FROM {target} AS t "
+                f"WHERE {_matches('t', stage, [rid])})")
 
-    def winners(self, winners: str, stage: str, keys: list[str]) -> str:
-        """The latest staged record per key (highest sequence, then latest arrival)."""
-        k = ", ".join(quote(c) for c in keys)
-        row, rn = quote(STAGE_ORDINAL), quote("_sdc_rn")
-        return (f"INSERT INTO {winners} ({k}, {RID}, {SEQ}) SELECT {k}, {RID}, {SEQ} FROM "
-                f"(SELECT {k}, {RID}, {SEQ}, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY "
-                f"{SEQ} DESC, {row} DESC) AS {rn} FROM {stage}) AS ranked WHERE {rn} = 1")
+    def delete_replaced(self, target: str, stage: str, slot: int,
+                        keys: list[tuple[str, str, str]], seq: tuple[str, str, str]) -> str:
+        """Stored rows of a staged key, unless stored with a higher sequence (a stored row
+        without a sequence is replaced)."""
+        higher = f"{target}.{SEQ} > {_value(stage, seq[1], seq[2])}"
+        return (f"DELETE FROM {target} USING {stage} WHERE {self._slot(stage, slot)} AND "
+                f"{_matches(target, stage, keys)} AND COALESCE({higher}, FALSE) = FALSE")
 
-    def drop_losers(self, winners: str, target: str, keys: list[str]) -> str:
-        """Winners whose key the target holds with a higher sequence lose."""
-        cond = " AND ".join(f"{target}.{quote(c)} = {winners}.{quote(c)}" for c in keys)
-        return (f"DELETE FROM {winners} USING {target} WHERE {cond} "
-                f"AND {target}.{SEQ} > {winners}.{SEQ}")
+    def insert_winners(self, target: str, stage: str, slot: int,
+                       columns: list[tuple[str, str, str]],
+                       keys: list[tuple[str, str, str]]) -> str:
+        """Staged rows, but for keys the target still holds: after delete_replaced, those
+        are stored with a higher sequence."""
+        cols = ", ".join(quote(c) for c, _v, _t in columns)
+        values = ", ".join(_value(stage, v, t) for _c, v, t in columns)
+        return (f"INSERT INTO {target} ({cols}) SELECT {values} FROM {stage} "
+                f"WHERE {self._slot(stage, slot)} AND NOT EXISTS (SELECT 1 FROM {target} AS t "
+                f"WHERE {_matches('t', stage, keys)})")
 
-    def delete_replaced(self, table: str, winners: str, table_cols: list[str],
-                        winner_cols: list[str]) -> str:
-        cond = " AND ".join(f"{table}.{quote(a)} = {winners}.{quote(b)}"
-                            for a, b in zip(table_cols, winner_cols, strict=True))
-        return f"DELETE FROM {table} USING {winners} WHERE {cond}"
+    def delete_replaced_children(self, child: str, root: str, stage: str, root_slot: int,
+                                 source_keys: list[tuple[str, str]],
+                                 rid: tuple[str, str, str]) -> str:
+        """Child rows of the records an upsert replaced (the staged root records now in the
+        root table): ``source_keys`` pairs (child column, root key column)."""
+        cond = " AND ".join(f"{child}.{quote(c)} = {root}.{quote(k)}" for c, k in source_keys)
+        return (f"DELETE FROM {child} USING {stage}, {root} WHERE "
+                f"{self._slot(stage, root_slot)} AND {_matches(root, stage, [rid])} AND {cond}")
 
-    def insert_winners(self, target: str, stage: str, winners: str, columns: list[str]) -> str:
-        cols = ", ".join(quote(c) for c in columns)
-        src = ", ".join(f"s.{quote(c)}" for c in columns)
-        return (f"INSERT INTO {target} ({cols}) SELECT {src} FROM {stage} AS s "
-                f"JOIN {winners} AS w ON s.{RID} = w.{RID}")
+    def insert_children(self, child: str, root: str, stage: str, slot: int,
+                        columns: list[tuple[str, str, str]],
+                        rid: tuple[str, str, str]) -> str:
+        """Staged child rows of records that are now in the root table."""
+        cols = ", ".join(quote(c) for c, _v, _t in columns)
+        values = ", ".join(_value(stage, v, t) for _c, v, t in columns)
+        return (f"INSERT INTO {child} ({cols}) SELECT {values} FROM {stage} "
+                f"WHERE {self._slot(stage, slot)} AND EXISTS (SELECT 1 FROM {root} AS r "
+                f"WHERE {_matches('r', stage, [rid])})")
 
     def retire_versions(self, table: str) -> str:
         """Rows of table versions older than the activated one (``%s``)."""

@@ -74,6 +74,12 @@ class RedshiftStaging(PostgresStaging):
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
         return f"CREATE TABLE {table} ({cols}) BACKUP NO"
 
+    def index_stage(self, table: str) -> str | None:
+        return None
+
+    def clear(self, table: str) -> str:
+        return f"DELETE FROM {table}"  # TRUNCATE would commit the load's transaction
+
     def copy_s3(self, target: str, columns: list[str]) -> str:
         """``target``: a table already quoted; parameters: manifest URI, IAM role."""
         cols = ", ".join(quote(c) for c in columns)
