@@ -47,7 +47,7 @@ AREAS = [
     ("warehouse: statements (waiting on the server)", ("Statements.flush",)),
     ("warehouse: COPY into stage tables", ("stagers.py",)),
     ("warehouse: merge, plan, schema in Python", ("spool/warehouse/",)),
-    ("batch file reads", ("objectstore.py",)),
+    ("batch file I/O (reads, writes, fsync)", ("objectstore.py",)),
     ("ledger", ("spool/ledger/",)),
     ("spool job: decode and shape", ("spool/ingest/chunks.py", "spool/ingest/decode",
                                      "spool/ingest/shape", "spool/ingest/envelope")),

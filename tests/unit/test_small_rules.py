@@ -101,3 +101,16 @@ def test_a_stream_whose_keys_change_loads_in_separate_transactions():
     assert [[c.batch_id for c in t] for t in cut] == [["b0", "b1"], ["b2", "b3", "b4"]]
     assert [[c.batch_id for c in t] for t in transactions.cut(claimed, max_rows=20)] == \
         [["b0", "b1"], ["b2", "b3"], ["b4"]]
+
+
+def test_a_local_batch_file_lands_even_after_its_directory_was_removed(tmp_path):
+    import shutil
+
+    from spool.objectstore import ObjectStore
+
+    store = ObjectStore()
+    first, second = tmp_path / "t" / "s" / "w" / "a.parquet", tmp_path / "t" / "s" / "w" / "b"
+    store.put_atomic(str(first), b"one")
+    shutil.rmtree(tmp_path / "t")  # a clean-up between two windows' writes
+    store.put_atomic(str(second), b"two")
+    assert second.read_bytes() == b"two" and not first.exists()
