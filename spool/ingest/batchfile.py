@@ -264,11 +264,11 @@ def decode(data: bytes) -> tuple[BatchMeta, pa.Table]:
     return BatchMeta.from_json(json.loads(table.schema.metadata[METADATA_KEY])), table
 
 
-def rows_of_table(table: pa.Table, table_path) -> pa.Table:
+def rows_of_table(table: pa.Table, table_path, only: bool = False) -> pa.Table:
     """The rows of one table of the batch (path as JSON list or key), with only the columns
-    that table uses."""
+    that table uses. ``only``: the batch holds no other table (no rows to filter out)."""
     key = table_path if isinstance(table_path, str) else compact_json(table_path)
-    sub = table.filter(pc.equal(table.column(TABLE_COLUMN), key))
+    sub = table if only else table.filter(pc.equal(table.column(TABLE_COLUMN), key))
     keep = []
     for name in sub.column_names:
         if name == TABLE_COLUMN:

@@ -85,12 +85,13 @@ class Stage:
                     have[col] = text
         batch.flush()
         buf = io.BytesIO()
+        names = [STAGE_SLOT, *columns]
         for part in self.parts:
-            pads = {c: pa.nulls(part.num_rows) for c in columns[part.num_columns - 1:]}
-            for name, values in pads.items():
-                part = part.append_column(name, values)
+            pad = pa.nulls(part.num_rows)  # a table with fewer columns: the rest empty
+            part = pa.Table.from_arrays(
+                [*part.columns, *[pad] * (len(names) - part.num_columns)], names=names)
             pacsv.write_csv(part, buf, CSV_OPTIONS)
-        stager.stage(cur, self.d, self.name, [STAGE_SLOT, *columns], buf.getvalue())
+        stager.stage(cur, self.d, self.name, names, buf.getvalue())
 
 
 def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: list[Plan],
@@ -119,7 +120,8 @@ def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
         if len(winners) < _rows(arrays[ROOT_TABLE_KEY]):
             for tpath, cols in arrays.items():
                 keep = pc.is_in(cols[sdc.RECORD_ID], value_set=winners)
-                arrays[tpath] = {k: pc.filter(v, keep) for k, v in cols.items()}
+                kept = pa.table(cols).filter(keep)  # one call per table, not per column
+                arrays[tpath] = dict(zip(kept.column_names, kept.columns, strict=True))
     for cols in arrays.values():
         cols.pop(STAGE_ORDINAL, None)
     if root is not None and root.create:
