@@ -101,9 +101,7 @@ def snapshot(stack, prefix) -> dict:
             # the contract's tables, without the loader's own bookkeeping and helpers
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema "
                         "= %s AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', "
-                        "'_sdc_tables', '_sdc_columns') AND table_name NOT LIKE "
-                        "'\\_sdc\\_stage\\_%%' AND table_name NOT LIKE "
-                        "'\\_sdc\\_winners\\_%%'", (schema,))
+                        "'_sdc_tables', '_sdc_columns', '_sdc_stage')", (schema,))
             for (table,) in cur.fetchall():
                 cur.execute(f'SELECT * FROM "{schema}"."{table}"')
                 names = [d[0] for d in cur.description]
