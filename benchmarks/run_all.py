@@ -16,6 +16,10 @@ would distort each other), each with its cases interleaved ``--runs`` times:
 * volume: CPU seconds per 1,000 records at ``--records`` and at ten times as many (the
   longest: ``--skip volume`` for a quicker table).
 
+A skipped benchmark's figures are taken from its last results file, marked ``reused`` with
+the commit they were measured at, so one benchmark can be refreshed without losing the
+table.
+
 Each writes its JSON and PNG to benchmarks/results/; this writes benchmarks/results/
 summary.json with every figure (median, min, max) and each target of the project with
 the figure that meets or misses it, and prints the table.
@@ -101,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in BENCHMARKS:
         if name in args.skip:
+            # the figures of its last run (with their own commit), so that refreshing one
+            # benchmark still gives the whole table
+            earlier = harness.RESULTS / f"{name}.json"
+            if earlier.exists():
+                results[name] = {**json.loads(earlier.read_text()), "reused": True}
             continue
         print(f"[run_all] {name}", flush=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
@@ -116,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"benchmark": "run_all", "records": args.records, "runs": args.runs,
                "commit": harness.commit(), "machine": machine,
                "results": {name: {"cases": r["cases"], "ratios": r.get("ratios", {}),
-                                  "against_smallest": r.get("against_smallest", {})}
+                                  "against_smallest": r.get("against_smallest", {}),
+                                  "commit": r.get("commit"),
+                                  "reused": r.get("reused", False)}
                            for name, r in results.items()},
                "targets": targets}
     path = harness.write("summary", summary)
     for name, r in results.items():
-        print(f"\n{name}")
+        print(f"\n{name}" + (f" (reused: measured at {r.get('commit')})"
+                              if r.get("reused") else ""))
         for case, figs in r["cases"].items():
             for figure, f in figs.items():
                 print(f"  {case:16} {figure:34} {f['median']:>12,}  "
