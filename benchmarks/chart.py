@@ -4,7 +4,8 @@ Runs in its own venv (benchmarks/harness.py makes it) so matplotlib stays out of
 measured environment. The JSON's ``chart`` is a list of panels, each
 ``{"title", "ylabel", "bars": {label: {"median", "min", "max"}}}`` (a bar per label at its
 median, a whisker from min to max) or ``{"title", "ylabel", "xlabel", "lines":
-{label: [[x, median, min, max], ...]}, "log_x": bool}``; either may set ``"log_y"``.
+{label: [[x, median, min, max], ...]}, "log_x": bool}``; either may set ``"log_y"``, and
+a lines panel ``"marks": [[x, label], ...]`` (events drawn as dashed vertical lines).
 """
 
 import json
@@ -39,6 +40,10 @@ def main(src: str, dst: str) -> int:
                 ax.errorbar(xs, [p[1] for p in points],
                             yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
                             marker="o", capsize=3, label=label)
+            for x, text in panel.get("marks", []):
+                ax.axvline(x, color="#c44e52", linestyle="--", linewidth=1)
+                ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"), rotation=90,
+                            va="top", ha="right", fontsize=7, color="#c44e52")
             if panel.get("log_x"):
                 ax.set_xscale("log")
             ax.set_xlabel(panel.get("xlabel", ""))

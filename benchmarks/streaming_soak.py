@@ -1,0 +1,465 @@
+"""Streaming for a long time, with faults: freshness, losses, duplicates and memory.
+
+    .venv/bin/python benchmarks/streaming_soak.py [--minutes 10] [--rate 1000]
+        [--tenants 10] [--streams 5] [--partitions 6] [--batch_seconds 10]
+        [--poll_seconds 2] [--kill spool_job@0.3 --kill loader@0.6] [--out FILE]
+
+Starts what a user starts: the spool job (``--mode=streaming`` on Prism) and the loader
+(``--mode=follow``), each as its own process group, against a fresh ledger, warehouse and
+topic on the local stack. A producer sends ``--rate`` records/s, spread evenly over
+``--tenants`` x ``--streams`` (even streams keyed by ``id``, odd ones append-only), each
+record carrying its send time. Every loaded table gets a user column
+``observed_at timestamptz DEFAULT clock_timestamp()`` once the warm-up has created it
+(which also shows that the loader keeps user columns); a record's *freshness* is
+``observed_at`` minus its send time: how old it was when its row was written in the
+warehouse.
+
+``--kill JOB@FRACTION`` SIGKILLs the job's whole process group (a crash) at that fraction
+of the run and starts it again at once, as an operator or a supervisor would. After the
+producer stops, the run waits (up to ``--settle_seconds``) for every acknowledged record to
+be in the warehouse, then stops both jobs with SIGTERM.
+
+Written to benchmarks/results/streaming_soak.json (and a PNG): freshness p50/p95/p99/max
+overall and per minute of send time, per 10 s in the plot; records acknowledged, lost
+(acknowledged, not in the warehouse) and duplicated (rows beyond one per id), exact; the
+RSS of each job's process group every few seconds; each kill, and the catch-up after it:
+seconds from the restart until the records sent from then on are fresh again (every later
+10 s slice with p95 within ``--target_p95`` seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.spool_throughput import drop_databases, fresh_database, stack_env  # noqa: E402
+
+SLICE_S = 10  # freshness slices in the plot and for catch-up
+RSS_EVERY_S = 5
+JOBS = ("spool_job", "loader")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def figures(values: list[float]) -> dict:
+    if not values:
+        return {}
+    return {"n": len(values), "p50": round(percentile(values, 50), 2),
+            "p95": round(percentile(values, 95), 2), "p99": round(percentile(values, 99), 2),
+            "max": round(max(values), 2)}
+
+
+def group_rss_mib(pgid: int) -> float:
+    """Resident memory of every process in the process group, MiB."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) != pgid:  # state, ppid, pgrp
+                continue
+            total += int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 2**20
+
+
+class Job:
+    """One of the two jobs, started as a user would, restartable after a kill."""
+
+    def __init__(self, name: str, args: list[str], env: dict, logs: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.logs = logs
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        module = "pipelines.spool_job" if self.name == "spool_job" else "pipelines.loader_job"
+        log = open(self.logs / f"{self.name}.{self.starts}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *self.args], cwd=ROOT,
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        self.starts += 1
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        deadline = time.monotonic() + 10  # the group's other processes too
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=60)
+        self.kill()
+
+
+class Producer(threading.Thread):
+    """Sends ``rate`` records/s over the streams, round-robin, until stopped; remembers the
+    id of every record the broker acknowledged."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, streams: list,
+                 rate: int) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self.streams = streams  # (tenant, stream, keyed)
+        self.rate = rate
+        self.stop_event = threading.Event()
+        self.acked: set[int] = set()
+        self.sent = 0
+        self.next_id = 0
+
+    def send(self, producer) -> None:
+        tenant, stream, keyed = self.streams[self.next_id % len(self.streams)]
+        rid = self.next_id
+        self.next_id += 1
+        env = {"tenant": tenant, "stream": stream, "sequence": rid,
+               "data": {"id": rid, "sent_ms": int(time.time() * 1000),
+                        "amount": rid % 997 / 10, "note": "soak"}}
+        if keyed:
+            env["key_names"] = ["id"]
+        future = producer.send(self.topic, json.dumps(env).encode(),
+                               partition=rid % self.partitions)
+        future.add_callback(lambda _meta, rid=rid: self.acked.add(rid))
+        self.sent += 1
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        start = time.monotonic()
+        tick = 0.02
+        while not self.stop_event.is_set():
+            due = int((time.monotonic() - start) * self.rate)
+            while self.sent < due:
+                self.send(producer)
+            time.sleep(tick)
+        producer.flush(timeout=60)
+        producer.close()
+
+
+def setup(env: dict, tag: str, tenants: list[str], partitions: int) -> tuple[str, str, str]:
+    """A fresh ledger with the tenants registered, a fresh warehouse, an empty topic."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from spool.ledger.registry import Registry
+    from spool.ledger.store import Ledger
+
+    admin_dsn = env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
+    warehouse = fresh_database(admin_dsn, f"soak_wh_{tag}")
+    ledger_dsn = fresh_database(admin_dsn, f"soak_ledger_{tag}")
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    registry = Registry(ledger)
+    for t in tenants:
+        registry.add_tenant(t, "postgres", {"dsn": "env:SOAK_WAREHOUSE_DSN"}, f"soak_{t}")
+    ledger.close()
+    topic = f"soak.{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=env["SPOOL_KAFKA_BOOTSTRAP"])
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    admin.close()
+    return topic, ledger_dsn, warehouse
+
+
+def loaded_tables(conn) -> list[tuple[str, str]]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_schema, table_name FROM information_schema.columns "
+                    "WHERE table_schema LIKE 'soak\\_%%' AND column_name = 'sent_ms'")
+        return sorted(cur.fetchall())
+
+
+def add_probe(conn, tables) -> None:
+    with conn, conn.cursor() as cur:
+        for schema, table in tables:
+            cur.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS observed_at '
+                        "timestamptz DEFAULT clock_timestamp()")
+
+
+def read_rows(conn, tables, first_id: int) -> list[tuple[int, int, float, float]]:
+    """(id, sent ms, batched epoch s, observed epoch s) of every measured row."""
+    rows = []
+    with conn, conn.cursor() as cur:
+        for schema, table in tables:
+            cur.execute(f'SELECT id, sent_ms, extract(epoch FROM _sdc_batched_at), '
+                        f'extract(epoch FROM observed_at) FROM "{schema}"."{table}" '
+                        "WHERE id >= %s", (first_id,))
+            rows += [(int(i), int(s), float(b), float(o)) for i, s, b, o in cur.fetchall()]
+    return rows
+
+
+def ledger_legs(ledger_dsn: str, since: float) -> dict:
+    """Per batch closed after ``since`` (epoch s): seconds from its window's end to READY in
+    the ledger, from READY to claimed by the loader, from claimed to LOADED."""
+    import psycopg2
+
+    conn = psycopg2.connect(ledger_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT extract(epoch FROM created_at - window_end), "
+                        "extract(epoch FROM load_started_at - created_at), "
+                        "extract(epoch FROM loaded_at - load_started_at) FROM batches "
+                        "WHERE state = 'LOADED' AND window_end >= to_timestamp(%s)", (since,))
+            legs = cur.fetchall()
+    finally:
+        conn.close()
+    names = ("window_end_to_ready", "ready_to_claimed", "claimed_to_loaded")
+    return {name: figures([float(leg[i]) for leg in legs]) for i, name in enumerate(names)}
+
+
+def wait_for(what: str, check, deadline_s: float, interval: float = 1.0):
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise SystemExit(f"soak: gave up waiting for {what} after {deadline_s:.0f} s")
+        time.sleep(interval)
+
+
+def catch_up(fresh: list[tuple[float, float]], restart: float, target: float,
+             end: float) -> float | None:
+    """Seconds from ``restart`` until every later slice of send time has p95 <= target."""
+    slices: dict[int, list[float]] = {}
+    for sent, age in fresh:
+        if sent >= restart:
+            slices.setdefault(int((sent - restart) // SLICE_S), []).append(age)
+    last_bad = -1
+    for k in sorted(slices):
+        if restart + (k + 1) * SLICE_S > end:
+            break
+        if percentile(slices[k], 95) > target:
+            last_bad = k
+    return None if not slices else (last_bad + 1) * SLICE_S
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="how long the producer sends (default 10)")
+    parser.add_argument("--rate", type=int, default=1000, help="records/s (default 1000)")
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--streams", type=int, default=5, help="per tenant (default 5)")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch_seconds", type=float, default=10.0)
+    parser.add_argument("--poll_seconds", type=float, default=2.0)
+    parser.add_argument("--kill", action="append", default=None, metavar="JOB@FRACTION",
+                        help="SIGKILL JOB (spool_job or loader) at this fraction of the run "
+                        "and restart it (default: spool_job@0.3 and loader@0.6; "
+                        "--kill none for no kills)")
+    parser.add_argument("--target_p95", type=float, default=13.0,
+                        help="freshness a slice must be within to count as caught up")
+    parser.add_argument("--settle_seconds", type=float, default=300.0)
+    parser.add_argument("--spool_arg", action="append", default=[],
+                        help="extra spool job option, repeatable")
+    parser.add_argument("--loader_arg", action="append", default=[],
+                        help="extra loader option, repeatable")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    kills = []
+    for spec in args.kill if args.kill is not None else ["spool_job@0.3", "loader@0.6"]:
+        if spec == "none":
+            continue
+        job, _, frac = spec.partition("@")
+        if job not in JOBS or not frac:
+            parser.error(f"--kill {spec!r}: give JOB@FRACTION, JOB one of {', '.join(JOBS)}")
+        kills.append((float(frac) * args.minutes * 60, job))
+    kills.sort()
+
+    import psycopg2
+
+    from tests import corpus
+
+    env = stack_env()
+    os.environ.update(env)
+    machine = harness.machine()
+    tag = uuid.uuid4().hex[:8]
+    tenants = [corpus.tenant_name(i) for i in range(args.tenants)]
+    streams = [(t, corpus.stream_name(j), j % 2 == 0) for t in tenants
+               for j in range(args.streams)]
+    topic, ledger_dsn, warehouse = setup(env, tag, tenants, args.partitions)
+    work = ROOT / "var" / "bench" / f"soak_{tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, SOAK_WAREHOUSE_DSN=warehouse)
+    jobs = {
+        "spool_job": Job("spool_job", [f"--topic={topic}", f"--consumer_group=soak-{tag}",
+                                       f"--spool_location={work / 'spool'}", "--mode=streaming",
+                                       f"--batch_seconds={args.batch_seconds}",
+                                       *args.spool_arg], job_env, work),
+        "loader": Job("loader", ["--mode=follow", f"--poll_seconds={args.poll_seconds}",
+                                 "--metrics_port=0", *args.loader_arg], job_env, work),
+    }
+    conn = psycopg2.connect(warehouse)
+    producer = Producer(env["SPOOL_KAFKA_BOOTSTRAP"], topic, args.partitions, streams,
+                        args.rate)
+    rss: dict[str, list[list[float]]] = {j: [] for j in JOBS}
+    events: list[dict] = []
+    try:
+        for job in jobs.values():
+            job.start()
+        # warm-up: one record per stream creates the tables; then the probe column
+        print(f"[soak] warm-up: {len(streams)} tables, logs in {work}", flush=True)
+        from kafka import KafkaProducer
+
+        warm = KafkaProducer(bootstrap_servers=env["SPOOL_KAFKA_BOOTSTRAP"], acks="all")
+        for _ in streams:
+            producer.send(warm)
+        warm.flush()
+        warm.close()
+        first_id = producer.next_id
+        producer.sent, producer.acked = 0, set()
+        tables = wait_for("the warm-up tables",
+                          lambda: (t := loaded_tables(conn)) and len(t) == len(streams) and t,
+                          180 + 3 * args.batch_seconds)
+        add_probe(conn, tables)
+        print(f"[soak] sending {args.rate} records/s for {args.minutes} min", flush=True)
+        t0 = time.time()
+        producer.start()
+        duration = args.minutes * 60
+        pending = list(kills)
+        while (elapsed := time.time() - t0) < duration:
+            for name, job in jobs.items():
+                rss[name].append([round(elapsed, 1), round(group_rss_mib(job.proc.pid), 1)])
+                if job.proc.poll() is not None:
+                    raise SystemExit(f"soak: the {name} ended by itself (exit "
+                                     f"{job.proc.returncode}); see {work}")
+            while pending and pending[0][0] <= elapsed:
+                _at, name = pending.pop(0)
+                killed = time.time()
+                jobs[name].kill()
+                jobs[name].start()
+                events.append({"job": name, "killed_s": round(killed - t0, 1),
+                               "restarted_s": round(time.time() - t0, 1)})
+                print(f"[soak] {name} killed at {killed - t0:.0f} s and restarted", flush=True)
+            time.sleep(RSS_EVERY_S)
+        producer.stop_event.set()
+        producer.join()
+        stopped = time.time()
+        acked = set(producer.acked)
+        print(f"[soak] producer stopped: {producer.sent:,} sent, {len(acked):,} acknowledged; "
+              "waiting for the warehouse", flush=True)
+
+        def arrived():
+            ids = {i for i, *_ in read_rows(conn, tables, first_id)}
+            return acked <= ids
+
+        settled = True
+        try:
+            wait_for("every acknowledged record in the warehouse", arrived,
+                     args.settle_seconds, interval=2)
+        except SystemExit as exc:
+            print(f"[soak] {exc}", flush=True)
+            settled = False
+        settle_s = time.time() - stopped
+    finally:
+        producer.stop_event.set()
+        for job in jobs.values():
+            job.stop()
+    rows = read_rows(conn, tables, first_id)
+    conn.close()
+    legs = ledger_legs(ledger_dsn, t0)
+    drop_databases(env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres",
+                   [f"soak_wh_{tag}", f"soak_ledger_{tag}"])
+
+    counts: dict[int, int] = {}
+    for i, *_ in rows:
+        counts[i] = counts.get(i, 0) + 1
+    lost = sorted(acked - set(counts))
+    duplicated = sum(c - 1 for c in counts.values() if c > 1)
+    fresh = sorted((s / 1000 - t0, o - s / 1000) for i, s, _b, o in rows if i in acked)
+    ages = [a for _s, a in fresh]
+    legs = {"sent_to_batched": figures([b - s / 1000 for i, s, b, _o in rows if i in acked]),
+            "batched_to_observed": figures([o - b for i, _s, b, o in rows if i in acked]),
+            **legs}
+    per_minute = {}
+    for sent, age in fresh:
+        per_minute.setdefault(int(sent // 60), []).append(age)
+    slices: dict[int, list[float]] = {}
+    for sent, age in fresh:
+        slices.setdefault(int(sent // SLICE_S), []).append(age)
+    for event in events:
+        restart = event["restarted_s"]
+        event["catch_up_s"] = catch_up(fresh, restart, args.target_p95, stopped - t0)
+        event["catch_up_batch_intervals"] = (
+            None if event["catch_up_s"] is None
+            else round(event["catch_up_s"] / args.batch_seconds, 1))
+    # growth over the last half of the run, from the job's last restart if that came later
+    growth = {}
+    for name, samples in rss.items():
+        since = max([duration / 2] + [e["restarted_s"] for e in events if e["job"] == name])
+        late = [m for t, m in samples if t >= since]
+        if len(late) >= 2:
+            growth[name] = round(statistics.mean(late[-3:]) / statistics.mean(late[:3]) - 1, 4)
+    result = {
+        "benchmark": "streaming_soak",
+        "commit": harness.commit(),
+        "machine": machine,
+        "versions": harness.versions(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "kills": events,
+        "records": {"sent": producer.sent, "acknowledged": len(acked),
+                    "in_warehouse": len(counts), "lost": len(lost),
+                    "lost_ids_sample": lost[:20], "duplicated_rows": duplicated,
+                    "all_arrived": settled, "settle_s": round(settle_s, 1)},
+        "freshness_s": figures(ages),
+        "where_the_seconds_go": legs,
+        "freshness_s_per_minute": {str(m): figures(v) for m, v in sorted(per_minute.items())},
+        "rss_mib": rss,
+        "rss_growth_last_half": growth,
+        "chart": [
+            {"title": "freshness (send → row in the warehouse) per 10 s of send time",
+             "ylabel": "seconds", "xlabel": "seconds into the run",
+             "lines": {q: [[k * SLICE_S, *[round(percentile(v, n), 2)] * 3]
+                           for k, v in sorted(slices.items())]
+                       for q, n in (("p50", 50), ("p95", 95), ("p99", 99))},
+             "marks": [[e["killed_s"], f"kill {e['job']}"] for e in events]},
+            {"title": "RSS of each job's process group", "ylabel": "MiB",
+             "xlabel": "seconds into the run",
+             "lines": {name: [[t, m, m, m] for t, m in samples]
+                       for name, samples in rss.items()},
+             "marks": [[e["killed_s"], f"kill {e['job']}"] for e in events]},
+        ],
+    }
+    path = harness.write("streaming_soak", result, args.out)
+    print(json.dumps({k: result[k] for k in ("records", "freshness_s", "where_the_seconds_go",
+                                             "kills", "rss_growth_last_half")}, indent=2))
+    print(f"[soak] results: {path}")
+    return 0 if not lost and not duplicated and settled else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
