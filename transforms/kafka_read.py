@@ -61,7 +61,7 @@ class ReadConfig:
     max_records: int | None = None
     chunk_records: int = 20_000
     poll_timeout_ms: int = 500
-    max_bundle_seconds: float = 2.0
+    max_bundle_seconds: float = 0.5  # streaming: a read hands back its watermark this often
     idle_lag_seconds: float = 1.0
     idle_defer_seconds: float = 0.5
     watermark_scope: str = "partition"  # or "process", see the module docstring
@@ -239,6 +239,7 @@ class _ReadPartitionFn(beam.DoFn):
     def setup(self):
         self._consumers: dict = {}
         self._next: dict = {}
+        self._closing = False
 
     def _consumer(self, topic: str, partition: int, start: int):
         from kafka import KafkaConsumer, TopicPartition
@@ -282,7 +283,16 @@ class _ReadPartitionFn(beam.DoFn):
 
         while True:
             stop = tracker.current_restriction().stop
-            polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.chunk_records)
+            try:
+                polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms,
+                                       max_records=cfg.chunk_records)
+            except Exception:
+                if not self._closing:
+                    raise
+                # the worker is stopping and teardown closed the consumer under this poll:
+                # hand the rest back unread (nothing of it was claimed) instead of a traceback
+                tracker.defer_remainder()
+                return
             records = polled.get(tp)
             if records:
                 end = tracker.try_claim(UpTo(records[-1].offset))
@@ -318,6 +328,7 @@ class _ReadPartitionFn(beam.DoFn):
                 return
 
     def teardown(self):
+        self._closing = True
         for consumer in getattr(self, "_consumers", {}).values():
             consumer.close(autocommit=False)
         self._consumers = {}

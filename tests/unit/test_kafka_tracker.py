@@ -1,10 +1,23 @@
-"""Chunk claims against a runner's splits: no record is left between two owners."""
+"""Chunk claims against a runner's splits: no record is left between two owners; a streaming
+read hands its watermark back at the end of each read, and ends quietly on teardown."""
 
 from __future__ import annotations
 
-from apache_beam.io.restriction_trackers import OffsetRange
+import time
 
-from transforms.kafka_read import UNBOUNDED, UpTo, _OffsetTracker
+from apache_beam.io.restriction_trackers import OffsetRange
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.runners.sdf_utils import ThreadsafeRestrictionTracker
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from transforms.kafka_read import (
+    UNBOUNDED,
+    PartitionRange,
+    ReadConfig,
+    UpTo,
+    _OffsetTracker,
+    _ReadPartitionFn,
+)
 
 
 def test_a_split_during_a_poll_shortens_the_claim_instead_of_failing_it():
@@ -25,3 +38,56 @@ def test_unbounded_ranges_split_only_at_checkpoints():
     primary, residual = tracker.try_split(0)
     assert (primary.stop, residual.start, residual.stop) == (10, 10, UNBOUNDED)
     assert tracker.try_claim(UpTo(20)) is None
+
+
+class _Record:
+    def __init__(self, offset: int, timestamp: int) -> None:
+        self.offset, self.timestamp, self.value, self.headers = offset, timestamp, b"{}", []
+
+
+class _SteadyConsumer:
+    """A partition that always has one more record, stamped now (a busy topic)."""
+
+    def __init__(self, tp) -> None:
+        self.tp, self.next, self.closed_under_poll = tp, 0, False
+
+    def poll(self, timeout_ms, max_records):
+        if self.closed_under_poll:
+            raise RuntimeError("KafkaConsumer is closed")
+        record = _Record(self.next, int(time.time() * 1000))
+        self.next += 1
+        return {self.tp: [record]}
+
+
+def _streaming_read(bundle_seconds: float):
+    fn = _ReadPartitionFn(ReadConfig(bootstrap="-", topic="q", group="g", streaming=True,
+                                     max_bundle_seconds=bundle_seconds))
+    fn.setup()
+    consumer = _SteadyConsumer(("q", 0))
+    fn._consumer = lambda topic, partition, start: (consumer, ("q", 0))
+    tracker = ThreadsafeRestrictionTracker(_OffsetTracker(OffsetRange(0, UNBOUNDED)))
+    watermark = ManualWatermarkEstimator(MIN_TIMESTAMP)
+    element = PartitionRange("q", 0, 0, UNBOUNDED, (0,))
+    return fn, consumer, tracker, watermark, element
+
+
+def test_a_busy_partition_hands_back_its_watermark_at_the_end_of_each_read():
+    fn, consumer, tracker, watermark, element = _streaming_read(bundle_seconds=0.05)
+    started = int(time.time() * 1000)
+    chunks = list(fn.process(element, tracker, watermark))  # ends although records keep coming
+    assert chunks and consumer.next == len(chunks)
+    residual, _delay = tracker.deferred_status()  # the rest goes back to the runner
+    assert (residual.start, residual.stop) == (len(chunks), UNBOUNDED)
+    # the watermark it hands back is the newest record's time, not where the read began
+    newest = chunks[-1].value[3][-1].timestamp
+    assert watermark.current_watermark() == Timestamp(micros=newest * 1000)
+    assert newest >= started
+
+
+def test_a_read_whose_consumer_is_closed_by_teardown_ends_quietly():
+    fn, consumer, tracker, watermark, element = _streaming_read(bundle_seconds=60)
+    consumer.closed_under_poll = True
+    fn._closing = True  # teardown ran while this read was polling
+    assert list(fn.process(element, tracker, watermark)) == []
+    residual, _delay = tracker.deferred_status()
+    assert residual.start == 0  # nothing claimed: every record is read again later
