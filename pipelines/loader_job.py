@@ -2,9 +2,11 @@
 
     python -m pipelines.loader_job --help
     python -m pipelines.loader_job --mode=drain    # load what is READY now, then end (cron)
-    python -m pipelines.loader_job --mode=follow   # keep polling the ledger until stopped
+    python -m pipelines.loader_job --mode=follow   # keep loading new batches until stopped
 
 ListDueTables (per tenant) → Reshuffle → LoadBatches (claim → load → mark, spool.loader).
+In follow mode a tick (WakeUps) starts each round: when the spool job announces new batches
+on the ledger (LISTEN/NOTIFY), and at least every --poll_seconds.
 Tenants load in parallel; a tenant's streams load in order of their batches' sequence
 ranges, in warehouse transactions of up to ``--load_max_rows`` rows.
 """
@@ -13,11 +15,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from pipelines.common import (
     JobModeOptions,
@@ -35,6 +35,7 @@ from pipelines.common import (
 from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig
 from transforms.load_batches import ListDueTables, LoadBatches, LoadConfig
+from transforms.wakeups import WakeUps
 
 log = logging.getLogger("spool.loader")
 
@@ -43,8 +44,16 @@ class LoaderOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Loader")
-        group.add_argument("--poll_seconds", type=float, default=5.0,
-                           help="follow mode: how often to look for new batches (default 5).")
+        group.add_argument(
+            "--poll_seconds", type=float, default=5.0,
+            help="follow mode: look for due batches at least this often (default 5). New "
+            "batches are loaded as soon as the spool job announces them; polling finds the "
+            "rest (retries whose delay ran out, expired leases) and covers a lost announcement.")
+        group.add_argument(
+            "--no_listen", action="store_true", default=False,
+            help="follow mode: only poll; do not LISTEN on the ledger for the spool job's "
+            "announcements (e.g. behind a connection pooler in transaction mode, which "
+            "cannot LISTEN).")
         group.add_argument(
             "--lease_seconds", type=float, default=600.0,
             help="How long a claim on a batch lasts; a loader that dies leaves its batches to "
@@ -84,8 +93,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
                      metrics_port=metrics_port)
     if follow:
-        ticks = pipeline | "Poll" >> PeriodicImpulse(
-            start_timestamp=time.time(), fire_interval=opts.poll_seconds)
+        if not opts.poll_seconds > 0:
+            raise SystemExit(f"error: --poll_seconds={opts.poll_seconds}: give a number of "
+                             "seconds above 0")
+        ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, opts.poll_seconds,
+                                                listen=not opts.no_listen)
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks

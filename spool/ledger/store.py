@@ -21,6 +21,7 @@ import psycopg2.extras
 
 from spool import secrets
 from spool.ledger.migrations import MIGRATIONS
+from spool.ledger.notify import notify_ready
 from spool.ledger.states import INITIAL
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ class Ledger:
 
     def record_batches(self, batches: list[BatchRecord]) -> int:
         """Insert READY batches; a batch id already present is left as it is (its content
-        is the same, since ids derive from content). Returns how many were new."""
+        is the same, since ids derive from content). New batches are announced to following
+        loaders when the transaction commits. Returns how many were new."""
 
         def q(cur):
             rows = [
@@ -142,6 +144,8 @@ class Ledger:
                        min_sequence, max_sequence, offsets, key_names, columns, meta)
                    VALUES %s ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id""",
                 rows, fetch=True)
+            if inserted:
+                notify_ready(cur)  # a following loader looks at once (spool.ledger.notify)
             return len(inserted)
 
         return self.run(q) if batches else 0

@@ -401,3 +401,47 @@ def test_a_misconfigured_destination_fails_its_batches_at_once(stack, spooled_sm
     assert len(mine) > 1 and {s for s, _ in mine} == {"FAILED"}
     assert all(f"SPOOL_UNSET_{unique.upper()}" in error for _, error in mine)
     assert {state for is_broken, state, _ in rows if not is_broken} == {"LOADED"}
+
+
+def test_a_following_loader_loads_batches_as_soon_as_they_are_recorded(
+        stack, make_topic, ledger_dsn, unique, drop_schemas, tmp_path):
+    """The spool job announces the batches it records; a following loader whose next poll is
+    an hour away loads them, exactly as a drain would."""
+    messages = corpus.generate(2_000, tenants=2, streams=3, invalid_ratio=0.0, seed=13)
+    topic = make_topic(partitions=3)
+    drop_schemas(f"{unique}_a")
+    register(ledger_dsn, corpus.tenants_of(messages), f"{unique}_a")
+    env = job_env(stack, ledger_dsn)
+    app = "spool-loader-listen"
+
+    def listening():
+        conn = psycopg2.connect(ledger_dsn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                        "AND datname = current_database()", (app,))
+            n = cur.fetchone()[0]
+        conn.close()
+        return n > 0
+
+    log = open(tmp_path / "loader.log", "wb")  # noqa: SIM115 - closed below
+    loader = subprocess.Popen([sys.executable, "-m", "pipelines.loader_job", "--mode=follow",
+                               "--poll_seconds=3600", "--metrics_port=0"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # it listens once its first look at the (empty) ledger has gone out
+        wait_for("the loader listening on the ledger", listening, 120)
+        ids = corpus.produce(stack.kafka_bootstrap, topic, messages, 3)
+        run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                       f"--spool_location={tmp_path / 'spool'}", "--batch_max_rows=300"], env)
+        assert sum(batch_states(ledger_dsn).values()) > 0
+        wait_for("every batch loaded without a poll",
+                 lambda: set(batch_states(ledger_dsn)) == {"LOADED"}, 120)
+    finally:
+        kill(loader, signal.SIGTERM, timeout=60)
+        log.close()
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    with conn.cursor() as cur:
+        for (tenant, table), exp in expected_tables(messages, ids).items():
+            cur.execute(f'SELECT count(*) FROM "{unique}_a_{tenant}"."{table}"')
+            assert cur.fetchone()[0] == len(exp["rows"]), (tenant, table)
+    conn.close()
