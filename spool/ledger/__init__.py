@@ -7,6 +7,7 @@ Every ledger statement lives in this package, one module per concern:
 * ``registry``: tenants and their destinations, streams' Singer schemas, tenant state;
 * ``states``: the batch state machine, which builds every statement that moves a batch;
 * ``claims``: the loader's side: claims with leases, one function per transition;
+* ``notify``: new READY batches announced (``NOTIFY``) and awaited (``LISTEN``);
 * ``queries``: what the ``spool`` command reads (status, batches, rejected records);
 * ``migrations``: the schema, as numbered migrations.
 """
