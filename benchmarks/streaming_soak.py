@@ -22,9 +22,10 @@ be in the warehouse, then stops both jobs with SIGTERM.
 Written to benchmarks/results/streaming_soak.json (and a PNG): freshness p50/p95/p99/max
 overall and per minute of send time, per 10 s in the plot; records acknowledged, lost
 (acknowledged, not in the warehouse) and duplicated (rows beyond one per id), exact; the
-RSS of each job's process group every few seconds; each kill, and the catch-up after it:
-seconds from the restart until the records sent from then on are fresh again (every later
-10 s slice with p95 within ``--target_p95`` seconds).
+RSS and CPU of each job's process group (and the machine's CPU) every few seconds; window
+end to READY per minute; each kill, and the catch-up after it: seconds from the restart
+until the records sent from then on are fresh again (every later 10 s slice with p95
+within ``--target_p95`` seconds).
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ def figures(values: list[float]) -> dict:
             "max": round(max(values), 2)}
 
 
-def group_rss_mib(pgid: int) -> float:
-    """Resident memory of every process in the process group, MiB."""
+def group_usage(pgid: int) -> tuple[float, float]:
+    """Resident memory (MiB) and CPU seconds so far of every live process in the group."""
     page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    rss = cpu = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -78,10 +80,18 @@ def group_rss_mib(pgid: int) -> float:
             fields = stat[stat.rindex(")") + 2:].split()
             if int(fields[2]) != pgid:  # state, ppid, pgrp
                 continue
-            total += int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * page
+            cpu += int(fields[11]) + int(fields[12])  # utime, stime
+            rss += int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * page
         except (OSError, ValueError, IndexError):
             continue
-    return total / 2**20
+    return rss / 2**20, cpu / tick
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
 
 
 class Job:
@@ -230,13 +240,20 @@ def ledger_legs(ledger_dsn: str, since: float) -> dict:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT extract(epoch FROM created_at - window_end), "
                         "extract(epoch FROM load_started_at - created_at), "
-                        "extract(epoch FROM loaded_at - load_started_at) FROM batches "
+                        "extract(epoch FROM loaded_at - load_started_at), "
+                        "extract(epoch FROM window_end) FROM batches "
                         "WHERE state = 'LOADED' AND window_end >= to_timestamp(%s)", (since,))
             legs = cur.fetchall()
     finally:
         conn.close()
     names = ("window_end_to_ready", "ready_to_claimed", "claimed_to_loaded")
-    return {name: figures([float(leg[i]) for leg in legs]) for i, name in enumerate(names)}
+    out = {name: figures([float(leg[i]) for leg in legs]) for i, name in enumerate(names)}
+    minutes: dict[int, list[float]] = {}
+    for leg in legs:
+        minutes.setdefault(int((float(leg[3]) - since) // 60), []).append(float(leg[0]))
+    out["window_end_to_ready_per_minute"] = {str(m): figures(v)
+                                             for m, v in sorted(minutes.items())}
+    return out
 
 
 def wait_for(what: str, check, deadline_s: float, interval: float = 1.0):
@@ -327,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     producer = Producer(env["SPOOL_KAFKA_BOOTSTRAP"], topic, args.partitions, streams,
                         args.rate)
     rss: dict[str, list[list[float]]] = {j: [] for j in JOBS}
+    cpu: dict[str, list[list[float]]] = {j: [] for j in [*JOBS, "machine"]}
+    last_cpu: dict[str, tuple[float, float]] = {}
     events: list[dict] = []
     try:
         for job in jobs.values():
@@ -353,7 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         pending = list(kills)
         while (elapsed := time.time() - t0) < duration:
             for name, job in jobs.items():
-                rss[name].append([round(elapsed, 1), round(group_rss_mib(job.proc.pid), 1)])
+                mib, cpu_s = group_usage(job.proc.pid)
+                rss[name].append([round(elapsed, 1), round(mib, 1)])
+                before = last_cpu.get(name)
+                if before and cpu_s >= before[1] and elapsed > before[0]:  # not across a restart
+                    cpu[name].append([round(elapsed, 1),
+                                      round(100 * (cpu_s - before[1]) / (elapsed - before[0]))])
+                last_cpu[name] = (elapsed, cpu_s)
+            busy, total = machine_jiffies()
+            if "machine" in last_cpu and total > last_cpu["machine"][1]:
+                was_busy, was_total = last_cpu["machine"]
+                cpu["machine"].append([round(elapsed, 1), round(
+                    100 * (os.cpu_count() or 1) * (busy - was_busy) / (total - was_total))])
+            last_cpu["machine"] = (busy, total)
+            for name, job in jobs.items():
                 if job.proc.poll() is not None:
                     raise SystemExit(f"soak: the {name} ended by itself (exit "
                                      f"{job.proc.returncode}); see {work}")
@@ -440,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         "freshness_s_per_minute": {str(m): figures(v) for m, v in sorted(per_minute.items())},
         "rss_mib": rss,
         "rss_growth_last_half": growth,
+        "cpu_percent": cpu,  # per process group and the whole machine; 100 = one core
         "chart": [
             {"title": "freshness (send → row in the warehouse) per 10 s of send time",
              "ylabel": "seconds", "xlabel": "seconds into the run",
@@ -451,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
              "xlabel": "seconds into the run",
              "lines": {name: [[t, m, m, m] for t, m in samples]
                        for name, samples in rss.items()},
+             "marks": [[e["killed_s"], f"kill {e['job']}"] for e in events]},
+            {"title": "CPU (100 % = one core)", "ylabel": "%",
+             "xlabel": "seconds into the run",
+             "lines": {name: [[t, c, c, c] for t, c in samples]
+                       for name, samples in cpu.items()},
              "marks": [[e["killed_s"], f"kill {e['job']}"] for e in events]},
         ],
     }
