@@ -241,6 +241,13 @@ class _ReadPartitionFn(beam.DoFn):
         self._next: dict = {}
         self._closing = False
 
+    def start_bundle(self):
+        # a runner may put several partitions' reads in one bundle (Prism takes every pending
+        # residual of the stage), and the watermark moves only when the bundle ends: so the
+        # time limit is the bundle's, and reads after the first get one chunk each once it
+        # has run out
+        self._bundle_deadline = time.monotonic() + self.cfg.max_bundle_seconds
+
     def _consumer(self, topic: str, partition: int, start: int):
         from kafka import KafkaConsumer, TopicPartition
 
@@ -270,7 +277,7 @@ class _ReadPartitionFn(beam.DoFn):
         floor = max(watermark.current_watermark().micros // 1000, _FLOORS.get(me, _NO_FLOOR))
         _SETTLED[me] = floor
         shared = cfg.watermark_scope == "process"
-        deadline = time.monotonic() + cfg.max_bundle_seconds
+        deadline = self._bundle_deadline
 
         def report(floor: int) -> None:
             _FLOORS[me] = floor

@@ -63,6 +63,7 @@ def _streaming_read(bundle_seconds: float):
     fn = _ReadPartitionFn(ReadConfig(bootstrap="-", topic="q", group="g", streaming=True,
                                      max_bundle_seconds=bundle_seconds))
     fn.setup()
+    fn.start_bundle()
     consumer = _SteadyConsumer(("q", 0))
     fn._consumer = lambda topic, partition, start: (consumer, ("q", 0))
     tracker = ThreadsafeRestrictionTracker(_OffsetTracker(OffsetRange(0, UNBOUNDED)))
@@ -82,6 +83,25 @@ def test_a_busy_partition_hands_back_its_watermark_at_the_end_of_each_read():
     newest = chunks[-1].value[3][-1].timestamp
     assert watermark.current_watermark() == Timestamp(micros=newest * 1000)
     assert newest >= started
+
+
+def test_reads_that_share_a_bundle_share_its_time_limit():
+    """Prism puts every pending partition read of the stage in one bundle, and the
+    watermark moves when the bundle ends: a read that starts after the bundle's time is up
+    reads one chunk and hands back, so the bundle does not last a time limit per read."""
+    fn, _first, tracker, watermark, element = _streaming_read(bundle_seconds=0.05)
+    assert len(list(fn.process(element, tracker, watermark))) >= 1
+    second = _SteadyConsumer(("q", 1))
+    fn._consumer = lambda topic, partition, start: (second, ("q", 1))
+    tracker = ThreadsafeRestrictionTracker(_OffsetTracker(OffsetRange(0, UNBOUNDED)))
+    chunks = list(fn.process(PartitionRange("q", 1, 0, UNBOUNDED, (0, 1)), tracker,
+                             ManualWatermarkEstimator(MIN_TIMESTAMP)))
+    assert len(chunks) == 1
+    assert tracker.deferred_status()[0].start == 1
+    fn.start_bundle()  # the next bundle has its own time
+    tracker = ThreadsafeRestrictionTracker(_OffsetTracker(OffsetRange(1, UNBOUNDED)))
+    assert len(list(fn.process(PartitionRange("q", 1, 1, UNBOUNDED, (0, 1)), tracker,
+                               ManualWatermarkEstimator(MIN_TIMESTAMP)))) > 1
 
 
 def test_a_read_whose_consumer_is_closed_by_teardown_ends_quietly():
