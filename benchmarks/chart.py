@@ -54,8 +54,9 @@ def main(src: str, dst: str) -> int:
         ax.set_ylabel(panel.get("ylabel", ""))
         ax.grid(axis="y", alpha=0.3)
     meta = data.get("machine", {})
-    fig.suptitle(f"{data.get('benchmark', '')}: medians of {data.get('runs', '?')} interleaved "
-                 f"runs, whiskers min-max; {meta.get('cpus', '?')} cores, commit "
+    how = (f"medians of {data['runs']} interleaved runs, whiskers min-max" if "runs" in data
+           else "one run")
+    fig.suptitle(f"{data.get('benchmark', '')}: {how}; {meta.get('cpus', '?')} cores, commit "
                  f"{str(data.get('commit', ''))[:10]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)

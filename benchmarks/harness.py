@@ -72,7 +72,7 @@ def commit() -> str:
                               check=False).stdout.strip()
     sha = git("rev-parse", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "spool", "transforms", "pipelines",
-                "benchmarks")
+                "benchmarks", ":!benchmarks/results")  # results are not what was measured
     return sha + ("+dirty" if dirty else "")
 
 
