@@ -72,10 +72,10 @@ class KafkaSourceOptions(PipelineOptions):
                            help="How long one poll waits for records (default 500).")
         group.add_argument(
             "--read_bundle_seconds", type=float, default=0.5,
-            help="streaming: how long one read of a partition runs before it hands its "
-            "progress and watermark back to the runner. Shorter moves the watermark sooner, "
-            "so a batch is written sooner after its window ends; each hand-back costs the "
-            "runner a little (default 0.5).")
+            help="streaming: how long one bundle of partition reads runs before it hands "
+            "progress and watermark back to the runner (reads that share a bundle share "
+            "this limit). Shorter moves the watermark sooner, so a batch is written sooner "
+            "after its window ends; each hand-back costs the runner a little (default 0.5).")
         group.add_argument(
             "--idle_watermark_lag_seconds", type=float, default=1.0,
             help="streaming: a partition with nothing new moves its watermark to now minus "

@@ -61,7 +61,7 @@ class ReadConfig:
     max_records: int | None = None
     chunk_records: int = 20_000
     poll_timeout_ms: int = 500
-    max_bundle_seconds: float = 0.5  # streaming: a read hands back its watermark this often
+    max_bundle_seconds: float = 0.5  # streaming: a bundle of reads hands back this often
     idle_lag_seconds: float = 1.0
     idle_defer_seconds: float = 0.5
     watermark_scope: str = "partition"  # or "process", see the module docstring
