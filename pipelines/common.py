@@ -58,6 +58,13 @@ def job_mode(options: PipelineOptions, allowed: tuple[str, ...], job: str) -> st
     return mode
 
 
+def positive_seconds(flag: str, value: float) -> float:
+    """A duration flag that must be above zero; a bad value ends the job at once."""
+    if not value > 0:
+        raise SystemExit(f"error: {flag}={value}: give a number of seconds above 0")
+    return value
+
+
 class SpoolLocationOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):

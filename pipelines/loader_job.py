@@ -27,6 +27,7 @@ from pipelines.common import (
     choose_runner,
     configure_logging,
     job_mode,
+    positive_seconds,
     report_metrics,
     resolve_common,
     s3_config,
@@ -93,11 +94,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
                      metrics_port=metrics_port)
     if follow:
-        if not opts.poll_seconds > 0:
-            raise SystemExit(f"error: --poll_seconds={opts.poll_seconds}: give a number of "
-                             "seconds above 0")
-        ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, opts.poll_seconds,
-                                                listen=not opts.no_listen)
+        poll = positive_seconds("--poll_seconds", opts.poll_seconds)
+        ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, poll, listen=not opts.no_listen)
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks

@@ -26,6 +26,7 @@ from pipelines.common import (
     choose_runner,
     configure_logging,
     job_mode,
+    positive_seconds,
     report_metrics,
     resolve_common,
     s3_config,
@@ -146,13 +147,6 @@ def partitions(text: str | None) -> tuple[int, ...]:
     if not found or found[0] < 0:
         raise SystemExit(f"error: --partitions={text!r}: partition numbers are 0 or more")
     return tuple(found)
-
-
-def positive_seconds(flag: str, value: float) -> float:
-    """A duration flag that must be above zero; a bad value ends the job at once."""
-    if not value > 0:
-        raise SystemExit(f"error: {flag}={value}: give a number of seconds above 0")
-    return value
 
 
 def watermark_scope(options: PipelineOptions) -> str:

@@ -216,8 +216,9 @@ class _PartitionRestrictions(RestrictionProvider):
         return None
 
 
-class _PartitionWatermarks(WatermarkEstimatorProvider):
-    """Manual watermark whose state is always a Timestamp, never None."""
+class ManualWatermarks(WatermarkEstimatorProvider):
+    """Manual watermark whose state is always a Timestamp, never None (see the module
+    docstring); transforms.wakeups uses it too."""
 
     def initial_estimator_state(self, element, restriction):
         return MIN_TIMESTAMP
@@ -227,7 +228,7 @@ class _PartitionWatermarks(WatermarkEstimatorProvider):
 
 
 _RESTRICTIONS = _PartitionRestrictions()
-_WATERMARKS = _PartitionWatermarks()
+_WATERMARKS = ManualWatermarks()
 
 
 class _ReadPartitionFn(beam.DoFn):

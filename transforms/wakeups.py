@@ -19,11 +19,11 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Timestamp
 
 from spool.ledger.notify import ReadyListener
+from transforms.kafka_read import ManualWatermarks
 
 ENDLESS = 2**63 - 1
 
@@ -52,18 +52,8 @@ class _TickTracker(OffsetRestrictionTracker):
         return False
 
 
-class _Now(WatermarkEstimatorProvider):
-    """Manual watermark whose state is always a Timestamp (see transforms.kafka_read)."""
-
-    def initial_estimator_state(self, element, restriction):
-        return MIN_TIMESTAMP
-
-    def create_watermark_estimator(self, estimator_state):
-        return ManualWatermarkEstimator(estimator_state or MIN_TIMESTAMP)
-
-
 _RESTRICTION = _Endless()
-_WATERMARK = _Now()
+_WATERMARK = ManualWatermarks()
 
 
 class _WakeUpFn(beam.DoFn):

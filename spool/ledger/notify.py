@@ -73,9 +73,9 @@ class ReadyListener:
                 select.select([conn], [], [], left)
         except (psycopg2.Error, OSError) as exc:
             if not self._warned:
+                first_line = (str(exc).strip().splitlines() or [""])[0]
                 log.warning("cannot listen for new batches (%s: %s); polling only until the "
-                            "ledger accepts LISTEN again", type(exc).__name__,
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+                            "ledger accepts LISTEN again", type(exc).__name__, first_line)
                 self._warned = True
             self.close()
             time.sleep(max(0.0, deadline - time.monotonic()))
