@@ -10,6 +10,7 @@ applies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from spool.ledger import states
@@ -113,15 +114,21 @@ def renew(ledger: Ledger, batch_ids: list[str], owner: str, lease_seconds: float
     return ledger.run(q)
 
 
-def mark_loaded(ledger: Ledger, batch_ids: list[str]) -> int:
-    """LOADING → LOADED (by whichever loader: the warehouse's load log decided)."""
+def mark_loaded(ledger: Ledger, batch_ids: list[str],
+                also: Callable[[object], None] | None = None) -> int:
+    """LOADING → LOADED (by whichever loader: the warehouse's load log decided). ``also``
+    runs with the same cursor, in the same ledger transaction (the load's reports and
+    events are recorded with the state change, or not at all)."""
     sql = states.LOADED.update("loaded_at = now(), updated_at = now(), lease_owner = NULL, "
                                "lease_expires_at = NULL, last_error = NULL, "
                                "next_attempt_at = NULL", "batch_id = ANY(%s)")
 
     def q(cur):
         cur.execute(sql, (list(batch_ids),))
-        return cur.rowcount
+        n = cur.rowcount
+        if also is not None:
+            also(cur)
+        return n
 
     return ledger.run(q)
 
@@ -159,14 +166,19 @@ def release(ledger: Ledger, batch_ids: list[str], owner: str) -> int:
     return ledger.run(q)
 
 
-def mark_failed(ledger: Ledger, batch_ids: list[str], owner: str, error: str) -> int:
-    """LOADING → FAILED with the reason (credentials redacted)."""
+def mark_failed(ledger: Ledger, batch_ids: list[str], owner: str, error: str,
+                also: Callable[[object], None] | None = None) -> int:
+    """LOADING → FAILED with the reason (credentials redacted); ``also`` as in
+    :func:`mark_loaded`."""
     sql = states.FAIL.update("lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), "
                              "last_error = %s", "batch_id = ANY(%s) AND lease_owner = %s")
 
     def q(cur):
         cur.execute(sql, (redact(error)[:4000], list(batch_ids), owner))
-        return cur.rowcount
+        n = cur.rowcount
+        if also is not None:
+            also(cur)
+        return n
 
     return ledger.run(q)
 

@@ -77,4 +77,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "load reports: what each warehouse transaction did per table",
+        """
+        CREATE TABLE load_reports (
+            tenant_id        text NOT NULL,
+            load_id          text NOT NULL,
+            stream           text NOT NULL,
+            table_name       text NOT NULL,
+            rows_inserted    bigint NOT NULL DEFAULT 0,
+            rows_updated     bigint NOT NULL DEFAULT 0,
+            rows_retired     bigint NOT NULL DEFAULT 0,
+            rows_rejected    bigint NOT NULL DEFAULT 0,
+            values_cut       bigint NOT NULL DEFAULT 0,
+            min_received_at  timestamptz,
+            max_received_at  timestamptz,
+            min_extracted_at timestamptz,
+            max_extracted_at timestamptz,
+            batch_ids        text[] NOT NULL DEFAULT '{}',
+            started_at       timestamptz,
+            finished_at      timestamptz,
+            recorded_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (load_id, table_name)
+        );
+        CREATE INDEX load_reports_by_table ON load_reports (tenant_id, table_name, recorded_at);
+        """,
+    ),
 ]

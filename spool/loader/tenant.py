@@ -44,12 +44,13 @@ from spool.ledger import claims
 from spool.ledger.claims import Claimed
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
-from spool.loader import transactions
+from spool.loader import outcomes, transactions
 from spool.loader.errors import classify
 from spool.loader.warehouses import Warehouses
 from spool.objectstore import ObjectStore
 from spool.warehouse.destination import Destination
 from spool.warehouse.dialects import DIALECTS, Dialect, TerminalError, TransientError
+from spool.warehouse.report import SchemaChange, TableReport
 from spool.warehouse.stage import stage_group
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class Attempt:
     rows: int = 0
     seconds: float = 0.0
     error: str | None = None  # FAILED, RETRY: the reason (credentials redacted)
+    reports: tuple[TableReport, ...] = ()  # LOADED: what the load did, per table
+    changes: tuple[SchemaChange, ...] = ()  # LOADED: the schema changes it applied
 
 
 @dataclass
@@ -95,6 +98,8 @@ class _Tried:
     error: str = ""
     transient: bool = False
     destination_ok: bool = False  # the warehouse was reached: a batch may be the culprit
+    reports: tuple[TableReport, ...] = ()
+    changes: tuple[SchemaChange, ...] = ()
 
 
 class TenantLoader:
@@ -162,9 +167,11 @@ class TenantLoader:
         ids = [c.batch_id for c in batches]
         if tried.ok:
             failpoint("load.after_commit")
-            claims.mark_loaded(self.ledger, ids)
+            claims.mark_loaded(self.ledger, ids, also=lambda cur: outcomes.loaded(
+                cur, dest.tenant_id, list(tried.reports), list(tried.changes)))
             yield Attempt(Status.LOADED, tried.loaded, tried.skipped, tried.rows,
-                          self.clock() - started)
+                          self.clock() - started, reports=tried.reports,
+                          changes=tried.changes)
             return
         if tried.transient:
             self.warehouses.discard(dest)
@@ -190,7 +197,9 @@ class TenantLoader:
                         return
             return
         # one culprit batch, or a destination no batch can load into (no culprit)
-        claims.mark_failed(self.ledger, ids, self.owner, tried.error)
+        claims.mark_failed(self.ledger, ids, self.owner, tried.error,
+                           also=lambda cur: outcomes.failed(cur, dest.tenant_id, ids,
+                                                            tried.error))
         log.error("%d batch(es) of %s failed (%s): %s", len(ids), dest.tenant_id, ids[0],
                   tried.error)
         yield Attempt(Status.FAILED, tuple(ids), error=tried.error)
@@ -216,4 +225,5 @@ class TenantLoader:
                           transient=classify(dialect, exc) is TransientError,
                           destination_ok=destination_ok)
         return _Tried(ok=True, loaded=tuple(result.loaded), skipped=tuple(result.skipped),
-                      rows=result.rows)
+                      rows=result.rows, reports=tuple(result.reports),
+                      changes=tuple(result.changes))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from psycopg2.extras import execute_values
@@ -36,6 +36,7 @@ from spool.warehouse import schema as tenant_schema
 from spool.warehouse.evolve import apply_ddl
 from spool.warehouse.merge import load_streams
 from spool.warehouse.plan import plan_load
+from spool.warehouse.report import SchemaChange, TableReport
 from spool.warehouse.stage import StagedGroup, without_batches
 from spool.warehouse.stagers import CopyStdinStager
 
@@ -46,6 +47,8 @@ class LoadResult:
     skipped: list[str]  # batch ids that were already in the load log
     rows: int
     tables: list[str]
+    reports: list[TableReport] = field(default_factory=list)  # per table of the load
+    changes: list[SchemaChange] = field(default_factory=list)  # DDL it applied
 
 
 class Loader:

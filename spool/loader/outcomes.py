@@ -1,0 +1,22 @@
+"""What the ledger records with a load's outcome, in the transaction that marks it.
+
+A load that committed in the warehouse is marked LOADED together with its per-table reports
+(``spool loads``, ``spool status``) and the webhook events it causes; a batch that failed
+alone is marked FAILED together with its ``batch.failed`` event. Either all of it is in the
+ledger or none of it: an event is never announced for a state the ledger does not hold, and
+never lost for one it does.
+"""
+
+from __future__ import annotations
+
+from spool.ledger import reports as ledger_reports
+from spool.warehouse.report import SchemaChange, TableReport
+
+
+def loaded(cur, tenant: str, reports: list[TableReport], changes: list[SchemaChange]) -> None:
+    """Record a committed load's reports (and its events) with its LOADED state."""
+    ledger_reports.save(cur, tenant, reports)
+
+
+def failed(cur, tenant: str, batch_ids: list[str], error: str) -> None:
+    """Record what goes with batches that failed alone (their events)."""
