@@ -39,6 +39,7 @@ class TableReport:
     rows_retired: int = 0  # rows of older table versions deleted after ACTIVATE_VERSION
     rows_rejected: int = 0  # records of the stream that went to _sdc_rejected instead
     values_cut: int = 0  # values changed to fit the warehouse (reported in _sdc_rejected)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # reason code → count
     min_received_at: datetime | None = None
     max_received_at: datetime | None = None
     min_extracted_at: datetime | None = None
