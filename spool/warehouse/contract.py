@@ -1,4 +1,4 @@
-"""The warehouse contract as data: system columns, catalog tables, types (version 1).
+"""The warehouse contract as data: system columns, catalog tables, types (version 2).
 
 docs/warehouse-contract.md is the prose; golden tests pin both. A change that would alter
 existing output is a new CONTRACT_VERSION.
@@ -59,6 +59,8 @@ CONTRACT_TABLE = "_sdc_contract"
 TABLES_TABLE = "_sdc_tables"
 COLUMNS_TABLE = "_sdc_columns"
 LOAD_LOG_TABLE = "_sdc_load_log"
+LOADS_TABLE = "_sdc_loads"  # v2: what each load did, per table
+SCHEMA_CHANGES_TABLE = "_sdc_schema_changes"  # v2: every change a load applied to the schema
 CATALOG = {
     CONTRACT_TABLE: [("version", "integer", 0), ("applied_at", "date-time", 0)],
     TABLES_TABLE: [("stream", "string", 1024), ("table_path", "string", 4096),
@@ -70,6 +72,21 @@ CATALOG = {
                      ("row_count", "integer", 0), ("loaded_at", "date-time", 0),
                      ("loader", "string", 256)],
     REJECTED_TABLE: REJECTED_COLUMNS,
+    LOADS_TABLE: [("load_id", "string", 64), ("stream", "string", 1024),
+                  ("table_name", "string", 512), ("rows_inserted", "integer", 0),
+                  ("rows_updated", "integer", 0), ("rows_retired", "integer", 0),
+                  ("rows_rejected", "integer", 0), ("values_cut", "integer", 0),
+                  ("min_received_at", "date-time", 0), ("max_received_at", "date-time", 0),
+                  ("min_extracted_at", "date-time", 0), ("max_extracted_at", "date-time", 0),
+                  ("batch_ids", "string", 65535), ("started_at", "date-time", 0),
+                  ("finished_at", "date-time", 0), ("loader", "string", 256)],
+    SCHEMA_CHANGES_TABLE: [("changed_at", "date-time", 0), ("load_id", "string", 64),
+                           ("kind", "string", 64), ("stream", "string", 1024),
+                           ("table_name", "string", 512), ("column_name", "string", 512),
+                           ("source", "string", 4096), ("json_type", "string", 32),
+                           ("old_type", "string", 64), ("new_type", "string", 64),
+                           ("batch_id", "string", 1024), ("detail", "string", 4096),
+                           ("contract_version", "integer", 0)],
 }
 
 __all__ = ["CATALOG", "CONTRACT_VERSION"]

@@ -18,7 +18,10 @@ PRIVILEGE_LETTERS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE",
                      "D": "TRUNCATE", "x": "REFERENCES", "t": "TRIGGER"}
 
 
-def apply_ddl(d, cur, schema: str, groups: list[StagedGroup], plans: list[Plan]) -> None:
+def apply_ddl(d, cur, schema: str, groups: list[StagedGroup],
+              plans: list[Plan]) -> dict[str, list[str]]:
+    """Apply the plans' DDL; returns the views rebuilt around each widened table (by
+    name, qualified when in another schema)."""
     batch = Statements(cur)
     for group, plan in zip(groups, plans, strict=True):
         for tp in plan.tables.values():
@@ -36,14 +39,16 @@ def apply_ddl(d, cur, schema: str, groups: list[StagedGroup], plans: list[Plan])
                         batch.add(sql)
     batch.flush()
     failpoint("load.ddl")
+    rebuilt: dict[str, list[str]] = {}
     for plan in plans:
         for tp in plan.tables.values():
             if tp.widen:
-                widen(d, cur, schema, tp)
+                rebuilt[tp.name] = widen(d, cur, schema, tp)
     record_names(d, cur, schema, plans)
+    return rebuilt
 
 
-def widen(d, cur, schema: str, tp: TablePlan) -> None:
+def widen(d, cur, schema: str, tp: TablePlan) -> list[str]:
     """Widen VARCHARs; views that depend on the table are dropped and recreated around
     the change, in this transaction, with their definition, owner, grants, comment."""
     cur.execute(d.catalog.dependent_views(), (schema, tp.name))
@@ -63,6 +68,8 @@ def widen(d, cur, schema: str, tp: TablePlan) -> None:
             literal = cur.mogrify("%s", (comment,)).decode()
             batch.add(d.views.comment_view(view_schema, view, literal))
     batch.flush()
+    return [view if view_schema == schema else f"{view_schema}.{view}"
+            for view_schema, view, *_rest in views]
 
 
 def _acl_items(acl) -> list[str]:

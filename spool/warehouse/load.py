@@ -14,7 +14,9 @@ transaction, or with the batches recorded in the load log, which makes a re-run 
    tenant's one stage (one COPY), then merged, upsert by key and sequence or append
    deduplicated by record id (spool.warehouse.merge);
 6. retire rows of older table versions after an ACTIVATE_VERSION (also merge);
-7. write cut values' reports to ``_sdc_rejected`` and the batch ids to ``_sdc_load_log``;
+7. write cut values' reports to ``_sdc_rejected``, the schema changes of steps 3-4 to
+   ``_sdc_schema_changes``, what the load did per table to ``_sdc_loads`` (spool.warehouse.
+   report) and the batch ids to ``_sdc_load_log``;
 8. commit.
 
 Statements that need no answer are sent together, one round trip per step. The ledger is
@@ -23,6 +25,7 @@ updated by the caller, after the commit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -32,7 +35,10 @@ from psycopg2.extras import execute_values
 
 from spool import sdc
 from spool.failpoints import failpoint
+from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import schema as tenant_schema
+from spool.warehouse.changes import change_rows, load_rows, schema_changes
+from spool.warehouse.contract import REJECTED_TABLE
 from spool.warehouse.evolve import apply_ddl
 from spool.warehouse.merge import load_streams
 from spool.warehouse.plan import plan_load
@@ -77,6 +83,7 @@ class Loader:
 
     def _load(self, conn, schema: str, groups: list[StagedGroup], known: bool) -> LoadResult:
         d = self.dialect
+        started = datetime.now(tz=UTC)
         with conn, conn.cursor() as cur:
             tenant_schema.prepare(d, cur, schema, known)
             done = tenant_schema.loaded_batches(d, cur, schema,
@@ -91,34 +98,94 @@ class Loader:
                 plan = plan_load(d, group.stream, group.key_names, observed, state)
                 state.relations |= {name for _s, _p, name in plan.new_tables}
                 plans.append(plan)
-            apply_ddl(d, cur, schema, groups, plans)
-            load_streams(d, self.stager, cur, schema, groups, plans, state)
-            self._report_cuts(cur, schema, groups)
+            rebuilt = apply_ddl(d, cur, schema, groups, plans)
+            load_id = load_id_of([b for g in groups for b in g.batch_ids])
+            reports = {tp.name: TableReport(load_id, g.stream, tp.name,
+                                            batch_ids=list(g.batch_ids))
+                       for g, p in zip(groups, plans, strict=True) for tp in p.tables.values()}
+            load_streams(d, self.stager, cur, schema, groups, plans, state, reports)
+            self._report_cuts(cur, schema, groups, plans, reports)
+            _count_rejections(groups, plans, state, reports)
             now = datetime.now(tz=UTC)
+            changes = schema_changes(d, load_id, groups, plans, state, rebuilt, now)
+            for report in reports.values():
+                report.load_id, report.started_at, report.finished_at = load_id, started, now
+            if changes:
+                execute_values(cur, d.bookkeeping.insert_schema_changes_values(schema),
+                               change_rows(changes))
+            execute_values(cur, d.bookkeeping.insert_loads_values(schema),
+                           load_rows(list(reports.values()), self.name))
             execute_values(cur, d.bookkeeping.insert_load_log_values(schema),
                            [(b, g.stream, n, now, self.name) for g in groups
                             for b, n in zip(g.batch_ids, g.row_counts, strict=True)])
             failpoint("load.before_commit")
         return LoadResult([b for g in groups for b in g.batch_ids], sorted(done),
                           sum(st.rows for g in groups for st in g.tables.values()),
-                          [t.name for p in plans for t in p.tables.values()])
+                          [t.name for p in plans for t in p.tables.values()],
+                          reports=list(reports.values()), changes=changes)
 
-    def _report_cuts(self, cur, schema: str, groups: list[StagedGroup]) -> None:
-        """A row in ``_sdc_rejected`` for every value changed to fit the warehouse."""
+    def _report_cuts(self, cur, schema: str, groups: list[StagedGroup], plans: list,
+                     reports: dict[str, TableReport]) -> None:
+        """A row in ``_sdc_rejected`` for every value changed to fit the warehouse, naming
+        the table and column a user can query."""
         now = datetime.now(tz=UTC)
         limit = self.dialect.caps.max_varchar_bytes or 1_000_000_000
         rows = []
-        for group in groups:
+        for group, plan in zip(groups, plans, strict=True):
             for cut in group.cuts:
                 batch_id = group.batch_ids[cut.batch] if cut.batch < len(group.batch_ids) \
                     else "?"
-                reason = (f"{cut.reason}: field {cut.path} of table {cut.table}, record "
+                table, column = _where(plan, cut.table, cut.path)
+                if table in reports:
+                    reports[table].values_cut += 1
+                reason = (f"{cut.reason}: column {column} of table {table}, record "
                           f"{cut.record_id}; the whole value is in batch {batch_id}")
                 record = json.dumps({sdc.RECORD_ID: cut.record_id, "batch_id": batch_id,
-                                     "table": cut.table, "field": json.loads(cut.path),
-                                     "value": cut.value}, ensure_ascii=False)
+                                     "table": table, "column": column,
+                                     "field": json.loads(cut.path), "value": cut.value},
+                                    ensure_ascii=False)
                 if len(record.encode()) > limit:
                     record = record.encode()[:limit].decode("utf-8", errors="ignore")
                 rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
         if rows:
             execute_values(cur, self.dialect.bookkeeping.insert_rejected_values(schema), rows)
+
+
+def load_id_of(batch_ids: list[str]) -> str:
+    """A load's id: derived from its batches, so the same load retried has the same id."""
+    return hashlib.sha256("\n".join(batch_ids).encode()).hexdigest()[:24]
+
+
+def _where(plan, tpath: str, path: str) -> tuple[str, str]:
+    """The warehouse table and column of a staged (table path, field path)."""
+    tp = plan.tables.get(tpath)
+    if tp is None:
+        return tpath, path
+    column = tp.columns.get((path, "string"))
+    if column is None:  # a system column (the text of a rejected message)
+        field = json.loads(path)
+        column = field[0] if len(field) == 1 and field[0] in tp.sql_types else path
+    return tp.name, column
+
+
+def _count_rejections(groups: list[StagedGroup], plans: list, state,
+                      reports: dict[str, TableReport]) -> None:
+    """Rejected records of the load, by reason code on the ``_sdc_rejected`` report and
+    by stream on the stream's root table report (when the stream is in the load)."""
+    roots = {g.stream: p.tables[ROOT_TABLE_KEY].name for g, p in zip(groups, plans, strict=True)
+             if ROOT_TABLE_KEY in p.tables}
+    for group in groups:
+        if group.stream != REJECTED_TABLE or ROOT_TABLE_KEY not in group.tables:
+            continue
+        st = group.tables[ROOT_TABLE_KEY]
+        report = reports.get(REJECTED_TABLE)
+        codes = st.system.get("reason_code")
+        streams = st.system.get("table_name")
+        for code, stream in zip(codes.to_pylist() if codes is not None else [],
+                                streams.to_pylist() if streams is not None else [],
+                                strict=False):
+            if report is not None:
+                report.rejected_by_reason[code] = report.rejected_by_reason.get(code, 0) + 1
+            root = roots.get(stream) or state.tables.get((stream, ROOT_TABLE_KEY))
+            if root in reports:
+                reports[root].rows_rejected += 1

@@ -10,11 +10,16 @@
   them: upsert by key and ``_sdc_sequence`` (a stored row is replaced unless its sequence is
   higher), or append deduplicated on ``_sdc_record_id``.
 * After an ACTIVATE_VERSION, rows of older table versions are retired.
+* What each table gained, lost and kept is counted for the load report: in memory where the
+  load knows it (fresh tables), otherwise by one query before the merge (rows that replace
+  or lose to stored ones, rows already there) and one after it (child rows that went in,
+  rows a table version retires), each covering every table of the load.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +38,7 @@ from spool.warehouse.contract import (
 )
 from spool.warehouse.dialects import qualified
 from spool.warehouse.plan import CatalogState, Plan, TablePlan, source_key_column, table_order
+from spool.warehouse.report import TableReport
 from spool.warehouse.stage import StagedGroup, StagedTable
 from spool.warehouse.statements import Statements
 
@@ -94,22 +100,47 @@ class Stage:
         stager.stage(cur, self.d, self.name, names, buf.getvalue())
 
 
+class Tally:
+    """Counts a load asks the warehouse for: each a SELECT of two numbers (a, b) and what
+    to do with them, sent together, one round trip per phase (before / after the merge)."""
+
+    def __init__(self) -> None:
+        self.before: list[tuple[str, Callable[[int, int], None]]] = []
+        self.after: list[tuple[str, Callable[[int, int], None]]] = []
+
+    @staticmethod
+    def run(d, cur, counts: list[tuple[str, Callable[[int, int], None]]]) -> None:
+        if not counts:
+            return
+        cur.execute(d.merge.counts([sql for sql, _f in counts]))
+        for n, a, b in cur.fetchall():
+            counts[n][1](int(a or 0), int(b or 0))
+        counts.clear()
+
+
 def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: list[Plan],
-                 state: CatalogState) -> None:
-    """Put every group's rows into its tables (the DDL is applied already)."""
+                 state: CatalogState, reports: dict[str, TableReport]) -> None:
+    """Put every group's rows into its tables (the DDL is applied already), counting what
+    each table gained and lost into ``reports`` (by table name)."""
     stage = Stage(d, schema, state)
-    merges = Statements(cur)
+    merges, finish = Statements(cur), Statements(cur)
+    tally = Tally()
     for group, plan in zip(groups, plans, strict=True):
-        _load_stream(d, stager, cur, schema, group, plan, state, stage, merges)
+        _load_stream(d, stager, cur, schema, group, plan, state, stage, merges, finish, tally,
+                     reports)
     if stage.parts:
         stage.send(stager, cur)
         failpoint("load.copy")
-        merges.add(d.staging.clear(stage.name))  # empty again when the transaction commits
+        finish.add(d.staging.clear(stage.name))  # empty again when the transaction commits
+    tally.run(d, cur, tally.before)
     merges.flush()
+    tally.run(d, cur, tally.after)
+    finish.flush()
 
 
 def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
-                 state: CatalogState, stage: Stage, merges: Statements) -> None:
+                 state: CatalogState, stage: Stage, merges: Statements, finish: Statements,
+                 tally: Tally, reports: dict[str, TableReport]) -> None:
     root = plan.tables.get(ROOT_TABLE_KEY)
     upsert = bool(group.key_names) and root is not None and bool(root.key_columns) \
         and group.stream != REJECTED_TABLE
@@ -124,35 +155,94 @@ def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
                 arrays[tpath] = dict(zip(kept.column_names, kept.columns, strict=True))
     for cols in arrays.values():
         cols.pop(STAGE_ORDINAL, None)
+    for tpath in ordered:
+        _observe(reports[plan.tables[tpath].name], arrays[tpath])
     if root is not None and root.create:
         # fresh tables: nothing to merge with, rows go straight in
         for tpath in ordered:
-            _copy(d, stager, cur, qualified(schema, plan.tables[tpath].name), arrays[tpath])
+            tp = plan.tables[tpath]
+            _copy(d, stager, cur, qualified(schema, tp.name), arrays[tpath])
+            reports[tp.name].rows_inserted += _rows(arrays[tpath])
             failpoint("load.copy")
     elif upsert:
-        _merge_upsert(d, schema, group, plan, state, root, arrays, stage, merges)
+        _merge_upsert(d, schema, group, plan, state, root, arrays, stage, merges, tally,
+                      reports)
     else:
         for tpath in ordered:
-            if _rows(arrays[tpath]):
+            n = _rows(arrays[tpath])
+            if n:
                 tp = plan.tables[tpath]
                 slot, columns = stage.add(tp, arrays[tpath])
+                rid = _column(columns, sdc.RECORD_ID)
                 merges.add(d.merge.merge_append(qualified(schema, tp.name), stage.name, slot,
-                                                columns, _column(columns, sdc.RECORD_ID)))
+                                                columns, rid))
+                tally.before.append((
+                    d.merge.count_present(qualified(schema, tp.name), stage.name, slot, rid),
+                    _inserted_but(reports[tp.name], n)))
     if group.activate_version is not None:
         for table in _stream_tables(group.stream, plan, state):
-            merges.add(d.merge.retire_versions(qualified(schema, table)),
+            report = reports.setdefault(table, TableReport(
+                "", group.stream, table, batch_ids=list(group.batch_ids)))
+            tally.after.append((d.merge.count_retired(qualified(schema, table),
+                                                      group.activate_version),
+                                _retired(report)))
+            finish.add(d.merge.retire_versions(qualified(schema, table)),
                        (group.activate_version,))
 
 
+def _inserted_but(report: TableReport, staged: int) -> Callable[[int, int], None]:
+    """Staged rows went in but those counted (a)."""
+    def count(a: int, _b: int) -> None:
+        report.rows_inserted += staged - a
+    return count
+
+
+def _inserted(report: TableReport) -> Callable[[int, int], None]:
+    def count(a: int, _b: int) -> None:
+        report.rows_inserted += a
+    return count
+
+
+def _retired(report: TableReport) -> Callable[[int, int], None]:
+    def count(a: int, _b: int) -> None:
+        report.rows_retired += a
+    return count
+
+
+def _upserted(report: TableReport, staged: int) -> Callable[[int, int], None]:
+    """(a) staged rows lost to stored ones, (b) stored rows replaced; the rest are new."""
+    def count(a: int, b: int) -> None:
+        report.rows_updated += b
+        report.rows_inserted += staged - a - b
+    return count
+
+
+def _observe(report: TableReport, arrays: dict[str, pa.Array]) -> None:
+    """The oldest and newest received and extracted times among a table's rows."""
+    for column, low, high in ((sdc.RECEIVED_AT, "min_received_at", "max_received_at"),
+                              (sdc.EXTRACTED_AT, "min_extracted_at", "max_extracted_at")):
+        values = arrays.get(column)
+        if values is None or values.null_count == len(values):
+            continue
+        span = pc.min_max(values).as_py()
+        if getattr(report, low) is None or span["min"] < getattr(report, low):
+            setattr(report, low, span["min"])
+        if getattr(report, high) is None or span["max"] > getattr(report, high):
+            setattr(report, high, span["max"])
+
+
 def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: CatalogState,
-                  root: TablePlan, arrays: dict, stage: Stage, merges: Statements) -> None:
+                  root: TablePlan, arrays: dict, stage: Stage, merges: Statements,
+                  tally: Tally, reports: dict[str, TableReport]) -> None:
     if not _rows(arrays[ROOT_TABLE_KEY]):
         return
     target = qualified(schema, root.name)
     slot, columns = stage.add(root, arrays[ROOT_TABLE_KEY])
     keys = [_column(columns, k) for k in root.key_columns]
-    merges.add(d.merge.delete_replaced(target, stage.name, slot, keys,
-                                       _column(columns, sdc.SEQUENCE)))
+    seq = _column(columns, sdc.SEQUENCE)
+    tally.before.append((d.merge.count_replaced(target, stage.name, slot, keys, seq),
+                         _upserted(reports[root.name], _rows(arrays[ROOT_TABLE_KEY]))))
+    merges.add(d.merge.delete_replaced(target, stage.name, slot, keys, seq))
     merges.add(d.merge.insert_winners(target, stage.name, slot, columns, keys))
     rid = _column(columns, sdc.RECORD_ID)
     staged = {tp.name: tpath for tpath, tp in plan.tables.items() if tpath != ROOT_TABLE_KEY}
@@ -174,9 +264,12 @@ def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: Catalog
         tpath = staged.get(table)
         if tpath is not None and _rows(arrays[tpath]):
             child_slot, child_columns = stage.add(plan.tables[tpath], arrays[tpath])
+            child_rid = _column(child_columns, sdc.RECORD_ID)
             merges.add(d.merge.insert_children(child, target, stage.name, child_slot,
-                                               child_columns,
-                                               _column(child_columns, sdc.RECORD_ID)))
+                                               child_columns, child_rid))
+            # after the merge: the staged child rows whose record won went in
+            tally.after.append((d.merge.count_present(target, stage.name, child_slot,
+                                                      child_rid), _inserted(reports[table])))
 
 
 def _column(columns: list[Column], name: str) -> Column:

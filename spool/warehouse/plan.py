@@ -113,6 +113,7 @@ class Plan:
     tables: dict[str, TablePlan]  # table path key → plan
     new_tables: list[tuple[str, str, str]]  # (stream, table path key, name) for _sdc_tables
     new_columns: list[tuple[str, str, str, str]]  # (table, source, type, column)
+    split: set[tuple[str, str]] = field(default_factory=set)  # (table, column): split columns
 
 
 def date_time_paths(schema: dict | None) -> set[tuple[str, str]]:
@@ -266,6 +267,8 @@ def _plan_field(ctx: _Stream, table: str, path: str, obs: Observed, is_root: boo
             col = naming.unique(base, cols.taken, ctx.dialect.caps.identifier_bytes, suffix)
             mapped[(path, json_type)] = col
             ctx.plan.new_columns.append((table, path, json_type, col))
+            if suffix:
+                ctx.plan.split.add((table, col))
             existing.append(json_type)
         if col not in cols.sql_types:
             cols.ensure(col, ctx.dialect.types.column_type(json_type, size))

@@ -49,7 +49,9 @@ def prepare(d, cur, schema: str, known: bool) -> None:
 def _check_contract(d, cur, schema: str) -> None:
     cur.execute(d.bookkeeping.contract_version(schema))
     version = cur.fetchone()[0]
-    if version is None:
+    if version is None or version < CONTRACT_VERSION:
+        # new, or loaded by an older Spool: the tables of this version exist now (created
+        # above if missing), and the schema says which version it has from here on
         cur.execute(d.bookkeeping.insert_contract(schema),
                     (CONTRACT_VERSION, datetime.now(tz=UTC)))
     elif version > CONTRACT_VERSION:

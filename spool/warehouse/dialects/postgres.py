@@ -12,10 +12,13 @@ import psycopg2.errorcodes as codes
 
 from spool import sdc
 from spool.warehouse.contract import (
+    CATALOG,
     COLUMNS_TABLE,
     CONTRACT_TABLE,
     LOAD_LOG_TABLE,
+    LOADS_TABLE,
     REJECTED_TABLE,
+    SCHEMA_CHANGES_TABLE,
     STAGE_SLOT,
     TABLES_TABLE,
 )
@@ -47,6 +50,15 @@ class PostgresTypes:
     def wider_type(self, current_sql_type: str, json_type: str, max_bytes: int) -> str | None:
         """The type a column must be widened to for values of ``max_bytes``, or None."""
         return None
+
+    def spelled(self, catalog_type: str) -> str:
+        """A type as the catalog spells it, as Spool writes it (``character varying(32)``:
+        ``varchar(32)``), so a change log's old and new types compare."""
+        for long, short in (("character varying", "varchar"),
+                            ("timestamp with time zone", "timestamptz")):
+            if catalog_type.startswith(long):
+                return short + catalog_type[len(long):]
+        return catalog_type
 
 
 class PostgresErrors:
@@ -188,6 +200,35 @@ class PostgresMerge:
                 f"WHERE {self._slot(stage, slot)} AND EXISTS (SELECT 1 FROM {root} AS r "
                 f"WHERE {_matches('r', stage, [rid])})")
 
+    # counts for the load report: each a SELECT of two numbers (a, b), run together
+
+    def count_replaced(self, target: str, stage: str, slot: int,
+                       keys: list[tuple[str, str, str]], seq: tuple[str, str, str]) -> str:
+        """Before an upsert: staged rows whose key the target holds with a higher sequence
+        (a: they lose, nothing changes) or not (b: the stored rows they replace)."""
+        higher = f"COALESCE(t.{SEQ} > {_value(stage, seq[1], seq[2])}, FALSE)"
+        return (f"SELECT SUM(CASE WHEN {higher} THEN 1 ELSE 0 END) AS a, "
+                f"SUM(CASE WHEN {higher} THEN 0 ELSE 1 END) AS b FROM {stage} "
+                f"JOIN {target} AS t ON {_matches('t', stage, keys)} "
+                f"WHERE {self._slot(stage, slot)}")
+
+    def count_present(self, target: str, stage: str, slot: int,
+                      rid: tuple[str, str, str]) -> str:
+        """Staged rows whose record id the target holds (a): before an append, those it
+        skips; after an upsert's inserts into a child table, its parents that won."""
+        return (f"SELECT COUNT(*) AS a, 0 AS b FROM {stage} WHERE {self._slot(stage, slot)} "
+                f"AND EXISTS (SELECT 1 FROM {target} AS t WHERE {_matches('t', stage, [rid])})")
+
+    def counts(self, selects: list[str]) -> str:
+        """Counts of several SELECTs in one: rows (n, a, b), n the SELECT's position."""
+        return " UNION ALL ".join(f"SELECT {i} AS n, a, b FROM ({sql}) AS q{i}"
+                                  for i, sql in enumerate(selects))
+
+    def count_retired(self, table: str, version: int) -> str:
+        """Rows an activation of ``version`` retires (a)."""
+        return (f"SELECT COUNT(*) AS a, 0 AS b FROM {table} "
+                f"WHERE {quote(sdc.TABLE_VERSION)} < {int(version)}")
+
     def retire_versions(self, table: str) -> str:
         """Rows of table versions older than the activated one (``%s``)."""
         return f"DELETE FROM {table} WHERE {quote(sdc.TABLE_VERSION)} < %s"
@@ -231,6 +272,14 @@ class PostgresBookkeeping:
     def insert_catalog_column_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, COLUMNS_TABLE)} (table_name, source, "
                 "json_type, column_name, created_at) VALUES %s")
+
+    def insert_loads_values(self, schema: str) -> str:
+        cols = ", ".join(quote(c) for c, _t, _n in CATALOG[LOADS_TABLE])
+        return f"INSERT INTO {qualified(schema, LOADS_TABLE)} ({cols}) VALUES %s"
+
+    def insert_schema_changes_values(self, schema: str) -> str:
+        cols = ", ".join(quote(c) for c, _t, _n in CATALOG[SCHEMA_CHANGES_TABLE])
+        return f"INSERT INTO {qualified(schema, SCHEMA_CHANGES_TABLE)} ({cols}) VALUES %s"
 
     def insert_rejected_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, REJECTED_TABLE)} ({quote(sdc.REJECTED_AT)}, "

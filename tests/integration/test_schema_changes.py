@@ -1,0 +1,140 @@
+"""What a user can read about the changes Spool made to their schema, and about each load.
+
+``_sdc_schema_changes`` is pinned by a golden file per dialect (Redshift's SQL run on
+PostgreSQL) for one stream that goes through every kind of change; ``_sdc_loads`` is checked
+against counts worked out by hand. SPOOL_UPDATE_GOLDEN=1 rewrites the golden files.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from spool.warehouse import CONTRACT_VERSION
+from spool.warehouse.load import Loader
+from spool.warehouse.report import CHANGE_KINDS
+from spool.warehouse.stage import stage_group
+from spool.warehouse.stagers import CopyStdinStager
+from tests.integration.test_loader_postgres import PG, RS, load, rows
+from tests.unit.test_contract_golden import check
+from tests.warehouse_helpers import make_batch
+
+
+@pytest.fixture
+def wh(stack, pg_schema):
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    yield conn, pg_schema
+    conn.close()
+
+
+def changes_as_read(wh, batch_names: dict[str, str]) -> list[dict]:
+    """The schema change log as SQL returns it, with what differs between runs (times,
+    load ids, batch ids) replaced by stable names."""
+    got = rows(wh, "SELECT changed_at, load_id, kind, stream, table_name, column_name, "
+                   "source, json_type, old_type, new_type, batch_id, detail, contract_version "
+                   "FROM S._sdc_schema_changes ORDER BY changed_at, table_name, kind, "
+                   "column_name")
+    loads: dict[str, str] = {}
+    out = []
+    for (_at, load_id, kind, stream, table, column, source, json_type, old, new, batch,
+         detail, version) in got:
+        loads.setdefault(load_id, f"load {len(loads) + 1}")
+        out.append({k: v for k, v in {
+            "load": loads[load_id], "kind": kind, "stream": stream, "table": table,
+            "column": column, "source": source, "json_type": json_type, "old_type": old,
+            "new_type": new, "batch": batch_names.get(batch, batch), "detail": detail,
+            "contract_version": version}.items() if v is not None})
+    return out
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_schema_change_log_names_every_kind_of_change(wh, dialect):
+    d = RS if dialect == "redshift" else PG
+    names: dict[str, str] = {}
+
+    def batch(name, records, **kw):
+        batch_id, data = make_batch("orders", records, key_names=["id"], **kw)
+        names[batch_id] = name
+        return batch_id, data
+
+    # 1: the table and a child table are created
+    load(wh, "orders", batch("b1", [{"id": 1, "note": "short", "amount": 10,
+                                     "items": [{"sku": "a"}]}], table_version=1), dialect=d)
+    conn, schema = wh
+    with conn, conn.cursor() as cur:  # an analyst's view on the table
+        cur.execute(f'CREATE VIEW "{schema}".order_notes AS SELECT id, note FROM '
+                    f'"{schema}".orders')
+    # 2: a new column, a split column (amount arrives as a string), a longer note
+    load(wh, "orders", batch("b2", [{"id": 2, "note": "a note far longer than thirty-two "
+                                     "bytes, so Redshift widens its VARCHAR", "amount": "ten",
+                                     "coupon": "X1"}], table_version=1), dialect=d)
+    # 3: table version 2 becomes active
+    load(wh, "orders", batch("b3", [{"id": 3, "note": "v2"}], table_version=2,
+                             activate_version=2), dialect=d)
+    got = changes_as_read(wh, names)
+    check(f"schema_changes_{dialect}.json", got)
+    kinds = {c["kind"] for c in got}
+    expected = set(CHANGE_KINDS) if dialect == "redshift" else \
+        set(CHANGE_KINDS) - {"column_widened", "view_rebuilt"}  # text never widens
+    assert kinds == expected
+    assert {c["contract_version"] for c in got} == {CONTRACT_VERSION}
+    # the analyst's view survived the widening
+    assert rows(wh, "SELECT id FROM S.order_notes ORDER BY id") == [(3,)]
+
+
+def test_load_report_counts_what_each_table_gained_and_lost(wh):
+    first = load(wh, "users", make_batch("users", [
+        {"id": 1, "name": "a", "tags": ["x", "y"]}, {"id": 2, "name": "b"},
+        {"id": 3, "name": "c"}], key_names=["id"], sequences=[5, 5, 5]))
+    (report_users,) = [r for r in first.reports if r.table == "users"]
+    assert (report_users.rows_inserted, report_users.rows_updated) == (3, 0)
+    assert [r.rows_inserted for r in first.reports if r.table == "users__tags"] == [2]
+    # key 1 newer (updated, its tags replaced), key 2 older than stored (loses), key 4 new
+    second = load(wh, "users", make_batch("users", [
+        {"id": 1, "name": "a2", "tags": ["z"]}, {"id": 2, "name": "old"},
+        {"id": 4, "name": "d"}], key_names=["id"], sequences=[6, 4, 6]))
+    by_table = {r.table: r for r in second.reports}
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (1, 1)
+    assert by_table["users__tags"].rows_inserted == 1
+    assert by_table["users"].max_received_at >= by_table["users"].min_received_at
+    # an append-only stream: a record delivered twice goes in once
+    bid, data = make_batch("clicks", [{"n": 1}, {"n": 2}], offsets=[900, 901])
+    load(wh, "clicks", (bid, data))
+    again = load(wh, "clicks", make_batch("clicks", [{"n": 2}, {"n": 3}], offsets=[901, 902]))
+    assert [(r.rows_inserted, r.rows_updated) for r in again.reports] == [(1, 0)]
+    # the warehouse has the same, for SQL
+    stored = rows(wh, "SELECT table_name, rows_inserted, rows_updated, rows_retired "
+                      "FROM S._sdc_loads WHERE load_id = %s ORDER BY table_name",
+                  second.reports[0].load_id)
+    assert stored == [("users", 1, 1, 0), ("users__tags", 1, 0, 0)]
+
+
+def test_load_report_counts_rows_a_table_version_retires(wh):
+    load(wh, "plans", make_batch("plans", [{"id": i, "tier": "free"} for i in range(4)],
+                                 key_names=["id"], table_version=1))
+    result = load(wh, "plans", make_batch("plans", [{"id": 9, "tier": "pro"}],
+                                          key_names=["id"], table_version=2,
+                                          activate_version=2))
+    (report,) = result.reports
+    assert (report.rows_inserted, report.rows_retired) == (1, 4)
+    assert rows(wh, "SELECT count(*) FROM S.plans") == [(1,)]
+
+
+class _BrokenStager(CopyStdinStager):
+    """Stages nothing: the load fails after its DDL ran, inside its transaction."""
+
+    def stage(self, *args, **kwargs):
+        raise RuntimeError("staging failed")
+
+
+def test_a_load_that_fails_leaves_no_change_in_the_log_nor_in_the_schema(wh):
+    load(wh, "items", make_batch("items", [{"id": 1}], key_names=["id"]))
+    conn, schema = wh
+    with pytest.raises(RuntimeError, match="staging failed"):
+        Loader(PG, _BrokenStager()).load(conn, schema, stage_group(
+            "items", [make_batch("items", [{"id": 2, "colour": "red"}], key_names=["id"])],
+            PG))
+    assert rows(wh, "SELECT kind FROM S._sdc_schema_changes") == [("table_created",)]
+    assert rows(wh, "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = 'items' AND column_name = 'colour'", schema) == [(0,)]
+    assert rows(wh, "SELECT count(*) FROM S._sdc_loads") == [(1,)]
