@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spool import secrets
@@ -38,6 +39,25 @@ def ledger_from(args: LedgerArgs) -> Ledger:
         raise SystemExit(f"error: cannot reach the ledger ({secrets.redact(str(exc)).strip()})"
                          "; is PostgreSQL running (scripts/services.sh status)?") from None
     return ledger
+
+
+_AGO = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def since(text: str) -> datetime:
+    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age such as
+    ``30m``, ``12h``, ``7d``."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago:
+        return datetime.now(tz=UTC) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a date/time (2026-12-01, 2026-12-01T09:30) nor an age "
+            "(30m, 12h, 7d)") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _cell(value: Any) -> str:

@@ -102,6 +102,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (load_id, table_name)
         );
         CREATE INDEX load_reports_by_table ON load_reports (tenant_id, table_name, recorded_at);
+
+        -- one row per stream: the newest row any load put in its tables, for spool status
+        CREATE TABLE stream_freshness (
+            tenant_id       text NOT NULL,
+            stream          text NOT NULL,
+            newest_received timestamptz,
+            last_load_id    text NOT NULL,
+            updated_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, stream)
+        );
         """,
     ),
 ]

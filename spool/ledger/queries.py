@@ -12,7 +12,8 @@ from spool.ledger.store import Ledger
 from spool.sdc import REJECTED
 
 STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "records_spooled",
-                  "records_loaded", "oldest_unloaded", "last_load", "last_error"]
+                  "records_loaded", "oldest_unloaded", "last_load", "newest_row_age",
+                  "last_error"]
 BATCH_COLUMNS = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts",
                  "created", "loaded", "last_error"]
 _S = {s: s.value for s in BatchState}
@@ -52,8 +53,9 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
                   AND (%(t)s::text IS NULL OR tenant_id = %(t)s)
                   AND (%(s)s::text IS NULL OR stream = %(s)s)
                 ORDER BY tenant_id, stream, updated_at DESC)
-            SELECT t.*, e.last_error
+            SELECT t.*, date_trunc('second', now() - f.newest_received), e.last_error
             FROM totals t LEFT JOIN errors e USING (tenant_id, stream)
+                 LEFT JOIN stream_freshness f USING (tenant_id, stream)
             ORDER BY 1, 2""", {"t": tenant, "s": stream})
         return cur.fetchall()
 

@@ -24,3 +24,41 @@ def save(cur, tenant: str, reports) -> None:
           r.rows_retired, r.rows_rejected, r.values_cut, r.min_received_at, r.max_received_at,
           r.min_extracted_at, r.max_extracted_at, list(r.batch_ids), r.started_at,
           r.finished_at) for r in reports])
+    newest: dict[str, tuple] = {}
+    for r in reports:
+        at = newest.get(r.stream, (None, r.load_id))[0]
+        if r.max_received_at is not None and (at is None or r.max_received_at > at):
+            at = r.max_received_at
+        newest[r.stream] = (at, r.load_id)
+    execute_values(cur, """
+        INSERT INTO stream_freshness AS f (tenant_id, stream, newest_received, last_load_id)
+        VALUES %s ON CONFLICT (tenant_id, stream) DO UPDATE SET
+            newest_received = greatest(f.newest_received, excluded.newest_received),
+            last_load_id = excluded.last_load_id, updated_at = now()""",
+        [(tenant, stream, at, load_id) for stream, (at, load_id) in newest.items()])
+
+
+REPORT_COLUMNS = ["loaded", "tenant", "table", "inserted", "updated", "retired", "rejected",
+                  "cut", "newest_row", "ms", "batches", "load_id"]
+
+
+def recent(ledger, tenant: str | None = None, table: str | None = None, since=None,
+           limit: int = 50) -> list[tuple]:
+    """Load reports, newest first (``REPORT_COLUMNS``)."""
+
+    def q(cur):
+        cur.execute("""
+            SELECT date_trunc('second', recorded_at), tenant_id, table_name, rows_inserted,
+                   rows_updated, rows_retired, rows_rejected, values_cut,
+                   date_trunc('second', max_received_at),
+                   (extract(epoch FROM finished_at - started_at) * 1000)::bigint,
+                   cardinality(batch_ids), load_id
+            FROM load_reports
+            WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s)
+              AND (%(x)s::text IS NULL OR table_name = %(x)s)
+              AND (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s)
+            ORDER BY recorded_at DESC, table_name LIMIT %(n)s""",
+                    {"t": tenant, "x": table, "since": since, "n": limit})
+        return cur.fetchall()
+
+    return ledger.run(q)

@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "spool.loader": {"spool.ledger", "spool.warehouse", "spool.objectstore", "spool.secrets",
                      "spool.failpoints"},
     "spool.commands": {"spool.ledger", "spool.warehouse.destination", "spool.kafka_config",
+                       "spool.warehouse.history",
                        "spool.secrets"},
     "spool.cli": {"spool", "spool.commands"},
     "spool": set(),

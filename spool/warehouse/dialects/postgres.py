@@ -281,6 +281,15 @@ class PostgresBookkeeping:
         cols = ", ".join(quote(c) for c, _t, _n in CATALOG[SCHEMA_CHANGES_TABLE])
         return f"INSERT INTO {qualified(schema, SCHEMA_CHANGES_TABLE)} ({cols}) VALUES %s"
 
+    def select_schema_changes(self, schema: str) -> str:
+        """The change log, newest first; ``%(table)s``, ``%(since)s`` (None: all) and
+        ``%(limit)s`` as parameters."""
+        return (f"SELECT changed_at, table_name, kind, column_name, old_type, new_type, "
+                f"batch_id, detail FROM {qualified(schema, SCHEMA_CHANGES_TABLE)} "
+                "WHERE (CAST(%(table)s AS varchar) IS NULL OR table_name = %(table)s) "
+                "AND (CAST(%(since)s AS timestamptz) IS NULL OR changed_at >= %(since)s) "
+                "ORDER BY changed_at DESC, table_name, kind, column_name LIMIT %(limit)s")
+
     def insert_rejected_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, REJECTED_TABLE)} ({quote(sdc.REJECTED_AT)}, "
                 f"table_name, reason_code, reason, record, {RID}) VALUES %s")

@@ -1,0 +1,46 @@
+"""``spool loads``: what each load did to each table, newest first."""
+
+from __future__ import annotations
+
+import argparse
+
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    register_ledger_args,
+    since,
+)
+from spool.ledger import reports
+
+EXAMPLE = """examples:
+  spool loads
+  spool loads --tenant acme --table orders --since 1h
+  spool loads --tenant acme --json
+
+columns: rows inserted (new keys, appended rows), updated (replaced by a newer record of
+their key), retired (older table versions), rejected (went to _sdc_rejected), values cut;
+newest_row is the newest _sdc_received_at the load put in the table. The tenant's
+_sdc_loads table holds the same (docs/warehouse-contract.md)."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("loads", help="per-load reports: rows inserted, updated, retired, "
+                                     "rejected per table",
+                       epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    register_ledger_args(p)
+    p.add_argument("--tenant", help="only this tenant")
+    p.add_argument("--table", help="only this warehouse table")
+    p.add_argument("--since", type=since, metavar="WHEN",
+                   help="only loads since WHEN: a date/time or an age (30m, 12h, 7d)")
+    p.add_argument("--limit", type=int, default=50, help="newest N rows (default 50)")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.set_defaults(func=loads)
+
+
+def loads(args: LedgerArgs) -> int:
+    rows = reports.recent(ledger_from(args), args.tenant, args.table, args.since, args.limit)
+    emit_table(reports.REPORT_COLUMNS, rows, as_json=args.json)
+    if not rows and not args.json:
+        print("(no loads yet: run the loader, see 'python -m pipelines.loader_job --help')")
+    return 0
