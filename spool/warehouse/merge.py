@@ -10,10 +10,11 @@
   them: upsert by key and ``_sdc_sequence`` (a stored row is replaced unless its sequence is
   higher), or append deduplicated on ``_sdc_record_id``.
 * After an ACTIVATE_VERSION, rows of older table versions are retired.
-* What each table gained, lost and kept is counted for the load report: in memory where the
-  load knows it (fresh tables), otherwise by one query before the merge (rows that replace
-  or lose to stored ones, rows already there) and one after it (child rows that went in,
-  rows a table version retires), each covering every table of the load.
+* What each table gained and lost is counted for the load report: in memory where the
+  load knows it (fresh tables); otherwise, where the warehouse counts rows per table and
+  transaction (PostgreSQL's ``pg_stat_xact_user_tables``), from those counters after the
+  merge and after retiring, one query each for the whole load; elsewhere (Redshift) by
+  count queries before and after the merge, a few dozen tables per round trip.
 """
 
 from __future__ import annotations
@@ -101,21 +102,40 @@ class Stage:
 
 
 class Tally:
-    """Counts a load asks the warehouse for: each a SELECT of two numbers (a, b) and what
-    to do with them, sent together, one round trip per phase (before / after the merge)."""
+    """How a load counts rows for its report. Where the warehouse keeps per-transaction
+    row counters (``d.catalog.transaction_counts``), the tables merged through the stage
+    are named here by role and read from the counters; elsewhere each count is a SELECT of
+    two numbers (a, b) and what to do with them, run together before and after the merge.
+    """
 
-    def __init__(self) -> None:
+    CHUNK = 40  # SELECTs per UNION ALL: planning one of thousands grows faster than linearly
+
+    def __init__(self, d) -> None:
+        self.counters = d.catalog.transaction_counts()  # SQL, or None
+        self.upserted: set[str] = set()  # root tables merged by key: deleted = updated
+        self.merged: set[str] = set()  # appended, child tables: inserted rows
+        self.retiring: set[str] = set()
         self.before: list[tuple[str, Callable[[int, int], None]]] = []
         self.after: list[tuple[str, Callable[[int, int], None]]] = []
 
-    @staticmethod
-    def run(d, cur, counts: list[tuple[str, Callable[[int, int], None]]]) -> None:
-        if not counts:
-            return
-        cur.execute(d.merge.counts([sql for sql, _f in counts]))
-        for n, a, b in cur.fetchall():
-            counts[n][1](int(a or 0), int(b or 0))
+    @property
+    def by_query(self) -> bool:
+        return self.counters is None
+
+    def run(self, d, cur, counts: list[tuple[str, Callable[[int, int], None]]]) -> None:
+        for start in range(0, len(counts), self.CHUNK):
+            chunk = counts[start:start + self.CHUNK]
+            cur.execute(d.merge.counts([sql for sql, _f in chunk]))
+            for n, a, b in cur.fetchall():
+                chunk[n][1](int(a or 0), int(b or 0))
         counts.clear()
+
+    def read(self, cur, schema: str, tables: set[str]) -> dict[str, tuple[int, int]]:
+        """(rows inserted, rows deleted) so far in this transaction, per table."""
+        if not tables:
+            return {}
+        cur.execute(self.counters, (schema, sorted(tables)))
+        return {name: (int(ins), int(dels)) for name, ins, dels in cur.fetchall()}
 
 
 def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: list[Plan],
@@ -124,10 +144,13 @@ def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: 
     each table gained and lost into ``reports`` (by table name)."""
     stage = Stage(d, schema, state)
     merges, finish = Statements(cur), Statements(cur)
-    tally = Tally()
+    tally = Tally(d)
     for group, plan in zip(groups, plans, strict=True):
         _load_stream(d, stager, cur, schema, group, plan, state, stage, merges, finish, tally,
                      reports)
+    # the counters hold what the session did since they were last flushed, which may
+    # include earlier transactions: the load counts the difference
+    baseline = tally.read(cur, schema, tally.upserted | tally.merged)
     if stage.parts:
         stage.send(stager, cur)
         failpoint("load.copy")
@@ -135,7 +158,17 @@ def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: 
     tally.run(d, cur, tally.before)
     merges.flush()
     tally.run(d, cur, tally.after)
+    merged = tally.read(cur, schema, tally.upserted | tally.merged | tally.retiring)
+    for table, (ins, dels) in merged.items():
+        ins0, dels0 = baseline.get(table, (0, 0))
+        if table in tally.upserted:
+            reports[table].rows_updated += dels - dels0
+            reports[table].rows_inserted += (ins - ins0) - (dels - dels0)
+        elif table in tally.merged:
+            reports[table].rows_inserted += ins - ins0
     finish.flush()
+    for table, (_ins, dels) in tally.read(cur, schema, tally.retiring).items():
+        reports[table].rows_retired += dels - merged.get(table, (0, 0))[1]
 
 
 def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
@@ -176,16 +209,22 @@ def _load_stream(d, stager, cur, schema: str, group: StagedGroup, plan: Plan,
                 rid = _column(columns, sdc.RECORD_ID)
                 merges.add(d.merge.merge_append(qualified(schema, tp.name), stage.name, slot,
                                                 columns, rid))
-                tally.before.append((
-                    d.merge.count_present(qualified(schema, tp.name), stage.name, slot, rid),
-                    _inserted_but(reports[tp.name], n)))
+                if tally.by_query:
+                    tally.before.append((d.merge.count_present(qualified(schema, tp.name),
+                                                               stage.name, slot, rid),
+                                         _inserted_but(reports[tp.name], n)))
+                else:
+                    tally.merged.add(tp.name)
     if group.activate_version is not None:
         for table in _stream_tables(group.stream, plan, state):
             report = reports.setdefault(table, TableReport(
                 "", group.stream, table, batch_ids=list(group.batch_ids)))
-            tally.after.append((d.merge.count_retired(qualified(schema, table),
-                                                      group.activate_version),
-                                _retired(report)))
+            if tally.by_query:
+                tally.after.append((d.merge.count_retired(qualified(schema, table),
+                                                          group.activate_version),
+                                    _retired(report)))
+            else:
+                tally.retiring.add(table)
             finish.add(d.merge.retire_versions(qualified(schema, table)),
                        (group.activate_version,))
 
@@ -240,8 +279,11 @@ def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: Catalog
     slot, columns = stage.add(root, arrays[ROOT_TABLE_KEY])
     keys = [_column(columns, k) for k in root.key_columns]
     seq = _column(columns, sdc.SEQUENCE)
-    tally.before.append((d.merge.count_replaced(target, stage.name, slot, keys, seq),
-                         _upserted(reports[root.name], _rows(arrays[ROOT_TABLE_KEY]))))
+    if tally.by_query:
+        tally.before.append((d.merge.count_replaced(target, stage.name, slot, keys, seq),
+                             _upserted(reports[root.name], _rows(arrays[ROOT_TABLE_KEY]))))
+    else:
+        tally.upserted.add(root.name)
     merges.add(d.merge.delete_replaced(target, stage.name, slot, keys, seq))
     merges.add(d.merge.insert_winners(target, stage.name, slot, columns, keys))
     rid = _column(columns, sdc.RECORD_ID)
@@ -268,8 +310,11 @@ def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: Catalog
             merges.add(d.merge.insert_children(child, target, stage.name, child_slot,
                                                child_columns, child_rid))
             # after the merge: the staged child rows whose record won went in
-            tally.after.append((d.merge.count_present(target, stage.name, child_slot,
-                                                      child_rid), _inserted(reports[table])))
+            if tally.by_query:
+                tally.after.append((d.merge.count_present(target, stage.name, child_slot,
+                                                          child_rid), _inserted(reports[table])))
+            else:
+                tally.merged.add(table)
 
 
 def _column(columns: list[Column], name: str) -> Column:

@@ -321,6 +321,13 @@ class PostgresCatalog:
                 "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname IN %s AND c.relkind = 'r'")
 
+    def transaction_counts(self) -> str | None:
+        """Rows inserted and deleted so far in this transaction, per table of a schema
+        (``%s``) among names (``%s``, a list), from the statistics counters: the load report
+        without counting rows. None where the warehouse has no such counters."""
+        return ("SELECT relname, n_tup_ins, n_tup_del FROM pg_stat_xact_user_tables "
+                "WHERE schemaname = %s AND relname = ANY(%s)")
+
     def dependent_views(self) -> str:
         """Views that depend on a table (``%s``: schema, table), deepest last: (schema,
         view, definition, acl, owner, comment, depth)."""

@@ -96,6 +96,9 @@ class RedshiftBookkeeping(PostgresBookkeeping):
 
 
 class RedshiftCatalog(PostgresCatalog):
+    def transaction_counts(self) -> str | None:
+        return None  # no per-transaction counters: the load counts with queries
+
     def table_sizes(self) -> str | None:
         return None  # no indexes to decide on
 
