@@ -10,6 +10,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from spool.ingest.decode import Decoder, DecodeRules
+from spool.ingest.parts import Part, rejected_row
+from spool.ingest.writer import assemble
 from spool.warehouse import CONTRACT_VERSION
 from spool.warehouse.load import Loader
 from spool.warehouse.report import CHANGE_KINDS
@@ -144,3 +147,22 @@ def test_a_load_that_fails_leaves_no_change_in_the_log_nor_in_the_schema(wh):
     assert rows(wh, "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
                     "AND table_name = 'items' AND column_name = 'colour'", schema) == [(0,)]
     assert rows(wh, "SELECT count(*) FROM S._sdc_loads") == [(1,)]
+
+
+def test_load_report_counts_rejections_by_reason_and_by_stream(wh):
+    dec = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
+    part = Part()
+    raws = [b'{"tenant": "acme", "stream": "orders", "record": {"id": 1}}', b"{oops",
+            b'{"tenant": "acme", "stream": "orders", "data": {"id": 2}, "colour": 1}']
+    for i, raw in enumerate(raws):
+        part.rows.append(((), rejected_row(dec.decode(raw), f"q/0/{700 + i}", 1, 2, raw)))
+        part.note_record("q/0", 700 + i, len(raw), 0)
+    _uri, data, record = assemble("acme", "_sdc_rejected", 0, 60_000, 0, part, "/unused", 3)
+    conn, schema = wh
+    groups = [stage_group("orders", [make_batch("orders", [{"id": 3}], key_names=["id"])], PG),
+              stage_group("_sdc_rejected", [(record.batch_id, data)], PG)]
+    result = Loader(PG, CopyStdinStager()).load(conn, schema, groups)
+    by_table = {r.table: r for r in result.reports}
+    assert by_table["_sdc_rejected"].rejected_by_reason == {"unknown_field": 2, "not_json": 1}
+    assert by_table["_sdc_rejected"].rows_inserted == 3
+    assert (by_table["orders"].rows_inserted, by_table["orders"].rows_rejected) == (1, 2)
