@@ -22,9 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spool {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from spool.commands import batches, changes, loads, produce, rejected, status, tenants
+    from spool.commands import (
+        batches,
+        changes,
+        loads,
+        produce,
+        rejected,
+        status,
+        tenants,
+        topics,
+    )
 
-    for module in (produce, tenants, status, batches, loads, changes, rejected):
+    for module in (produce, topics, tenants, status, batches, loads, changes, rejected):
         module.register(sub)
     return parser
 

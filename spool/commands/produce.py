@@ -5,6 +5,9 @@ output, each message sent with the tenant in a Kafka header. Messages are keyed 
 order holds where it matters: envelopes by (tenant, stream), Singer messages by tenant (a
 tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition).
 
+A topic that does not exist ends the command at once, naming the command that creates it
+(the broker does not create topics on first use).
+
 Nothing is lost silently: the command waits for the broker's acknowledgement of every
 message and ends by reporting how many were delivered; when the broker is unreachable or a
 line is not JSON it stops, names the problem (and the line number), reports what was and
@@ -20,6 +23,7 @@ import time
 
 import orjson
 
+from spool import kafka_topics
 from spool.kafka_config import producer_config
 
 EXAMPLE = """examples:
@@ -123,6 +127,20 @@ def _open_producer(args: argparse.Namespace, bootstrap: str, stream):
                          "delivered") from None
 
 
+def _check_topic(args: argparse.Namespace, bootstrap: str, stream) -> None:
+    """End at once, in one line, when the topic does not exist or no broker answers: a
+    producer would otherwise wait out its metadata timeout for every message."""
+    try:
+        kafka_topics.require(bootstrap, args.topic, args.kafka_config,
+                             min(args.timeout, kafka_topics.CHECK_SECONDS),
+                             bootstrap_flag=f"--bootstrap {args.bootstrap}" if args.bootstrap
+                             else "")
+    except kafka_topics.TopicError as exc:
+        waiting = sum(1 for line in stream if line.strip())
+        raise SystemExit(f"error: {exc}; 0 messages delivered, {waiting} not delivered") \
+            from None
+
+
 def _message_key(args: argparse.Namespace, line: bytes, lineno: int) -> tuple[bytes | None, str]:
     """(Kafka key, "") of one input line, or (None, what is wrong with it)."""
     try:
@@ -146,6 +164,7 @@ def produce(args: argparse.Namespace) -> int:
         raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
     bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    _check_topic(args, bootstrap, stream)
     producer = _open_producer(args, bootstrap, stream)
     headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else None
     progress = Progress()

@@ -9,7 +9,8 @@ import pytest
 
 from spool.cli import build_parser
 
-COMMANDS = [["produce"], ["tenants"], ["tenants", "add"], ["tenants", "list"],
+COMMANDS = [["produce"], ["topics"], ["topics", "create"], ["topics", "list"], ["tenants"],
+            ["tenants", "add"], ["tenants", "list"],
             ["tenants", "show"], ["tenants", "remove"], ["status"], ["batches"],
             ["batches", "list"], ["batches", "show"], ["batches", "retry"], ["rejected"]]
 
