@@ -2,7 +2,7 @@
 
 Derived from the load's plans (spool.warehouse.plan) and what the DDL step rebuilt, in the
 order the DDL ran: per stream, tables by depth and path; a table's creation, then its new
-columns, then its widenings and the views rebuilt around them; a stream's table version
+data columns (of a new table too; system columns are the contract's and not logged), then its widenings and the views rebuilt around them; a stream's table version
 activation last. Each change names the batch that caused it: the first batch of the load
 holding the table or the field's type, and for a widening the batch of the longest value.
 """
@@ -41,9 +41,11 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
                 change(kind, tp, _batch_at(group, st, 0), source_path=tpath, detail=detail)
             for col, sql_type in tp.new_columns:
                 split = (tp.name, col) in plan.split
-                if tp.create and not split:
-                    continue  # in the table's creation
-                path, json_type = fields.get((tp.name, col), (None, None))
+                if (tp.name, col) not in fields:
+                    continue  # a system column: every table has them (the contract)
+                # also the columns of a new table: which columns a table has, and since
+                # when, reads the same however batches were grouped into loads
+                path, json_type = fields[(tp.name, col)]
                 first = st.observed.first.get((path, json_type), 0) if st else 0
                 change(r.SPLIT_COLUMN_ADDED if split else r.COLUMN_ADDED, tp,
                        _batch_at(group, st, first), column=col, source_path=path,
@@ -102,9 +104,9 @@ def _batch_of_longest(group: StagedGroup, st: StagedTable | None, key) -> str | 
 
 def change_rows(changes: list[r.SchemaChange]) -> list[tuple]:
     """``_sdc_schema_changes`` rows, in the contract's column order."""
-    return [(c.changed_at, c.load_id, c.kind, c.stream, c.table, c.column, c.source_path,
+    return [(c.changed_at, c.load_id, i, c.kind, c.stream, c.table, c.column, c.source_path,
              c.json_type, c.old_type, c.new_type, c.batch_id, c.detail, c.contract_version)
-            for c in changes]
+            for i, c in enumerate(changes, start=1)]
 
 
 def load_rows(reports: list[r.TableReport], loader: str) -> list[tuple]:

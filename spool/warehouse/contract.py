@@ -81,6 +81,7 @@ CATALOG = {
                   ("batch_ids", "string", 65535), ("started_at", "date-time", 0),
                   ("finished_at", "date-time", 0), ("loader", "string", 256)],
     SCHEMA_CHANGES_TABLE: [("changed_at", "date-time", 0), ("load_id", "string", 64),
+                           ("position", "integer", 0),
                            ("kind", "string", 64), ("stream", "string", 1024),
                            ("table_name", "string", 512), ("column_name", "string", 512),
                            ("source", "string", 4096), ("json_type", "string", 32),

@@ -93,7 +93,10 @@ def drop_schemas(stack):
 
 
 def snapshot(stack, prefix) -> dict:
-    """Every table of every schema with the prefix: sorted rows (catalog tables left out)."""
+    """Every table of every schema with the prefix: sorted rows (catalog tables left out),
+    and of the history tables what does not depend on how batches were grouped into loads:
+    the columns the change log says each table got, and per root table the rows its load
+    reports add up to (checked here against the table itself)."""
     conn = psycopg2.connect(stack.warehouse_dsn)
     out = {}
     with conn.cursor() as cur:
@@ -101,15 +104,41 @@ def snapshot(stack, prefix) -> dict:
             # the contract's tables, without the loader's own bookkeeping and helpers
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema "
                         "= %s AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', "
-                        "'_sdc_tables', '_sdc_columns', '_sdc_stage')", (schema,))
+                        "'_sdc_tables', '_sdc_columns', '_sdc_stage', '_sdc_loads', "
+                        "'_sdc_schema_changes')", (schema,))
             for (table,) in cur.fetchall():
                 cur.execute(f'SELECT * FROM "{schema}"."{table}"')
                 names = [d[0] for d in cur.description]
                 rows = sorted(tuple(sorted(zip(names, map(repr, r), strict=True)))
                               for r in cur.fetchall())
                 out[(schema[len(prefix):], table)] = rows
+            out[(schema[len(prefix):], "_sdc_schema_changes: columns")] = \
+                columns_in_change_log(cur, schema)
+            out[(schema[len(prefix):], "_sdc_loads: rows")] = reported_rows(cur, schema)
     conn.close()
     return out
+
+
+def columns_in_change_log(cur, schema) -> list[tuple]:
+    cur.execute(f"""SELECT DISTINCT kind, stream, table_name, column_name, source, json_type,
+                           new_type FROM "{schema}"._sdc_schema_changes
+                    WHERE kind IN ('table_created', 'child_table_created', 'column_added',
+                                   'split_column_added') ORDER BY 1, 2, 3, 4, 5, 6, 7""")
+    return cur.fetchall()
+
+
+def reported_rows(cur, schema) -> dict[str, int]:
+    """Per root table, rows inserted minus rows retired over all its load reports: the rows
+    it holds (updates replace rows; a record loaded twice is in one report only)."""
+    cur.execute(f"""SELECT l.table_name, sum(l.rows_inserted) - sum(l.rows_retired)
+                    FROM "{schema}"._sdc_loads l JOIN "{schema}"._sdc_tables t
+                      ON t.table_name = l.table_name AND t.table_path = '[]'
+                    WHERE l.table_name <> '_sdc_rejected' GROUP BY 1""")
+    reported = {t: int(n) for t, n in cur.fetchall()}
+    for table, n in reported.items():
+        cur.execute(f'SELECT count(*) FROM "{schema}"."{table}"')
+        assert cur.fetchone()[0] == n, f"{schema}.{table}: the load reports add up to {n} rows"
+    return reported
 
 
 def differences(got: dict, want: dict, limit: int = 3) -> str:

@@ -34,7 +34,8 @@ def test_loads_changes_and_freshness_after_two_loads(ledger, ledger_dsn, tmp_pat
     rc, out, err = cli(ledger_dsn, "changes", "--tenant", "acme", "--since", "1h", "--json")
     assert rc == 0, err
     assert [(r["kind"], r["table"], r["column"]) for r in lines(out)] == \
-        [("column_added", "orders", "coupon"), ("table_created", "orders", None)]
+        [("column_added", "orders", "coupon"), ("column_added", "orders", "id"),
+         ("column_added", "orders", "amount"), ("table_created", "orders", None)]
     rc, out, _ = cli(ledger_dsn, "changes", "--tenant", "acme", "--table", "nothing_here")
     assert rc == 0 and "no schema changes" in out
 

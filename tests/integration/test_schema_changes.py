@@ -35,8 +35,7 @@ def changes_as_read(wh, batch_names: dict[str, str]) -> list[dict]:
     load ids, batch ids) replaced by stable names."""
     got = rows(wh, "SELECT changed_at, load_id, kind, stream, table_name, column_name, "
                    "source, json_type, old_type, new_type, batch_id, detail, contract_version "
-                   "FROM S._sdc_schema_changes ORDER BY changed_at, table_name, kind, "
-                   "column_name")
+                   "FROM S._sdc_schema_changes ORDER BY changed_at, load_id, position")
     loads: dict[str, str] = {}
     out = []
     for (_at, load_id, kind, stream, table, column, source, json_type, old, new, batch,
@@ -143,7 +142,8 @@ def test_a_load_that_fails_leaves_no_change_in_the_log_nor_in_the_schema(wh):
         Loader(PG, _BrokenStager()).load(conn, schema, stage_group(
             "items", [make_batch("items", [{"id": 2, "colour": "red"}], key_names=["id"])],
             PG))
-    assert rows(wh, "SELECT kind FROM S._sdc_schema_changes") == [("table_created",)]
+    assert rows(wh, "SELECT kind, column_name FROM S._sdc_schema_changes ORDER BY position") \
+        == [("table_created", None), ("column_added", "id")]
     assert rows(wh, "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
                     "AND table_name = 'items' AND column_name = 'colour'", schema) == [(0,)]
     assert rows(wh, "SELECT count(*) FROM S._sdc_loads") == [(1,)]

@@ -288,7 +288,7 @@ class PostgresBookkeeping:
                 f"batch_id, detail FROM {qualified(schema, SCHEMA_CHANGES_TABLE)} "
                 "WHERE (CAST(%(table)s AS varchar) IS NULL OR table_name = %(table)s) "
                 "AND (CAST(%(since)s AS timestamptz) IS NULL OR changed_at >= %(since)s) "
-                "ORDER BY changed_at DESC, table_name, kind, column_name LIMIT %(limit)s")
+                "ORDER BY changed_at DESC, load_id, position DESC LIMIT %(limit)s")
 
     def insert_rejected_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, REJECTED_TABLE)} ({quote(sdc.REJECTED_AT)}, "
