@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from spool import secrets
+from spool import kafka_topics, secrets
 from spool.objectstore import S3Config
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # where a checkout keeps var/bin/prism
@@ -63,6 +63,18 @@ def positive_seconds(flag: str, value: float) -> float:
     if not value > 0:
         raise SystemExit(f"error: {flag}={value}: give a number of seconds above 0")
     return value
+
+
+def require_topic(bootstrap: str, topic: str, kafka_config, given_bootstrap: str | None) -> None:
+    """End the job before launch, in one line, when ``topic`` does not exist or no broker
+    answers within seconds: the pipeline would otherwise wait out the client's metadata
+    timeout and end in a runner's traceback."""
+    try:
+        kafka_topics.require(bootstrap, topic, kafka_config, flag="--kafka_bootstrap",
+                             bootstrap_flag=f"--bootstrap {given_bootstrap}"
+                             if given_bootstrap else "")
+    except kafka_topics.TopicError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 class SpoolLocationOptions(PipelineOptions):

@@ -28,6 +28,7 @@ from pipelines.common import (
     job_mode,
     positive_seconds,
     report_metrics,
+    require_topic,
     resolve_common,
     s3_config,
     wait_or_stop,
@@ -206,9 +207,11 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     configure_logging(options)
     mode = job_mode(options, ("drain", "streaming"), "spool job")
     src = options.view_as(KafkaSourceOptions)
+    given_bootstrap = src.kafka_bootstrap
     bootstrap = src.kafka_bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP",
                                                         "127.0.0.1:19092")
     src.kafka_bootstrap = bootstrap
+    require_topic(bootstrap, src.topic, src.kafka_config, given_bootstrap)
     ledger_dsn, spool_location = resolve_common(options)
     choose_runner(options, streaming=mode == "streaming")
     Ledger(ledger_dsn).migrate()

@@ -11,8 +11,10 @@ Every failure is a :class:`TopicError` whose text is that line (without ``error:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from spool.kafka_config import parse_extra
@@ -76,6 +78,19 @@ def retention_text(ms: int | None) -> str:
     return f"{ms}ms"
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """kafka-python logs every refused connection while it bootstraps; the answer here is
+    the exception's one line, so its log stays quiet for the question's few seconds."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
 def _admin(bootstrap: str, extra: Iterable[str] | None, timeout_s: float, flag: str):
     """An admin client connected to ``bootstrap``, or BrokerUnreachable within
     ``timeout_s`` (naming ``flag``, the caller's way to give the address). Only the extra
@@ -120,16 +135,17 @@ def describe(bootstrap: str, names: list[str] | None = None,
     does not exist is left out."""
     from kafka.errors import KafkaError
 
-    admin = _admin(bootstrap, extra, timeout_s, flag)
-    try:
-        meta = [t for t in admin.describe_topics(names)
-                if t["error_code"] == 0 and not t.get("is_internal")]
-        retention = _retentions(admin, [t["name"] for t in meta])
-    except KafkaError as exc:
-        raise BrokerUnreachable(f"Kafka at {bootstrap} did not describe its topics: "
-                                f"{exc}") from None
-    finally:
-        admin.close()
+    with _quiet():
+        admin = _admin(bootstrap, extra, timeout_s, flag)
+        try:
+            meta = [t for t in admin.describe_topics(names)
+                    if t["error_code"] == 0 and not t.get("is_internal")]
+            retention = _retentions(admin, [t["name"] for t in meta])
+        except KafkaError as exc:
+            raise BrokerUnreachable(f"Kafka at {bootstrap} did not describe its topics: "
+                                    f"{type(exc).__name__}") from None
+        finally:
+            admin.close()
     return sorted((Topic(t["name"], len(t["partitions"]), retention.get(t["name"]))
                    for t in meta), key=lambda t: t.name)
 
@@ -156,18 +172,19 @@ def create(bootstrap: str, name: str, partitions: int, retention_ms: int | None 
     spec: dict = {"num_partitions": partitions, "replication_factor": replication_factor or -1}
     if retention_ms is not None:
         spec["configs"] = {"retention.ms": str(retention_ms)}
-    admin = _admin(bootstrap, extra, timeout_s, "--bootstrap")
-    try:
-        admin.create_topics({name: spec}, timeout_ms=int(timeout_s * 1000),
-                            wait_for_metadata=True)
-    except TopicAlreadyExistsError:
-        raise TopicExists(f"topic {name!r} already exists on Kafka at {bootstrap}; 'spool "
-                          "topics list' shows its partitions and retention") from None
-    except KafkaError as exc:
-        said = _BROKER_SAID.search(str(exc))
-        reason = said[1] if said else getattr(exc, "description", "") or "no reason given"
-        raise TopicError(f"Kafka at {bootstrap} did not create topic {name!r}: "
-                         f"{type(exc).__name__} ({reason})") from None
-    finally:
-        admin.close()
+    with _quiet():
+        admin = _admin(bootstrap, extra, timeout_s, "--bootstrap")
+        try:
+            admin.create_topics({name: spec}, timeout_ms=int(timeout_s * 1000),
+                                wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            raise TopicExists(f"topic {name!r} already exists on Kafka at {bootstrap}; 'spool "
+                              "topics list' shows its partitions and retention") from None
+        except KafkaError as exc:
+            said = _BROKER_SAID.search(str(exc))
+            reason = said[1] if said else getattr(exc, "description", "") or "no reason given"
+            raise TopicError(f"Kafka at {bootstrap} did not create topic {name!r}: "
+                             f"{type(exc).__name__} ({reason})") from None
+        finally:
+            admin.close()
     return describe(bootstrap, [name], extra, timeout_s)[0]
