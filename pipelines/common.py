@@ -6,7 +6,9 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import (
@@ -37,24 +39,56 @@ class LedgerOptions(PipelineOptions):
 
 
 class JobModeOptions(PipelineOptions):
-    """--mode, shared: Beam registers every options class in one process, so two jobs that
-    both declared --mode could not be imported together."""
+    """--mode, parsed once for both jobs: Beam registers every options class in one process,
+    so two jobs that both declared --mode could not be imported together. Which modes a job
+    takes, and what each does, is its :class:`JobModes`, which its --help shows instead."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
+        parser.add_argument("--mode", default="drain",
+                            help="How the job runs; its --help lists the modes it takes.")
+
+
+@dataclass(frozen=True)
+class JobModes:
+    """The modes one job runs in and what each does. It stands in for JobModeOptions where
+    a job shows its options (--help, docs/options.md), and :func:`job_mode` refuses any other
+    mode with the same list."""
+
+    job: str
+    modes: tuple[tuple[str, str], ...]  # (mode, what it does)
+    default: str = "drain"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.modes)
+
+    def _add_argparse_args(self, parser) -> None:
         parser.add_argument(
-            "--mode", default="drain", choices=["drain", "streaming", "follow"],
-            help="spool job: drain (read up to the end offsets seen at start, or "
-            "--max_records, then end) or streaming (run until stopped). loader: drain (load "
-            "every batch that is READY now, then end; cron-friendly) or follow (keep polling "
-            "the ledger until stopped). Default drain.")
+            "--mode", default=self.default, choices=self.names,
+            help=" ".join(f"{name}: {what}." for name, what in self.modes)
+            + f" Default {self.default}.")
 
 
-def job_mode(options: PipelineOptions, allowed: tuple[str, ...], job: str) -> str:
+SPOOL_JOB_MODES = JobModes("spool job", (
+    ("drain", "read up to the end offsets seen at start (or --max_records), write and record "
+     "the batches, commit, then end"),
+    ("streaming", "read and write batches until stopped (SIGTERM or Ctrl-C); runs on Prism "
+     "unless --runner says otherwise")))
+LOADER_MODES = JobModes("loader", (
+    ("drain", "load every batch that is READY now, then end (cron-friendly)"),
+    ("follow", "keep loading new batches as the spool job announces them, and poll the "
+     "ledger every --poll_seconds, until stopped")))
+
+
+def job_mode(options: PipelineOptions, modes: JobModes) -> str:
+    """The job's --mode; another ends the job at once with one line and exit 2 (a bad
+    command line, as argparse would)."""
     mode = options.view_as(JobModeOptions).mode
-    if mode not in allowed:
-        raise SystemExit(f"error: the {job} runs in --mode={' or --mode='.join(allowed)}, "
-                         f"not {mode}")
+    if mode not in modes.names:
+        print(f"error: --mode={mode}: the {modes.job} runs in "
+              f"{' or '.join(f'--mode={m}' for m in modes.names)}", file=sys.stderr)
+        raise SystemExit(2)
     return mode
 
 

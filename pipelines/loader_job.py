@@ -20,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.common import (
+    LOADER_MODES,
     JobModeOptions,
     LedgerOptions,
     LoggingOptions,
@@ -111,7 +112,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
                  LoggingOptions):
         options.view_as(view)
     configure_logging(options)
-    mode = job_mode(options, ("drain", "follow"), "loader")
+    mode = job_mode(options, LOADER_MODES)
     ledger_dsn, _location = resolve_common(options)
     follow = mode == "follow"
     choose_runner(options, streaming=follow)
@@ -132,7 +133,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [JobModeOptions, LoaderOptions, LedgerOptions, SpoolLocationOptions,
+        print_help(__doc__, [LOADER_MODES, LoaderOptions, LedgerOptions, SpoolLocationOptions,
                              LoggingOptions])
         sys.exit(0)
     run()

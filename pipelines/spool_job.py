@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.common import (
+    SPOOL_JOB_MODES,
     JobModeOptions,
     LedgerOptions,
     LoggingOptions,
@@ -205,7 +206,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
                  LedgerOptions, SpoolLocationOptions, LoggingOptions):
         options.view_as(view)  # every concern's options are parsed and validated
     configure_logging(options)
-    mode = job_mode(options, ("drain", "streaming"), "spool job")
+    mode = job_mode(options, SPOOL_JOB_MODES)
     src = options.view_as(KafkaSourceOptions)
     given_bootstrap = src.kafka_bootstrap
     bootstrap = src.kafka_bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP",
@@ -234,7 +235,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [JobModeOptions, KafkaSourceOptions, DecodeOptions, BatchOptions,
+        print_help(__doc__, [SPOOL_JOB_MODES, KafkaSourceOptions, DecodeOptions, BatchOptions,
                              LedgerOptions, SpoolLocationOptions, LoggingOptions])
         sys.exit(0)
     run()

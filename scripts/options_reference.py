@@ -31,15 +31,23 @@ def option_rows(option_classes) -> list[tuple[str, str, str]]:
 
 
 def render() -> str:
-    from pipelines.common import JobModeOptions, LedgerOptions, LoggingOptions, SpoolLocationOptions
+    from pipelines.common import (
+        LOADER_MODES,
+        SPOOL_JOB_MODES,
+        LedgerOptions,
+        LoggingOptions,
+        SpoolLocationOptions,
+    )
     from pipelines.loader_job import LoaderOptions
     from pipelines.spool_job import BatchOptions, DecodeOptions, KafkaSourceOptions
 
     sections = [
-        ("Both jobs", [JobModeOptions, LedgerOptions, SpoolLocationOptions, LoggingOptions]),
+        ("Both jobs", [LedgerOptions, SpoolLocationOptions, LoggingOptions]),
+        ("Spool job: mode", [SPOOL_JOB_MODES]),
         ("Spool job: Kafka source", [KafkaSourceOptions]),
         ("Spool job: decoding", [DecodeOptions]),
         ("Spool job: batches", [BatchOptions]),
+        ("Loader: mode", [LOADER_MODES]),
         ("Loader", [LoaderOptions]),
     ]
     out = ["# Options reference", "",
