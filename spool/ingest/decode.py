@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from spool import sdc
 from spool.ingest.envelope import decode_envelope
 from spool.ingest.messages import Decoded, DecodeRules, Kind, Reason, reject
 from spool.ingest.singer import decode_singer
@@ -104,6 +105,14 @@ class Decoder:
         result = self._decode(value, header_tenant, exact)
         if result.kind is Kind.REJECTED and result.tenant is None and header_tenant:
             result.tenant = header_tenant
+        if result.tenant == sdc.UNASSIGNED_TENANT and result.kind is not Kind.REJECTED:
+            # registered or not, it holds only what names no tenant: a message may not claim
+            # it, or its records would land as tables in the platform's schema
+            return reject(
+                Reason.UNKNOWN_TENANT,
+                f"tenant '{sdc.UNASSIGNED_TENANT}' is reserved for messages that name no "
+                "registered tenant; send the record under its own tenant",
+                tenant=result.tenant, stream=result.stream)
         if result.tenant is not None and result.reason is not Reason.UNKNOWN_TENANT and \
                 not self.is_tenant(result.tenant):
             return reject(

@@ -111,3 +111,20 @@ def test_fast_and_full_paths_agree():
         b = decode_envelope(obj, None, fast=False)
         assert (a.kind, a.key_names, a.sequence, a.reason) == \
             (b.kind, b.key_names, b.sequence, b.reason), value
+
+
+@pytest.mark.parametrize(("value", "headers"), [
+    (json.dumps({"tenant": "_unassigned", "stream": "orders", "data": {"id": 1}}).encode(), None),
+    (json.dumps({"type": "RECORD", "stream": "orders", "record": {"id": 1}}).encode(),
+     [("tenant", b"_unassigned")]),
+], ids=["envelope", "singer"])
+def test_no_message_can_claim_the_reserved_unassigned_tenant_even_once_it_has_a_destination(
+        value, headers):
+    # an operator gave _unassigned a destination, so the registry now holds it: a message
+    # that names it would otherwise load its stream as a table into the platform's schema
+    registered = Decoder(DecodeRules(max_message_bytes=4096),
+                         (TENANTS | {"_unassigned"}).__contains__, lambda t, s: ())
+    got = registered.decode(value, headers)
+    assert (got.kind, got.reason) == (Kind.REJECTED, Reason.UNKNOWN_TENANT)
+    assert got.message == ("tenant '_unassigned' is reserved for messages that name no "
+                           "registered tenant; send the record under its own tenant")
