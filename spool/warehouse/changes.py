@@ -2,9 +2,10 @@
 
 Derived from the load's plans (spool.warehouse.plan) and what the DDL step rebuilt, in the
 order the DDL ran: per stream, tables by depth and path; a table's creation, then its new
-data columns (of a new table too; system columns are the contract's and not logged), then its widenings and the views rebuilt around them; a stream's table version
-activation last. Each change names the batch that caused it: the first batch of the load
-holding the table or the field's type, and for a widening the batch of the longest value.
+data columns (of a new table too; system columns are the contract's and not logged), then
+its widenings and the views rebuilt around them; a stream's table version activation last.
+Each change names the batch that caused it: the first batch of the load holding the table
+or the field's type, and for a widening the batch of the longest value.
 """
 
 from __future__ import annotations

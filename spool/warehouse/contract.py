@@ -70,7 +70,7 @@ CATALOG = {
                     ("created_at", "date-time", 0)],
     LOAD_LOG_TABLE: [("batch_id", "string", 1024), ("stream", "string", 1024),
                      ("row_count", "integer", 0), ("loaded_at", "date-time", 0),
-                     ("loader", "string", 256)],
+                     ("loader", "string", 256), ("load_id", "string", 64)],
     REJECTED_TABLE: REJECTED_COLUMNS,
     LOADS_TABLE: [("load_id", "string", 64), ("stream", "string", 1024),
                   ("table_name", "string", 512), ("rows_inserted", "integer", 0),
@@ -89,5 +89,9 @@ CATALOG = {
                            ("batch_id", "string", 1024), ("detail", "string", 4096),
                            ("contract_version", "integer", 0)],
 }
+
+# what a schema of an older contract version needs to become this one: (table, column)
+# added to a table it already has (the new tables are created like in a new schema)
+UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")]}
 
 __all__ = ["CATALOG", "CONTRACT_VERSION"]

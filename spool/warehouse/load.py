@@ -89,8 +89,13 @@ class Loader:
             done = tenant_schema.loaded_batches(d, cur, schema,
                                                 [b for g in groups for b in g.batch_ids])
             groups = [g for g in (without_batches(g, done) for g in groups) if g.batch_ids]
+            # batches an earlier load committed (its loader died before the ledger heard):
+            # their reports and changes are handed on again, so the ledger and the webhooks
+            # get them at least once
+            before = earlier_loads(d, cur, schema, {x for x in done.values() if x})
             if not groups:
-                return LoadResult([], sorted(done), 0, [])
+                return LoadResult([], sorted(done), 0, [], reports=before[0],
+                                  changes=before[1])
             state = tenant_schema.read_state(d, cur, schema, [g.stream for g in groups])
             plans = []
             for group in groups:
@@ -116,13 +121,14 @@ class Loader:
             execute_values(cur, d.bookkeeping.insert_loads_values(schema),
                            load_rows(list(reports.values()), self.name))
             execute_values(cur, d.bookkeeping.insert_load_log_values(schema),
-                           [(b, g.stream, n, now, self.name) for g in groups
+                           [(b, g.stream, n, now, self.name, load_id) for g in groups
                             for b, n in zip(g.batch_ids, g.row_counts, strict=True)])
             failpoint("load.before_commit")
         return LoadResult([b for g in groups for b in g.batch_ids], sorted(done),
                           sum(st.rows for g in groups for st in g.tables.values()),
                           [t.name for p in plans for t in p.tables.values()],
-                          reports=list(reports.values()), changes=changes)
+                          reports=before[0] + list(reports.values()),
+                          changes=before[1] + changes)
 
     def _report_cuts(self, cur, schema: str, groups: list[StagedGroup], plans: list,
                      reports: dict[str, TableReport]) -> None:
@@ -149,6 +155,25 @@ class Loader:
                 rows.append((now, group.stream, "value_cut", reason, record, cut.record_id))
         if rows:
             execute_values(cur, self.dialect.bookkeeping.insert_rejected_values(schema), rows)
+
+
+def earlier_loads(d, cur, schema: str,
+                  load_ids: set[str]) -> tuple[list[TableReport], list[SchemaChange]]:
+    """The reports and schema changes of loads committed before, from the schema."""
+    if not load_ids:
+        return [], []
+    cur.execute(d.bookkeeping.loads_of(schema), (tuple(sorted(load_ids)),))
+    reports = [TableReport(load_id, stream, table, ins, upd, ret, rej, cut, r0, r1, e0, e1,
+                           batch_ids=json.loads(batch_ids or "[]"), started_at=started,
+                           finished_at=finished)
+               for (load_id, stream, table, ins, upd, ret, rej, cut, r0, r1, e0, e1, batch_ids,
+                    started, finished, _loader) in cur.fetchall()]
+    cur.execute(d.bookkeeping.changes_of(schema), (tuple(sorted(load_ids)),))
+    changes = [SchemaChange(load_id, kind, stream, table, column, source, json_type, old, new,
+                            batch, detail, at, version)
+               for (at, load_id, _pos, kind, stream, table, column, source, json_type, old, new,
+                    batch, detail, version) in cur.fetchall()]
+    return reports, changes
 
 
 def load_id_of(batch_ids: list[str]) -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from psycopg2.extras import execute_values
 
 from spool.warehouse import CONTRACT_VERSION
-from spool.warehouse.contract import CATALOG, STAGE_TABLE
+from spool.warehouse.contract import CATALOG, STAGE_TABLE, UPGRADES
 from spool.warehouse.dialects import TerminalError
 from spool.warehouse.plan import CatalogState, Plan
 from spool.warehouse.statements import Statements
@@ -51,7 +51,15 @@ def _check_contract(d, cur, schema: str) -> None:
     version = cur.fetchone()[0]
     if version is None or version < CONTRACT_VERSION:
         # new, or loaded by an older Spool: the tables of this version exist now (created
-        # above if missing), and the schema says which version it has from here on
+        # above if missing), columns added since its version are added to the tables it
+        # had, and the schema says which version it has from here on
+        batch = Statements(cur)
+        for old in range(version or CONTRACT_VERSION, CONTRACT_VERSION):
+            for table, column in UPGRADES.get(old, []):
+                logical, size = next((t, n) for c, t, n in CATALOG[table] if c == column)
+                batch.add(d.ddl.add_column(schema, table, column,
+                                           d.types.column_type(logical, size)))
+        batch.flush()
         cur.execute(d.bookkeeping.insert_contract(schema),
                     (CONTRACT_VERSION, datetime.now(tz=UTC)))
     elif version > CONTRACT_VERSION:
@@ -59,10 +67,11 @@ def _check_contract(d, cur, schema: str) -> None:
                             f"this loader knows v{CONTRACT_VERSION}: upgrade Spool")
 
 
-def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> set[str]:
-    """Those of ``batch_ids`` that the schema's load log holds (committed before)."""
+def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> dict[str, str | None]:
+    """Those of ``batch_ids`` that the schema's load log holds (committed before), with
+    the load that committed each (None: loaded under contract version 1)."""
     cur.execute(d.bookkeeping.loaded_batches(schema), (tuple(batch_ids) or ("",),))
-    return {r[0] for r in cur.fetchall()}
+    return dict(cur.fetchall())
 
 
 def read_state(d, cur, schema: str, streams: list[str]) -> CatalogState:

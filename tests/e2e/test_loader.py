@@ -3,6 +3,7 @@ exactly once, through kills, parallel loaders and a warehouse outage."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import socket
@@ -296,6 +297,30 @@ def test_ten_kills_at_injected_points_leave_the_same_warehouse(
     diff = differences(snapshot(stack, f"{unique}_b"), snapshot(stack, f"{unique}_a"))
     assert not diff, diff
     assert load_log_counts(stack, f"{unique}_b") == load_log_counts(stack, f"{unique}_a")
+    # a load whose loader died after the warehouse commit still reached the ledger's reports
+    # (the retry found it committed and handed its report on)
+    in_warehouse = reported_batches(stack, f"{unique}_b")
+    assert in_warehouse and in_warehouse <= ledger_reported_batches(second_ledger)
+
+
+def reported_batches(stack, prefix) -> set[str]:
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    out: set[str] = set()
+    with conn.cursor() as cur:
+        for schema in schemas_of(stack, prefix):
+            cur.execute(f'SELECT batch_ids FROM "{schema}"."_sdc_loads"')
+            out.update(b for (ids,) in cur.fetchall() for b in json.loads(ids))
+    conn.close()
+    return out
+
+
+def ledger_reported_batches(ledger_dsn) -> set[str]:
+    conn = psycopg2.connect(ledger_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT unnest(batch_ids) FROM load_reports")
+        out = {r[0] for r in cur.fetchall()}
+    conn.close()
+    return out
 
 
 def leases_held(ledger_dsn) -> int:

@@ -166,3 +166,35 @@ def test_load_report_counts_rejections_by_reason_and_by_stream(wh):
     assert by_table["_sdc_rejected"].rejected_by_reason == {"unknown_field": 2, "not_json": 1}
     assert by_table["_sdc_rejected"].rows_inserted == 3
     assert (by_table["orders"].rows_inserted, by_table["orders"].rows_rejected) == (1, 2)
+
+
+def test_a_load_found_committed_hands_on_its_report_again(wh):
+    """The loader died after the warehouse commit, before the ledger heard: the retry finds
+    the batches in the load log, loads nothing, and returns the first load's report and
+    changes, so the ledger and the webhooks still get them."""
+    conn, schema = wh
+    batches = [make_batch("tags", [{"id": 1, "t": "a"}], key_names=["id"])]
+    first = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group("tags", batches, PG))
+    again = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group("tags", batches, PG))
+    assert (again.loaded, again.skipped) == ([], first.loaded)
+    assert [(r.load_id, r.table, r.rows_inserted) for r in again.reports] == \
+        [(r.load_id, r.table, r.rows_inserted) for r in first.reports]
+    assert [(c.kind, c.column) for c in again.changes] == \
+        [(c.kind, c.column) for c in first.changes]
+
+
+def test_a_schema_of_contract_v1_is_upgraded_by_its_next_load(wh):
+    conn, schema = wh
+    load(wh, "legacy", make_batch("legacy", [{"id": 1}], key_names=["id"]))
+    with conn, conn.cursor() as cur:  # as Spool 0.1 left it
+        cur.execute(f'DROP TABLE "{schema}"._sdc_loads, "{schema}"._sdc_schema_changes')
+        cur.execute(f'ALTER TABLE "{schema}"._sdc_load_log DROP COLUMN load_id')
+        cur.execute(f'UPDATE "{schema}"._sdc_contract SET version = 1')
+    # a new loader (a new process) meets the schema for the first time
+    result = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group(
+        "legacy", [make_batch("legacy", [{"id": 2, "new": "x"}], key_names=["id"])], PG))
+    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(1,), (2,)]
+    assert rows(wh, "SELECT kind, column_name FROM S._sdc_schema_changes") == \
+        [("column_added", "new")]
+    assert rows(wh, "SELECT count(*) FROM S._sdc_load_log WHERE load_id = %s",
+                result.reports[0].load_id) == [(1,)]

@@ -243,12 +243,23 @@ class PostgresBookkeeping:
         return "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"spool:{schema}",)
 
     def loaded_batches(self, schema: str) -> str:
-        return (f"SELECT batch_id FROM {qualified(schema, LOAD_LOG_TABLE)} "
+        return (f"SELECT batch_id, load_id FROM {qualified(schema, LOAD_LOG_TABLE)} "
                 "WHERE batch_id IN %s")
 
     def insert_load_log_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, LOAD_LOG_TABLE)} (batch_id, stream, "
-                "row_count, loaded_at, loader) VALUES %s")
+                "row_count, loaded_at, loader, load_id) VALUES %s")
+
+    def loads_of(self, schema: str) -> str:
+        """``_sdc_loads`` rows of load ids (``%s``, a tuple), in the contract's order."""
+        cols = ", ".join(quote(c) for c, _t, _n in CATALOG[LOADS_TABLE])
+        return f"SELECT {cols} FROM {qualified(schema, LOADS_TABLE)} WHERE load_id IN %s"
+
+    def changes_of(self, schema: str) -> str:
+        """``_sdc_schema_changes`` rows of load ids (``%s``), in the contract's order."""
+        cols = ", ".join(quote(c) for c, _t, _n in CATALOG[SCHEMA_CHANGES_TABLE])
+        return (f"SELECT {cols} FROM {qualified(schema, SCHEMA_CHANGES_TABLE)} "
+                "WHERE load_id IN %s ORDER BY load_id, position")
 
     def contract_version(self, schema: str) -> str:
         return f"SELECT max(version) FROM {qualified(schema, CONTRACT_TABLE)}"
