@@ -40,8 +40,11 @@ def test_golden_input_and_widening_on_a_real_cluster():
         spec, batch = golden_input()
         loader.load(conn, schema, stage_group(spec["stream"], [batch], rs))
         long_text = "ü" * 100
-        loader.load(conn, schema, stage_group(spec["stream"], [make_batch(
+        second = loader.load(conn, schema, stage_group(spec["stream"], [make_batch(
             spec["stream"], [{"id": 9, "firstName": long_text}], key_names=["id"])], rs))
+        # the report counted with queries (Redshift has no per-transaction row counters)
+        assert [(r.rows_inserted, r.rows_updated) for r in second.reports
+                if r.table == "page_views"] == [(1, 0)]
         with conn.cursor() as cur:
             cur.execute(f'SELECT count(*) FROM "{schema}"."page_views"')
             assert cur.fetchone()[0] == 3
@@ -49,6 +52,9 @@ def test_golden_input_and_widening_on_a_real_cluster():
                         "WHERE table_schema = %s AND table_name = 'page_views' AND "
                         "column_name = 'first_name'", (schema,))
             assert cur.fetchone()[0] == 256
+            cur.execute(f'SELECT old_type, new_type FROM "{schema}"._sdc_schema_changes '
+                        "WHERE kind = 'column_widened' AND column_name = 'first_name'")
+            assert cur.fetchall() == [("varchar(32)", "varchar(256)")]
     finally:
         with conn, conn.cursor() as cur:
             cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
