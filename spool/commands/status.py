@@ -1,11 +1,23 @@
-"""``spool status``: per tenant and table, where the data is and how fresh it is."""
+"""``spool status``: per tenant and table, where the data is and how fresh it is.
+
+Messages that name no registered tenant are rejected into the reserved tenant
+``_unassigned``. Until an operator gives it a destination its batches are held, not a load
+backlog, so they are one line of their own instead of an "oldest unloaded" age that only
+grows; once it has one, it is a tenant like any other.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ledger import queries
+from spool.ledger.queries import REJECTED, UNASSIGNED_TENANT
+
+HELD_HINT = (f"give them a destination with 'spool tenants add {UNASSIGNED_TENANT} --warehouse "
+             "postgres --dsn env:NAME --schema spool_unassigned'; 'spool rejected --tenant "
+             f"{UNASSIGNED_TENANT}' shows why each was rejected")
 
 EXAMPLE = """examples:
   spool status
@@ -24,8 +36,19 @@ def register(sub) -> None:
 
 
 def status(args: LedgerArgs) -> int:
-    rows = queries.status(ledger_from(args), args.tenant, args.table)
+    ledger = ledger_from(args)
+    rows = queries.status(ledger, args.tenant, args.table)
+    asked = args.tenant in (None, UNASSIGNED_TENANT) and args.table in (None, REJECTED)
+    messages, batches = queries.held(ledger) if asked else (0, 0)
     emit_table(queries.STATUS_COLUMNS, rows, as_json=args.json)
-    if not rows and not args.json:
+    if messages or batches:
+        if args.json:
+            print(json.dumps({"tenant": UNASSIGNED_TENANT, "table": REJECTED,
+                              "held_messages": messages, "held_batches": batches,
+                              "hint": HELD_HINT}))
+        else:
+            print(f"{UNASSIGNED_TENANT}: {messages} messages held (no tenant matched); "
+                  f"{HELD_HINT}")
+    if not rows and not batches and not args.json:
         print("(no batches yet: run the spool job, see 'python -m pipelines.spool_job --help')")
     return 0

@@ -9,7 +9,7 @@ import json
 
 from spool.ledger.states import BatchState
 from spool.ledger.store import Ledger
-from spool.sdc import REJECTED
+from spool.sdc import REJECTED, UNASSIGNED_TENANT
 
 STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "records_spooled",
                   "records_loaded", "oldest_unloaded", "last_load", "newest_row_age",
@@ -17,11 +17,17 @@ STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "re
 BATCH_COLUMNS = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts",
                  "created", "loaded", "last_error"]
 _S = {s: s.value for s in BatchState}
+# _unassigned with no destination: its batches are held, not waiting for a load
+_HELD = """(tenant_id = %(u)s AND NOT EXISTS (
+                 SELECT 1 FROM tenants WHERE tenant_id = %(u)s AND destination_kind <> 'none'))"""
 
 
 def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None) -> list[tuple]:
     """Per (tenant, stream): batches by state, records spooled and loaded, the age of the
-    oldest batch not loaded, the last load and the newest error (``STATUS_COLUMNS``)."""
+    oldest batch not loaded, the last load and the newest error (``STATUS_COLUMNS``).
+
+    ``_unassigned`` is left out while it has no destination: nothing will load its batches,
+    so they are no backlog; :func:`held` counts them."""
 
     # the newest error per stream comes from its own (small) set of rows: an ordered
     # aggregate in the main query forces a sort of every batch row, 1.2 s at 1,000,000
@@ -45,6 +51,7 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
                 FROM batches
                 WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s)
                   AND (%(s)s::text IS NULL OR stream = %(s)s)
+                  AND NOT {_HELD}
                 GROUP BY 1, 2),
             errors AS (
                 SELECT DISTINCT ON (tenant_id, stream) tenant_id, stream, last_error
@@ -56,8 +63,23 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
             SELECT t.*, date_trunc('second', now() - f.newest_received), e.last_error
             FROM totals t LEFT JOIN errors e USING (tenant_id, stream)
                  LEFT JOIN stream_freshness f USING (tenant_id, stream)
-            ORDER BY 1, 2""", {"t": tenant, "s": stream})
+            ORDER BY 1, 2""", {"t": tenant, "s": stream, "u": UNASSIGNED_TENANT})
         return cur.fetchall()
+
+    return ledger.run(q)
+
+
+def held(ledger: Ledger) -> tuple[int, int]:
+    """(messages, batches) of ``_unassigned`` not loaded while it has no destination: the
+    rejected messages that named no registered tenant, which nothing loads until an operator
+    gives ``_unassigned`` a destination; (0, 0) once it has one."""
+
+    def q(cur):
+        cur.execute(f"""SELECT coalesce(sum(record_count), 0), count(*) FROM batches
+                        WHERE state <> '{_S[BatchState.LOADED]}' AND {_HELD}""",
+                    {"u": UNASSIGNED_TENANT})
+        messages, batches = cur.fetchone()
+        return int(messages), int(batches)
 
     return ledger.run(q)
 
