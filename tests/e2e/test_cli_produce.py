@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import psycopg2
 import pytest
@@ -17,9 +16,9 @@ from tests.e2e.jobs import ROOT, job_env, run_spool_job
 SPOOL = [sys.executable, "-m", "spool.cli"]
 
 
-def produce(env, *args, stdin: bytes = b""):
+def produce(env, *args, stdin: bytes = b"", timeout: float = 120):
     return subprocess.run([*SPOOL, "produce", *args], input=stdin, capture_output=True,
-                          env=env, cwd=ROOT, timeout=120, check=False)
+                          env=env, cwd=ROOT, timeout=timeout, check=False)
 
 
 def consume_all(bootstrap, topic, n):
@@ -61,14 +60,13 @@ def test_a_line_that_is_not_json_stops_with_its_line_number(stack, make_topic):
     assert "line 3 is not JSON" in err and "2 message(s) delivered" in err
 
 
-def test_an_unreachable_broker_fails_within_30_seconds_and_counts_the_loss(stack):
+def test_an_unreachable_broker_fails_and_counts_the_loss(stack):
     data = b"".join(b'{"tenant":"a","stream":"s","data":{"i":%d}}\n' % i for i in range(25))
-    started = time.monotonic()
+    # a broker that does not answer must not hang the command (the timeout fails the test)
     res = produce(dict(os.environ, **stack.env), "--bootstrap", "127.0.0.1:1", "--topic", "x",
-                  stdin=data)
-    elapsed = time.monotonic() - started
+                  stdin=data, timeout=30)
     err = res.stderr.decode()
-    assert res.returncode == 1 and elapsed < 30
+    assert res.returncode == 1
     assert "cannot reach Kafka" in err and "25 not delivered" in err
 
 
