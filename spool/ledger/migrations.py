@@ -114,4 +114,39 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "webhooks: each tenant's endpoint, and the outbox of events to deliver",
+        """
+        -- the secret is a reference (env:NAME, file:/path), resolved by the deliverer
+        CREATE TABLE webhooks (
+            tenant_id  text PRIMARY KEY REFERENCES tenants (tenant_id) ON DELETE CASCADE,
+            url        text NOT NULL,
+            secret_ref text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- written in the ledger transaction that marks a load or a failure; no foreign key
+        -- (a webhook removed meanwhile must not fail that transaction)
+        CREATE TABLE webhook_events (
+            event_id         text PRIMARY KEY,
+            tenant_id        text NOT NULL,
+            type             text NOT NULL,
+            payload          jsonb NOT NULL,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            attempts         integer NOT NULL DEFAULT 0,
+            next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+            delivered_at     timestamptz,
+            last_attempt_at  timestamptz,
+            last_status      integer,
+            last_error       text,
+            lease_owner      text,
+            lease_expires_at timestamptz
+        );
+        CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at)
+            WHERE delivered_at IS NULL;
+        CREATE INDEX webhook_events_by_tenant ON webhook_events (tenant_id, created_at);
+        """,
+    ),
 ]

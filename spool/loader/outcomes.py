@@ -9,14 +9,21 @@ never lost for one it does.
 
 from __future__ import annotations
 
+from spool.ledger import outbox
 from spool.ledger import reports as ledger_reports
 from spool.warehouse.report import SchemaChange, TableReport
+from spool.webhooks import events
 
 
 def loaded(cur, tenant: str, reports: list[TableReport], changes: list[SchemaChange]) -> None:
     """Record a committed load's reports (and its events) with its LOADED state."""
     ledger_reports.save(cur, tenant, reports)
+    if outbox.has_webhook(cur, tenant):
+        outbox.enqueue(cur, events.for_load(tenant, reports, changes))
 
 
 def failed(cur, tenant: str, batch_ids: list[str], error: str) -> None:
     """Record what goes with batches that failed alone (their events)."""
+    if outbox.has_webhook(cur, tenant):
+        batches, claimed_at = outbox.failed_batches(cur, batch_ids)
+        outbox.enqueue(cur, [events.for_failure(tenant, batches, error, claimed_at)])
