@@ -31,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         status,
         tenants,
         topics,
+        webhooks,
     )
 
-    for module in (produce, topics, tenants, status, batches, loads, changes, rejected):
+    for module in (produce, topics, tenants, status, batches, loads, changes, rejected,
+                   webhooks):
         module.register(sub)
     return parser
 

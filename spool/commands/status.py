@@ -12,7 +12,7 @@ import argparse
 import json
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
-from spool.ledger import queries
+from spool.ledger import outbox, queries
 from spool.ledger.queries import REJECTED, UNASSIGNED_TENANT
 
 HELD_HINT = (f"give them a destination with 'spool tenants add {UNASSIGNED_TENANT} --warehouse "
@@ -49,6 +49,24 @@ def status(args: LedgerArgs) -> int:
         else:
             print(f"{UNASSIGNED_TENANT}: {messages} messages held (no tenant matched); "
                   f"{HELD_HINT}")
+    _failing_webhooks(ledger, args)
     if not rows and not batches and not args.json:
         print("(no batches yet: run the spool job, see 'python -m pipelines.spool_job --help')")
     return 0
+
+
+def _failing_webhooks(ledger, args: LedgerArgs) -> None:
+    """A tenant whose webhook's last attempt failed: its events wait in the outbox (loads go
+    on; docs/webhooks.md)."""
+    if args.table is not None:
+        return
+    for tenant, url, pending, age, attempts, code, error in outbox.failing(ledger,
+                                                                            args.tenant):
+        if args.json:
+            print(json.dumps({"tenant": tenant, "webhook": url, "pending_events": pending,
+                              "oldest_pending_age": str(age), "attempts": attempts,
+                              "last_status": code, "last_error": error}))
+        else:
+            print(f"{tenant}: webhook failing: {pending} event(s) waiting, the oldest "
+                  f"{age} old, after {attempts} attempt(s); last error: {error}; "
+                  f"'spool webhooks list --tenant {tenant} --failing'")

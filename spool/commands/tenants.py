@@ -1,8 +1,10 @@
-"""``spool tenants add|list|show|remove``: the tenant registry and each tenant's warehouse.
+"""``spool tenants add|update|list|show|remove``: the tenant registry, each tenant's
+warehouse and webhook.
 
 Secrets are given by reference and stored by reference: ``--dsn env:ACME_DSN`` (an
 environment variable the loader reads) or ``--dsn file:/run/secrets/acme``. A literal DSN
-with a password is refused, so no password ever sits in the ledger or in a listing.
+with a password is refused, so no password ever sits in the ledger or in a listing; so is
+a literal ``--webhook-secret``.
 """
 
 from __future__ import annotations
@@ -11,14 +13,37 @@ import argparse
 import json
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.ledger import outbox
 from spool.ledger.registry import Registry
 from spool.warehouse.destination import KINDS, Destination, DestinationError
+from spool.webhooks.delivery import secret_problem, url_problem
 
 ADD_EXAMPLE = """examples:
   spool tenants add acme --warehouse postgres --dsn env:ACME_WAREHOUSE_DSN --schema acme
   spool tenants add globex --warehouse redshift --dsn file:/run/secrets/globex_dsn \\
       --staging-uri s3://spool-staging/globex --iam-role env:GLOBEX_COPY_ROLE
-  spool tenants add sandbox            # accepted into the spool, loaded nowhere (yet)"""
+  spool tenants add sandbox            # accepted into the spool, loaded nowhere (yet)
+  spool tenants update acme --webhook https://hooks.acme.example/spool \\
+      --webhook-secret env:ACME_WEBHOOK_SECRET"""
+UPDATE_EXAMPLE = """examples:
+  spool tenants update acme --webhook https://hooks.acme.example/spool \\
+      --webhook-secret env:ACME_WEBHOOK_SECRET
+  spool tenants update acme --no-webhook
+
+The webhook gets load.completed, schema.changed, rejected and batch.failed events, signed
+with the secret (docs/webhooks.md). A destination is changed with 'spool tenants add'."""
+
+
+def register_webhook_args(parser, removable: bool) -> None:
+    parser.add_argument("--webhook", metavar="URL",
+                        help="POST this tenant's events (JSON, signed) to this http(s) URL")
+    parser.add_argument("--webhook-secret", metavar="REF",
+                        help="the key that signs them, BY REFERENCE: env:NAME or file:/path, "
+                        "read by whatever delivers (the loader, 'spool webhooks deliver')")
+    if removable:
+        parser.add_argument("--no-webhook", action="store_true",
+                            help="send this tenant no more events; those not delivered yet "
+                            "are dropped")
 
 
 def register(sub) -> None:
@@ -39,7 +64,15 @@ def register(sub) -> None:
                      "(default: the tenant id, normalised like a table name)")
     add.add_argument("--staging-uri", help="Redshift: s3://bucket/prefix for COPY files")
     add.add_argument("--iam-role", help="Redshift: IAM role ARN for COPY, or env:NAME")
+    register_webhook_args(add, removable=False)
     add.set_defaults(func=add_tenant)
+
+    up = tsub.add_parser("update", help="change a tenant's webhook", epilog=UPDATE_EXAMPLE,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    register_ledger_args(up)
+    up.add_argument("tenant")
+    register_webhook_args(up, removable=True)
+    up.set_defaults(func=update_tenant)
 
     ls = tsub.add_parser("list", help="list tenants and their destinations",
                          epilog="examples:\n  spool tenants list\n  spool tenants list --json",
@@ -64,12 +97,24 @@ def register(sub) -> None:
     rm.set_defaults(func=remove_tenant)
 
 
+def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
+    """(url, secret reference) from --webhook and --webhook-secret, or None when neither is
+    given; a bad one ends the command naming the flag."""
+    if args.webhook is None and args.webhook_secret is None:
+        return None
+    problem = url_problem(args.webhook) or secret_problem(args.webhook_secret)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    return args.webhook, args.webhook_secret
+
+
 def add_tenant(args: LedgerArgs) -> int:
     try:
         dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
                                     args.staging_uri, args.iam_role)
     except DestinationError as exc:
         raise SystemExit(f"error: {exc}") from None
+    hook = _checked_webhook(args)
     registry = Registry(ledger_from(args))
     if dest.kind != "none":
         others = registry.schema_owners(dest.connection, dest.schema, besides=dest.tenant_id)
@@ -77,8 +122,31 @@ def add_tenant(args: LedgerArgs) -> int:
             raise SystemExit(f"error: tenant {others[0]!r} already loads into schema "
                              f"{dest.schema!r} of that warehouse; choose another --schema")
     registry.add_tenant(dest.tenant_id, dest.kind, dest.connection, dest.schema)
+    if hook:
+        outbox.set_webhook(registry.ledger, dest.tenant_id, *hook)
     print(f"tenant {args.tenant!r} registered: {args.warehouse}"
-          + (f", schema {dest.schema!r}" if dest.kind != "none" else ""))
+          + (f", schema {dest.schema!r}" if dest.kind != "none" else "")
+          + (f", webhook {hook[0]}" if hook else ""))
+    return 0
+
+
+def update_tenant(args: LedgerArgs) -> int:
+    hook = _checked_webhook(args)
+    if hook and args.no_webhook:
+        raise SystemExit("error: --no-webhook and --webhook together; give one of them")
+    if not hook and not args.no_webhook:
+        raise SystemExit("error: nothing to change: give --webhook URL --webhook-secret "
+                         "env:NAME, or --no-webhook")
+    ledger = ledger_from(args)
+    if Registry(ledger).tenant(args.tenant) is None:
+        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+    if hook:
+        outbox.set_webhook(ledger, args.tenant, *hook)
+        print(f"tenant {args.tenant!r}: webhook {hook[0]}, signed with {hook[1]}")
+        return 0
+    had, dropped = outbox.remove_webhook(ledger, args.tenant)
+    print(f"tenant {args.tenant!r}: " + (f"webhook removed, {dropped} undelivered event(s) "
+                                         "dropped" if had else "had no webhook"))
     return 0
 
 
@@ -92,13 +160,17 @@ def list_tenants(args: LedgerArgs) -> int:
 
 
 def show_tenant(args: LedgerArgs) -> int:
-    record = Registry(ledger_from(args)).tenant(args.tenant)
+    ledger = ledger_from(args)
+    record = Registry(ledger).tenant(args.tenant)
     if record is None:
         raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
     dest = Destination.from_record(record)
+    hook = outbox.webhook(ledger, args.tenant)
     print(json.dumps({"tenant": dest.tenant_id, "warehouse": dest.kind,
                       "schema": dest.schema, "connection": dest.connection,
-                      "load_options": dest.load_options}, indent=2))
+                      "load_options": dest.load_options,
+                      "webhook": {"url": hook[0], "secret": hook[1]} if hook else None},
+                     indent=2))
     return 0
 
 
