@@ -9,6 +9,8 @@ In follow mode a tick (WakeUps) starts each round: when the spool job announces 
 on the ledger (LISTEN/NOTIFY), and at least every --poll_seconds.
 Tenants load in parallel; a tenant's streams load in order of their batches' sequence
 ranges, in warehouse transactions of up to ``--load_max_rows`` rows.
+While it waits for the job, the launcher delivers tenants' webhook events from the ledger's
+outbox on a thread of its own (--no_webhooks to leave that to 'spool webhooks deliver').
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pipelines.common import (
 )
 from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig
+from spool.webhooks.delivery import Background, DeliveryConfig
 from transforms.load_batches import ListDueTables, LoadBatches, LoadConfig
 from transforms.wakeups import WakeUps
 
@@ -82,6 +85,47 @@ class LoaderOptions(PipelineOptions):
             "when it ends).")
 
 
+class WebhookOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("Webhooks")
+        group.add_argument(
+            "--no_webhooks", action="store_true", default=False,
+            help="Do not deliver tenants' webhook events from this loader's process (say, "
+            "when 'spool webhooks deliver' runs apart). Events are still written to the "
+            "ledger's outbox with each load; delivery never delays nor fails a load.")
+        group.add_argument(
+            "--webhook_timeout_seconds", type=float, default=10.0,
+            help="Seconds to wait for a tenant's endpoint to answer a POST (default 10).")
+        group.add_argument(
+            "--webhook_retry_base_seconds", type=float, default=10.0,
+            help="After a failed delivery, try again after base * 2^(attempts-1) seconds, "
+            "capped by --webhook_retry_cap_seconds (default 10).")
+        group.add_argument(
+            "--webhook_retry_cap_seconds", type=float, default=600.0,
+            help="Longest wait between two delivery attempts of an event (default 600).")
+        group.add_argument(
+            "--webhook_poll_seconds", type=float, default=2.0,
+            help="Look for due webhook events this often (default 2).")
+
+
+def start_webhooks(options: PipelineOptions, ledger_dsn: str) -> Background | None:
+    """A daemon thread of the launcher delivering webhook events, apart from the pipeline
+    (it reads the outbox the loads write); None with --no_webhooks."""
+    opts = options.view_as(WebhookOptions)
+    if opts.no_webhooks:
+        return None
+    config = DeliveryConfig(
+        timeout_seconds=positive_seconds("--webhook_timeout_seconds",
+                                         opts.webhook_timeout_seconds),
+        retry_base_seconds=positive_seconds("--webhook_retry_base_seconds",
+                                            opts.webhook_retry_base_seconds),
+        retry_cap_seconds=positive_seconds("--webhook_retry_cap_seconds",
+                                           opts.webhook_retry_cap_seconds),
+        poll_seconds=positive_seconds("--webhook_poll_seconds", opts.webhook_poll_seconds))
+    return Background(ledger_dsn, config).start()
+
+
 def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     """Wire the loader's transforms onto ``pipeline``; returns the pipeline."""
     opts = options.view_as(LoaderOptions)
@@ -108,8 +152,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the loader; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
-    for view in (LoaderOptions, JobModeOptions, LedgerOptions, SpoolLocationOptions,
-                 LoggingOptions):
+    for view in (LoaderOptions, WebhookOptions, JobModeOptions, LedgerOptions,
+                 SpoolLocationOptions, LoggingOptions):
         options.view_as(view)
     configure_logging(options)
     mode = job_mode(options, LOADER_MODES)
@@ -119,13 +163,19 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     Ledger(ledger_dsn).migrate()
     pipeline = build(beam.Pipeline(options=options), options, ledger_dsn)
     log.info("loader: %s mode", mode)
+    # the launcher delivers webhooks while it waits for the job (not when it only starts it)
+    webhooks = start_webhooks(options, ledger_dsn) if wait else None
     result = pipeline.run()
     if wait:
-        if follow:
-            wait_or_stop(result)
-        else:
-            result.wait_until_finish()
-            report_metrics(result, "loader")
+        try:
+            if follow:
+                wait_or_stop(result)
+            else:
+                result.wait_until_finish()
+                report_metrics(result, "loader")
+        finally:
+            if webhooks is not None:
+                webhooks.stop(flush=not follow)
     return result
 
 
@@ -133,7 +183,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [LOADER_MODES, LoaderOptions, LedgerOptions, SpoolLocationOptions,
-                             LoggingOptions])
+        print_help(__doc__, [LOADER_MODES, LoaderOptions, WebhookOptions, LedgerOptions,
+                             SpoolLocationOptions, LoggingOptions])
         sys.exit(0)
     run()
