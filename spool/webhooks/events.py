@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from spool.sdc import REJECTED as REJECTED_TABLE
 from spool.secrets import redact
 
 LOAD_COMPLETED = "load.completed"  # a load committed: what it did per table
@@ -46,9 +47,10 @@ def _sum(reports, field: str) -> int:
 
 def for_load(tenant: str, reports: list, changes: list) -> list[Event]:
     """The events of one committed load: ``load.completed`` (when it has reports),
-    ``schema.changed`` (when it changed the schema) and ``rejected`` (when records of it
-    were rejected or values cut). ``reports`` are TableReports, ``changes`` SchemaChanges
-    (spool.warehouse.report); the load id is theirs."""
+    ``schema.changed`` (when it changed the schema) and ``rejected`` (when it loaded
+    rejected records into ``_sdc_rejected`` or cut values to fit). ``reports`` are
+    TableReports, ``changes`` SchemaChanges (spool.warehouse.report); the load id is
+    theirs."""
     load_ids = sorted({r.load_id for r in reports} | {c.load_id for c in changes})
     if not load_ids:
         return []
@@ -71,7 +73,11 @@ def for_load(tenant: str, reports: list, changes: list) -> list[Event]:
             "load_id": load_id,
             "changes": [c.to_json() for c in changes],
         }))
-    rejected = [r for r in reports if r.rows_rejected or r.values_cut or r.rejected_by_reason]
+    # a rejected message that names no stream counts on no stream's table, only in
+    # _sdc_rejected: the rows the load put there are every rejection of the load
+    records = sum(r.rows_inserted for r in reports if r.table == REJECTED_TABLE)
+    rejected = [r for r in reports if r.rows_rejected or r.values_cut or r.rejected_by_reason
+                or (r.table == REJECTED_TABLE and r.rows_inserted)]
     if rejected:
         by_reason: dict[str, int] = {}
         for r in rejected:
@@ -79,6 +85,7 @@ def for_load(tenant: str, reports: list, changes: list) -> list[Event]:
                 by_reason[reason] = by_reason.get(reason, 0) + n
         events.append(Event(event_id(tenant, REJECTED, load_id), tenant, REJECTED, {
             "load_id": load_id,
+            "records_rejected": records,  # rows the load put in _sdc_rejected
             "rows_rejected": _sum(reports, "rows_rejected"),
             "values_cut": _sum(reports, "values_cut"),
             "by_reason": dict(sorted(by_reason.items())),

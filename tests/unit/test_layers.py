@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
                         "spool.secrets", "spool.failpoints"},
     "spool.loader": {"spool.ledger", "spool.warehouse", "spool.objectstore", "spool.secrets",
                      "spool.failpoints", "spool.webhooks.events"},
-    "spool.webhooks": {"spool.ledger", "spool.secrets"},
+    "spool.webhooks": {"spool.ledger", "spool.secrets", "spool.sdc"},
     "spool.commands": {"spool.ledger", "spool.warehouse.destination", "spool.kafka_config",
                        "spool.kafka_topics",
                        "spool.warehouse.history",
