@@ -9,5 +9,6 @@ Every ledger statement lives in this package, one module per concern:
 * ``claims``: the loader's side: claims with leases, one function per transition;
 * ``notify``: new READY batches announced (``NOTIFY``) and awaited (``LISTEN``);
 * ``queries``: what the ``spool`` command reads (status, batches, rejected records);
+* ``outbox``: tenants' webhooks, and the events waiting to be delivered to them;
 * ``migrations``: the schema, as numbered migrations.
 """
