@@ -352,3 +352,33 @@ def test_webhook_flags_take_references_only(ledger, capsys):
     assert spool_cli(ledger, "tenants", "update", "acme", "--no-webhook") == 0
     assert "1 undelivered event(s) dropped" in capsys.readouterr().out
     assert outbox(ledger) == {}
+
+
+def test_a_ping_reaches_the_receiver_signed(ledger, receiver, capsys):
+    assert spool_cli(ledger, "webhooks", "test", "acme") == 1
+    assert "has no webhook" in capsys.readouterr().err
+    hook_up(ledger, receiver.url)
+    capsys.readouterr()
+    assert spool_cli(ledger, "webhooks", "test", "acme") == 0
+    answer = json.loads(capsys.readouterr().out)
+    (got,) = receiver.received()
+    assert got["valid"] and got["type"] == "ping" and got["id"] == answer["event_id"]
+    assert answer["status"] == 204 and outbox(ledger) == {}  # not stored
+    receiver.kill()
+    assert spool_cli(ledger, "webhooks", "test", "acme", "--timeout", "2") == 1
+    assert "did not take the ping: no answer" in capsys.readouterr().err
+
+
+def test_a_drain_run_sends_its_loads_events_before_it_ends(ledger, receiver, tmp_path):
+    """As the loader's launcher does in drain mode: a deliverer that looks only hourly still
+    sends what the run loaded when it is stopped with flush."""
+    hook_up(ledger, receiver.url)
+    hourly = DeliveryConfig(poll_seconds=3600)
+    background = Background(ledger._dsn, hourly).start()
+    loader = TenantLoader(ledger, ObjectStore(), LoaderConfig(), owner="test")
+    spool(ledger, tmp_path, "orders", [{"id": 1, "amount": 5}])
+    assert load(loader, ["orders"]) == [Status.LOADED]
+    loader.close()
+    background.stop(flush=True)
+    assert outbox(ledger) and all(v[2] for v in outbox(ledger).values())
+    assert {e["id"] for e in receiver.received()} == set(outbox(ledger))

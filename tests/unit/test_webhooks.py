@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from spool.warehouse.report import SchemaChange, TableReport
 from spool.webhooks import events, signing
 from spool.webhooks.delivery import backoff_seconds, secret_problem, url_problem
@@ -134,3 +136,13 @@ def test_the_body_is_the_same_bytes_every_time():
     assert json.loads(one) == {"id": "evt_1", "type": "ping", "tenant": "acme",
                                "created_at": "2026-12-01T09:00:00+00:00",
                                "data": {"a": [1, "é"], "b": 1}}
+
+
+def test_the_loader_job_delivers_unless_told_not_to():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.loader_job import start_webhooks
+
+    assert start_webhooks(PipelineOptions(["--no_webhooks"]), "env:UNUSED") is None
+    with pytest.raises(SystemExit, match="--webhook_retry_base_seconds=0"):
+        start_webhooks(PipelineOptions(["--webhook_retry_base_seconds=0"]), "env:UNUSED")
