@@ -12,7 +12,9 @@ from spool.cli import build_parser
 COMMANDS = [["produce"], ["topics"], ["topics", "create"], ["topics", "list"], ["tenants"],
             ["tenants", "add"], ["tenants", "list"],
             ["tenants", "show"], ["tenants", "remove"], ["status"], ["batches"],
-            ["batches", "list"], ["batches", "show"], ["batches", "retry"], ["rejected"]]
+            ["batches", "list"], ["batches", "show"], ["batches", "retry"], ["rejected"],
+            ["tenants", "update"], ["webhooks"], ["webhooks", "deliver"], ["webhooks", "list"],
+            ["webhooks", "retry"], ["webhooks", "test"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
