@@ -165,6 +165,17 @@ def mark_undelivered(ledger: Ledger, event_id: str, owner: str, status: int | No
     ledger.run(q)
 
 
+def prune_delivered(ledger: Ledger, keep_days: float) -> int:
+    """Forget events delivered more than ``keep_days`` ago: how many."""
+
+    def q(cur):
+        cur.execute("DELETE FROM webhook_events WHERE delivered_at < now() - %s * interval "
+                    "'1 day'", (keep_days,))
+        return cur.rowcount
+
+    return ledger.run(q)
+
+
 def retry_now(ledger: Ledger, tenant: str | None = None) -> int:
     """Make undelivered events due at once (the endpoint is back): how many."""
 

@@ -49,6 +49,7 @@ class DeliveryConfig:
     batch_size: int = 50  # events claimed per round
     parallel: int = 8  # POSTs at once
     poll_seconds: float = 2.0  # a running deliverer looks for due events this often
+    keep_delivered_days: float = 7.0  # delivered events are forgotten after this
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,15 @@ class Deliverer:
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set, looking every ``poll_seconds``. A ledger that is
-        unreachable is logged and tried again next time: delivery waits, nothing else."""
+        unreachable is logged and tried again next time: delivery waits, nothing else.
+        Once an hour it forgets events delivered ``keep_delivered_days`` ago."""
+        pruned_at = None
         while not stop.is_set():
             try:
                 self.drain()
+                if pruned_at is None or time.monotonic() - pruned_at > 3600:
+                    outbox.prune_delivered(self.ledger, self.cfg.keep_delivered_days)
+                    pruned_at = time.monotonic()
             except Exception:  # a deliverer outlives a ledger outage; logged
                 log.exception("webhook delivery round failed; trying again in %.0f s",
                               self.cfg.poll_seconds)

@@ -26,6 +26,7 @@ from spool import cli
 from spool.ingest.decode import Decoder, DecodeRules
 from spool.ingest.parts import Part, rejected_row
 from spool.ingest.writer import assemble
+from spool.ledger import outbox as ledger_outbox
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 from spool.loader import outcomes
@@ -382,3 +383,8 @@ def test_a_drain_run_sends_its_loads_events_before_it_ends(ledger, receiver, tmp
     background.stop(flush=True)
     assert outbox(ledger) and all(v[2] for v in outbox(ledger).values())
     assert {e["id"] for e in receiver.received()} == set(outbox(ledger))
+    # delivered events are forgotten after a while; waiting ones never are
+    ledger.run(lambda cur: outcomes.failed(cur, "acme", ["gone"], "boom"))
+    delivered = len(outbox(ledger)) - 1
+    assert ledger_outbox.prune_delivered(ledger, keep_days=0) == delivered
+    assert [v[0] for v in outbox(ledger).values()] == ["batch.failed"]
