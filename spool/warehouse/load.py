@@ -204,11 +204,12 @@ def _count_rejections(groups: list[StagedGroup], plans: list, state,
             continue
         st = group.tables[ROOT_TABLE_KEY]
         report = reports.get(REJECTED_TABLE)
-        codes = st.system.get("reason_code")
-        streams = st.system.get("table_name")
-        for code, stream in zip(codes.to_pylist() if codes is not None else [],
-                                streams.to_pylist() if streams is not None else [],
-                                strict=False):
+        codes = st.system["reason_code"].to_pylist() if "reason_code" in st.system \
+            else ["unknown"] * st.rows
+        # a column only ever null (no rejected message named a stream) is not staged
+        streams = st.system["table_name"].to_pylist() if "table_name" in st.system \
+            else [None] * len(codes)
+        for code, stream in zip(codes, streams, strict=True):
             if report is not None:
                 report.rejected_by_reason[code] = report.rejected_by_reason.get(code, 0) + 1
             root = roots.get(stream) or state.tables.get((stream, ROOT_TABLE_KEY))

@@ -198,3 +198,17 @@ def test_a_schema_of_contract_v1_is_upgraded_by_its_next_load(wh):
         [("column_added", "new")]
     assert rows(wh, "SELECT count(*) FROM S._sdc_load_log WHERE load_id = %s",
                 result.reports[0].load_id) == [(1,)]
+
+
+def test_rejections_that_name_no_stream_are_counted_by_reason(wh):
+    dec = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
+    part = Part()
+    for i, raw in enumerate([b"{oops", b"[1]"]):
+        part.rows.append(((), rejected_row(dec.decode(raw), f"q/0/{800 + i}", 1, 2, raw)))
+        part.note_record("q/0", 800 + i, len(raw), 0)
+    _uri, data, record = assemble("acme", "_sdc_rejected", 0, 60_000, 0, part, "/unused", 3)
+    conn, schema = wh
+    result = Loader(PG, CopyStdinStager()).load(
+        conn, schema, [stage_group("_sdc_rejected", [(record.batch_id, data)], PG)])
+    (report,) = result.reports
+    assert report.rejected_by_reason == {"not_json": 1, "not_object": 1}
