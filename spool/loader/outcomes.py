@@ -19,7 +19,12 @@ def loaded(cur, tenant: str, reports: list[TableReport], changes: list[SchemaCha
     """Record a committed load's reports (and its events) with its LOADED state."""
     ledger_reports.save(cur, tenant, reports)
     if outbox.has_webhook(cur, tenant):
-        outbox.enqueue(cur, events.for_load(tenant, reports, changes))
+        # one set of events per load: a retry may hand on an earlier load's report (its
+        # loader died before the ledger heard) beside its own
+        for load_id in sorted({r.load_id for r in reports} | {c.load_id for c in changes}):
+            outbox.enqueue(cur, events.for_load(
+                tenant, [r for r in reports if r.load_id == load_id],
+                [c for c in changes if c.load_id == load_id]))
 
 
 def failed(cur, tenant: str, batch_ids: list[str], error: str) -> None:
