@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from spool import kafka_topics, secrets
+from spool import kafka_topics, metrics, secrets
 from spool.objectstore import S3Config
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # where a checkout keeps var/bin/prism
@@ -109,6 +109,31 @@ def require_topic(bootstrap: str, topic: str, kafka_config, given_bootstrap: str
                              if given_bootstrap else "")
     except kafka_topics.TopicError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+class MetricsOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--metrics_port", type=int, default=None,
+            help="The launcher serves Prometheus text metrics on http://127.0.0.1:PORT/metrics "
+            "from the job's start to its end, read from the ledger at each scrape: batches "
+            "by state, oldest unloaded and newest loaded row ages, rows loaded, per tenant "
+            "(default: 9464 for the loader in follow mode, 9465 for the spool job in "
+            "streaming mode, off in drain mode, which reports Beam metrics when it ends; 0 "
+            "turns it off).")
+
+
+def serve_metrics(options: PipelineOptions, ledger_dsn: str, job: str, default: int):
+    """Start the launcher's metrics endpoint (spool.metrics); the server or None. A port
+    in use ends the job at once, in one line."""
+    port = options.view_as(MetricsOptions).metrics_port
+    port = default if port is None else port
+    try:
+        return metrics.serve_launcher(port, ledger_dsn, job)
+    except OSError as exc:
+        raise SystemExit(f"error: --metrics_port {port}: {exc.strerror} (another {job} on "
+                         "this machine?); pass a free port, or --metrics_port=0") from None
 
 
 class SpoolLocationOptions(PipelineOptions):

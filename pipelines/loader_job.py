@@ -26,6 +26,7 @@ from pipelines.common import (
     JobModeOptions,
     LedgerOptions,
     LoggingOptions,
+    MetricsOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
@@ -34,6 +35,7 @@ from pipelines.common import (
     report_metrics,
     resolve_common,
     s3_config,
+    serve_metrics,
     wait_or_stop,
 )
 from spool.ledger.store import Ledger
@@ -79,10 +81,10 @@ class LoaderOptions(PipelineOptions):
         group.add_argument("--connect_timeout", type=int, default=5,
                            help="Seconds to wait for a warehouse connection (default 5).")
         group.add_argument(
-            "--metrics_port", type=int, default=None,
-            help="follow mode: serve Prometheus text metrics on http://127.0.0.1:PORT/metrics "
-            "(default 9464 in follow mode; 0 turns it off; drain mode reports Beam metrics "
-            "when it ends).")
+            "--worker_metrics_port", type=int, default=0,
+            help="Each loader worker process also serves its own counters (rows, batches by "
+            "outcome, seconds per load) on the first free port from PORT to PORT+15 "
+            "(default 0: off; workers in the launcher's process are on its page anyway).")
 
 
 class WebhookOptions(PipelineOptions):
@@ -130,21 +132,20 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     """Wire the loader's transforms onto ``pipeline``; returns the pipeline."""
     opts = options.view_as(LoaderOptions)
     follow = options.view_as(JobModeOptions).mode == "follow"
-    metrics_port = (9464 if follow else 0) if opts.metrics_port is None else opts.metrics_port
     loader = LoaderConfig(lease_seconds=opts.lease_seconds, max_rows=opts.load_max_rows,
                           max_batches=opts.load_max_batches,
                           backoff_base_seconds=opts.retry_base_seconds,
                           backoff_cap_seconds=opts.retry_cap_seconds,
                           connect_timeout=opts.connect_timeout)
     cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
-                     metrics_port=metrics_port)
+                     worker_metrics_port=opts.worker_metrics_port)
     if follow:
         poll = positive_seconds("--poll_seconds", opts.poll_seconds)
         ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, poll, listen=not opts.no_listen)
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks
-     | "ListDueTables" >> ListDueTables(ledger_dsn, metrics_port)
+     | "ListDueTables" >> ListDueTables(ledger_dsn)
      | "LoadBatches" >> LoadBatches(cfg))
     return pipeline
 
@@ -152,7 +153,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the loader; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
-    for view in (LoaderOptions, WebhookOptions, JobModeOptions, LedgerOptions,
+    for view in (LoaderOptions, WebhookOptions, MetricsOptions, JobModeOptions, LedgerOptions,
                  SpoolLocationOptions, LoggingOptions):
         options.view_as(view)
     configure_logging(options)
@@ -163,6 +164,9 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     Ledger(ledger_dsn).migrate()
     pipeline = build(beam.Pipeline(options=options), options, ledger_dsn)
     log.info("loader: %s mode", mode)
+    # the launcher serves the job's metrics from now until the job ends (spool.metrics)
+    server = serve_metrics(options, ledger_dsn, "loader", 9464 if follow else 0) \
+        if wait else None
     # the launcher delivers webhooks while it waits for the job (not when it only starts it)
     webhooks = start_webhooks(options, ledger_dsn) if wait else None
     result = pipeline.run()
@@ -176,6 +180,8 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
         finally:
             if webhooks is not None:
                 webhooks.stop(flush=not follow)
+            if server is not None:
+                server.shutdown()
     return result
 
 
@@ -183,7 +189,7 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
         from pipelines.help import print_help
 
-        print_help(__doc__, [LOADER_MODES, LoaderOptions, WebhookOptions, LedgerOptions,
-                             SpoolLocationOptions, LoggingOptions])
+        print_help(__doc__, [LOADER_MODES, LoaderOptions, WebhookOptions, MetricsOptions,
+                             LedgerOptions, SpoolLocationOptions, LoggingOptions])
         sys.exit(0)
     run()

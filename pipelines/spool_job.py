@@ -23,6 +23,7 @@ from pipelines.common import (
     JobModeOptions,
     LedgerOptions,
     LoggingOptions,
+    MetricsOptions,
     SpoolLocationOptions,
     choose_runner,
     configure_logging,
@@ -32,6 +33,7 @@ from pipelines.common import (
     require_topic,
     resolve_common,
     s3_config,
+    serve_metrics,
     wait_or_stop,
 )
 from spool.ingest.decode import DecodeRules
@@ -202,8 +204,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the spool job; returns the PipelineResult (finished, unless ``wait`` is False)."""
     options = PipelineOptions(argv)
-    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, JobModeOptions,
-                 LedgerOptions, SpoolLocationOptions, LoggingOptions):
+    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, MetricsOptions,
+                 JobModeOptions, LedgerOptions, SpoolLocationOptions, LoggingOptions):
         options.view_as(view)  # every concern's options are parsed and validated
     configure_logging(options)
     mode = job_mode(options, SPOOL_JOB_MODES)
@@ -221,13 +223,20 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     build(pipeline, options, ledger_dsn, spool_location, bootstrap)
     log.info("spool job: %s mode, topic %s, group %s, spool %s", mode, src.topic,
              src.consumer_group, spool_location)
+    # the launcher serves the job's metrics from now until the job ends (spool.metrics)
+    server = serve_metrics(options, ledger_dsn, "spool_job",
+                           9465 if mode == "streaming" else 0) if wait else None
     result = pipeline.run()
     if wait:
-        if mode == "streaming":
-            wait_or_stop(result)
-        else:
-            result.wait_until_finish()
-            report_metrics(result, "spool job")
+        try:
+            if mode == "streaming":
+                wait_or_stop(result)
+            else:
+                result.wait_until_finish()
+                report_metrics(result, "spool job")
+        finally:
+            if server is not None:
+                server.shutdown()
     return result
 
 
@@ -236,6 +245,7 @@ if __name__ == "__main__":
         from pipelines.help import print_help
 
         print_help(__doc__, [SPOOL_JOB_MODES, KafkaSourceOptions, DecodeOptions, BatchOptions,
-                             LedgerOptions, SpoolLocationOptions, LoggingOptions])
+                             MetricsOptions, LedgerOptions, SpoolLocationOptions,
+                             LoggingOptions])
         sys.exit(0)
     run()

@@ -36,13 +36,14 @@ def render() -> str:
         SPOOL_JOB_MODES,
         LedgerOptions,
         LoggingOptions,
+        MetricsOptions,
         SpoolLocationOptions,
     )
     from pipelines.loader_job import LoaderOptions, WebhookOptions
     from pipelines.spool_job import BatchOptions, DecodeOptions, KafkaSourceOptions
 
     sections = [
-        ("Both jobs", [LedgerOptions, SpoolLocationOptions, LoggingOptions]),
+        ("Both jobs", [LedgerOptions, SpoolLocationOptions, LoggingOptions, MetricsOptions]),
         ("Spool job: mode", [SPOOL_JOB_MODES]),
         ("Spool job: Kafka source", [KafkaSourceOptions]),
         ("Spool job: decoding", [DecodeOptions]),

@@ -1,8 +1,21 @@
-"""Prometheus metrics of the loader in follow mode, served as text on a loopback port.
+"""Prometheus text metrics of both jobs.
 
-Beam's own counters and distributions (read from the job result) cover every mode; a
-long-running loader also answers ``GET http://127.0.0.1:<port>/metrics`` so a Prometheus
-server can scrape it. The server starts once per worker process.
+**The launcher's endpoint** (``--metrics_port``: the loader in follow mode, 9464 by default;
+the spool job in streaming mode, 9465) is served by the process that starts the job, from
+before the job is submitted until it ends, idle or busy. What it reports comes from the
+ledger at scrape time (spool.ledger.gauges), so one endpoint describes the whole job however
+many workers and machines run it: per tenant, batches READY / LOADING / FAILED, batches a
+loader may claim, the age of the oldest batch not loaded, the age of the newest loaded row,
+rows loaded; the age of the newest batch written; and whether the ledger answered. Where
+SDK workers run inside the launcher (Prism's default LOOPBACK environment, the local
+default), their counters are on the same page.
+
+**Workers' own counters** (rows and batches by outcome, seconds per warehouse transaction)
+are what each loader worker process did since it started. Workers in processes of their own
+(a portable job server's worker pools, Flink, Dataflow) serve them only when asked
+(``--worker_metrics_port``), each process on the first free port from that one up, since
+several workers on one machine cannot share a port. Beam's counters and distributions
+(read from the job result) cover every mode as well.
 """
 
 from __future__ import annotations
@@ -12,15 +25,16 @@ import threading
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
-_STARTED: dict[int, bool] = {}
+_STARTED: dict[int, int | None] = {}  # asked port → the port serving (None: none free)
 _METRICS: dict = {}
+WORKER_PORTS = 16  # a worker tries its port and the next 15
 
 
 def loader_metrics() -> dict:
-    """The loader's Prometheus metric objects (created once per process)."""
+    """The loader workers' Prometheus metric objects (created once per process)."""
     with _LOCK:
         if not _METRICS:
-            from prometheus_client import Counter, Gauge, Histogram
+            from prometheus_client import Counter, Histogram
 
             _METRICS.update(
                 rows=Counter("spool_loader_rows_loaded", "Warehouse rows loaded", ["tenant"]),
@@ -29,27 +43,113 @@ def loader_metrics() -> dict:
                 seconds=Histogram("spool_loader_load_seconds",
                                   "Seconds per warehouse transaction",
                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
-                backlog=Gauge("spool_loader_claimable_batches",
-                              "Batches waiting to be loaded (READY and due, or lease expired)",
-                              ["tenant"]),
             )
         return _METRICS
 
 
-def serve(port: int) -> bool:
-    """Serve /metrics on 127.0.0.1:port (once per process); False if the port is taken."""
+def serve_worker(port: int) -> int | None:
+    """Serve this process's counters on the first free port of ``port`` .. ``port + 15``
+    (once per process); the port, or None."""
     if not port:
-        return False
+        return None
     with _LOCK:
         if port in _STARTED:
             return _STARTED[port]
         from prometheus_client import start_http_server
 
-        try:
-            start_http_server(port, addr="127.0.0.1")
-            _STARTED[port] = True
-            log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
-        except OSError as exc:
-            _STARTED[port] = False
-            log.warning("no Prometheus metrics: port %d: %s", port, exc.strerror)
+        _STARTED[port] = None
+        for candidate in range(port, port + WORKER_PORTS):
+            try:
+                start_http_server(candidate, addr="127.0.0.1")
+            except OSError:
+                continue
+            _STARTED[port] = candidate
+            log.info("worker metrics on http://127.0.0.1:%d/metrics", candidate)
+            break
+        else:
+            log.warning("no worker metrics: ports %d-%d are taken", port,
+                        port + WORKER_PORTS - 1)
         return _STARTED[port]
+
+
+class LedgerCollector:
+    """Collects the ledger's figures at each scrape (a prometheus_client collector)."""
+
+    def __init__(self, ledger_dsn: str, job: str) -> None:
+        self.ledger_dsn = ledger_dsn
+        self.job = job  # "loader" or "spool_job": which figures belong on its page
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from spool.ledger import gauges
+        from spool.ledger.store import Ledger
+
+        up = GaugeMetricFamily("spool_ledger_up", "1 if the ledger answered this scrape")
+        ledger = Ledger(self.ledger_dsn, application_name=f"spool-{self.job}-metrics")
+        try:
+            tenants, newest_batch = gauges.read(ledger)
+        except Exception as exc:  # noqa: BLE001 - a scrape reports the ledger down, not a 500
+            log.warning("metrics: the ledger did not answer: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        finally:
+            ledger.close()
+        up.add_metric([], 1)
+        yield up
+        batches = GaugeMetricFamily("spool_batches", "Batches not loaded yet, by state",
+                                    labels=["tenant", "state"])
+        oldest = GaugeMetricFamily("spool_oldest_unloaded_seconds",
+                                   "Age of the tenant's oldest batch not loaded",
+                                   labels=["tenant"])
+        fresh = GaugeMetricFamily("spool_newest_row_age_seconds",
+                                  "Seconds since the newest row loaded for the tenant was "
+                                  "received by Kafka", labels=["tenant"])
+        rows = CounterMetricFamily("spool_ledger_rows_loaded",
+                                   "Warehouse rows inserted or updated, every loader together",
+                                   labels=["tenant"])
+        claimable = GaugeMetricFamily("spool_loader_claimable_batches",
+                                      "Batches a loader may claim now (READY and due, or "
+                                      "lease expired)", labels=["tenant"])
+        for t in tenants:
+            for state, n in (("READY", t.ready), ("LOADING", t.loading), ("FAILED", t.failed)):
+                batches.add_metric([t.tenant, state], n)
+            oldest.add_metric([t.tenant], t.oldest_unloaded_seconds or 0.0)
+            if t.newest_row_age_seconds is not None:
+                fresh.add_metric([t.tenant], t.newest_row_age_seconds)
+            rows.add_metric([t.tenant], t.rows_loaded)
+            claimable.add_metric([t.tenant], t.claimable)
+        yield from (batches, oldest, fresh, rows)
+        if self.job == "loader":
+            yield claimable
+        if newest_batch is not None:
+            newest = GaugeMetricFamily("spool_newest_batch_age_seconds",
+                                       "Seconds since the spool job wrote its newest batch")
+            newest.add_metric([], newest_batch)
+            yield newest
+
+
+class _ThisProcess:
+    """The process's own registry (workers running in the launcher), on the same page."""
+
+    def collect(self):
+        from prometheus_client import REGISTRY
+
+        return REGISTRY.collect()
+
+
+def serve_launcher(port: int, ledger_dsn: str, job: str):
+    """Serve the job's page on 127.0.0.1:``port`` from this (the launcher's) process; the
+    server (``.shutdown()`` stops it), or None if the port is 0. A port in use is an error
+    the caller reports: a scrape target that silently is another process would mislead."""
+    if not port:
+        return None
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LedgerCollector(ledger_dsn, job))
+    registry.register(_ThisProcess())
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    log.info("%s metrics on http://127.0.0.1:%d/metrics", job, port)
+    return server

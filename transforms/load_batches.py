@@ -32,32 +32,23 @@ from transforms.filesystems import object_store
 class LoadConfig:
     ledger_dsn: str
     loader: LoaderConfig = field(default_factory=LoaderConfig)
-    metrics_port: int = 0  # Prometheus text metrics on 127.0.0.1 (follow mode); 0: off
+    worker_metrics_port: int = 0  # each worker process's counters from this port up; 0: off
     s3: S3Config = field(default_factory=S3Config)
 
 
 class _ListDueTablesFn(beam.DoFn):
-    def __init__(self, ledger_dsn: str, metrics_port: int = 0) -> None:
+    def __init__(self, ledger_dsn: str) -> None:
         self.ledger_dsn = ledger_dsn
-        self.metrics_port = metrics_port
 
     def process(self, _):
         ledger = Ledger(self.ledger_dsn, application_name="spool-loader")
-        backlog: dict[str, int] = {}
         streams: dict[str, list[str]] = {}
         try:
-            for tenant, stream, count in claims.claimable_tables(ledger):
-                backlog[tenant] = backlog.get(tenant, 0) + count
+            for tenant, stream, _count in claims.claimable_tables(ledger):
                 streams.setdefault(tenant, []).append(stream)
         finally:
             ledger.close()
         yield from streams.items()
-        if self.metrics_port:
-            gauge = metrics.loader_metrics()["backlog"]
-            for tenant in list(gauge._metrics):  # tenants with nothing left show 0
-                gauge.labels(*tenant).set(0)
-            for tenant, count in backlog.items():
-                gauge.labels(tenant).set(count)
 
 
 class _LoadTenantFn(beam.DoFn):
@@ -74,7 +65,10 @@ class _LoadTenantFn(beam.DoFn):
         owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._loader = TenantLoader(self._ledger, object_store(self.cfg.s3), self.cfg.loader,
                                     owner)
-        self._prom = metrics.loader_metrics() if metrics.serve(self.cfg.metrics_port) else None
+        # counted in the process's registry: on the launcher's page where the worker runs
+        # in the launcher, on a port of its own when asked (spool.metrics)
+        self._prom = metrics.loader_metrics()
+        metrics.serve_worker(self.cfg.worker_metrics_port)
 
     def process(self, element):
         tenant, streams = element
@@ -108,14 +102,12 @@ class _LoadTenantFn(beam.DoFn):
 
 
 class ListDueTables(beam.PTransform):
-    def __init__(self, ledger_dsn: str, metrics_port: int = 0) -> None:
+    def __init__(self, ledger_dsn: str) -> None:
         super().__init__()
         self.ledger_dsn = ledger_dsn
-        self.metrics_port = metrics_port
 
     def expand(self, ticks):
-        return ticks | "ListTables" >> beam.ParDo(_ListDueTablesFn(self.ledger_dsn,
-                                                                   self.metrics_port))
+        return ticks | "ListTables" >> beam.ParDo(_ListDueTablesFn(self.ledger_dsn))
 
 
 class LoadBatches(beam.PTransform):

@@ -149,4 +149,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX webhook_events_by_tenant ON webhook_events (tenant_id, created_at);
         """,
     ),
+    (
+        4,
+        "rows loaded per stream, for the metrics the jobs' launchers serve",
+        """
+        ALTER TABLE stream_freshness ADD COLUMN rows_loaded bigint NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -414,6 +414,10 @@ def test_an_unreachable_warehouse_delays_only_its_tenant(stack, spooled_small, l
         text = scraped.decode()
         assert f'spool_loader_batches_total{{outcome="retry",tenant="{away}"}}' in text
         assert f'spool_loader_rows_loaded_total{{tenant="{away}"}}' in text
+        # and what the ledger says, for every loader together
+        assert "spool_ledger_up 1.0" in text
+        assert f'spool_batches{{state="READY",tenant="{away}"}} 0.0' in text
+        assert f'spool_ledger_rows_loaded_total{{tenant="{away}"}}' in text
     finally:
         kill(loader, signal.SIGTERM, timeout=60)
         log.close()

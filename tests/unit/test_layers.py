@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "spool.failpoints": set(),
     "spool.kafka_config": set(),
     "spool.kafka_topics": {"spool.kafka_config"},
-    "spool.metrics": set(),
+    "spool.metrics": {"spool.ledger"},
     "spool.objectstore": set(),
     "spool.ledger": {"spool.sdc", "spool.secrets"},
     "spool.ingest": {"spool.sdc", "spool.ledger.store", "spool.objectstore"},
