@@ -170,6 +170,11 @@ def _system_columns(is_root: bool, is_rejected: bool) -> list[tuple[str, str, in
     return ROOT_SYSTEM_COLUMNS if is_root else CHILD_SYSTEM_COLUMNS
 
 
+def _taken(dialect, names: set[str]) -> set[str]:
+    """Names as the warehouse compares them (Spool's own are lower case already)."""
+    return {n.lower() for n in names} if dialect.caps.case_insensitive_names else names
+
+
 @dataclass
 class _Stream:
     """What planning one stream's tables shares: the rules, what exists, what is decided."""
@@ -191,7 +196,7 @@ def plan_load(dialect, stream: str, key_names: list[str], observed: dict[str, Ob
               state: CatalogState) -> Plan:
     """Decide names, new tables, new columns and widenings for one stream's load."""
     ctx = _Stream(dialect, stream, key_names, state, Plan({}, [], []),
-                  set(state.relations) | set(state.tables.values()))
+                  _taken(dialect, set(state.relations) | set(state.tables.values())))
     for tpath in sorted(observed, key=table_order):
         ctx.plan.tables[tpath] = _plan_table(ctx, tpath, _table_name(ctx, tpath),
                                              observed[tpath])
@@ -217,7 +222,8 @@ def _plan_table(ctx: _Stream, tpath: str, name: str, obs: Observed) -> TablePlan
     is_root = tpath == ROOT_TABLE_KEY
     mapped = dict(ctx.state.columns.get(name, {}))
     physical = ctx.state.physical.get(name, {})
-    cols = _Columns(sql_types=dict(physical), taken=set(mapped.values()) | set(physical))
+    cols = _Columns(sql_types=dict(physical),
+                    taken=_taken(d, set(mapped.values()) | set(physical)))
     for col, logical, size in _system_columns(is_root, ctx.rejected):
         cols.ensure(col, d.types.column_type(logical, size))
     levels = [LEVEL_COLUMN.format(n) for n in range(obs.depth)]

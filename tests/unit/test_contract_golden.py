@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from spool.warehouse.dialects import DIALECTS
+from spool.warehouse.dialects.duckdb import DUCKDB
 from spool.warehouse.plan import CatalogState, plan_load
 from spool.warehouse.stage import stage_group
 from tests.warehouse_helpers import make_batch
@@ -34,7 +35,7 @@ def golden_input(max_name: int | None = None):
 
 def ddl(dialect_name: str) -> list[str]:
     spec, batch = golden_input()
-    d = DIALECTS[dialect_name]
+    d = DUCKDB if dialect_name == "duckdb" else DIALECTS[dialect_name]
     group = stage_group(spec["stream"], [batch], d)
     plan = plan_load(d, spec["stream"], group.key_names,
                      {t: st.observed for t, st in group.tables.items()}, CatalogState())
@@ -59,3 +60,19 @@ def test_postgres_ddl_is_the_contract():
 
 def test_redshift_ddl_is_the_contract():
     check("contract_v1_redshift_ddl.json", ddl("redshift"))
+
+
+def test_duckdb_ddl_is_the_contract_and_runs_on_duckdb():
+    import duckdb
+
+    got = ddl("duckdb")
+    check("contract_v1_duckdb_ddl.json", got)
+    conn = duckdb.connect()  # a real DuckDB, in memory
+    conn.execute('CREATE SCHEMA "tenant"')
+    for sql in got:
+        if not sql.startswith("--"):
+            conn.execute(sql)
+    tables = {t for (t,) in conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tenant'").fetchall()}
+    assert tables == {sql.split('"tenant"."')[1].split('"')[0] for sql in got
+                      if sql.startswith("CREATE TABLE")}

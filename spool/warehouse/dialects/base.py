@@ -56,6 +56,9 @@ class Capabilities:
     staging: str  # "copy_stdin" or "s3_manifest_csv_gzip"
     advisory_locks: bool
     indexes: bool
+    # identifiers equal without regard to case, even quoted (DuckDB): a user's "Orders"
+    # takes the name orders
+    case_insensitive_names: bool = False
 
 
 @dataclass(frozen=True)
