@@ -6,9 +6,10 @@ before the job is submitted until it ends, idle or busy. What it reports comes f
 ledger at scrape time (spool.ledger.gauges), so one endpoint describes the whole job however
 many workers and machines run it: per tenant, batches READY / LOADING / FAILED, batches a
 loader may claim, the age of the oldest batch not loaded, the age of the newest loaded row,
-rows loaded; the age of the newest batch written; and whether the ledger answered. Where
-SDK workers run inside the launcher (Prism's default LOOPBACK environment, the local
-default), their counters are on the same page.
+rows loaded; the age of the newest batch written; and whether the ledger answered. The
+spool job's page adds, per tenant, the batches written and the age of the newest one's
+window end. Where SDK workers run inside the launcher (Prism's default LOOPBACK environment,
+the local default), their counters are on the same page.
 
 **Workers' own counters** (rows and batches by outcome, seconds per warehouse transaction)
 are what each loader worker process did since it started. Workers in processes of their own
@@ -89,6 +90,7 @@ class LedgerCollector:
         ledger = Ledger(self.ledger_dsn, application_name=f"spool-{self.job}-metrics")
         try:
             tenants, newest_batch = gauges.read(ledger)
+            written = gauges.written(ledger) if self.job == "spool_job" else []
         except Exception as exc:  # noqa: BLE001 - a scrape reports the ledger down, not a 500
             log.warning("metrics: the ledger did not answer: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -128,6 +130,17 @@ class LedgerCollector:
                                        "Seconds since the spool job wrote its newest batch")
             newest.add_metric([], newest_batch)
             yield newest
+        if self.job == "spool_job":
+            count = CounterMetricFamily("spool_batches_written",
+                                        "Batches the spool job recorded, in every state",
+                                        labels=["tenant"])
+            window = GaugeMetricFamily("spool_newest_window_end_age_seconds",
+                                       "Seconds since the end of the window of the tenant's "
+                                       "newest batch", labels=["tenant"])
+            for w in written:
+                count.add_metric([w.tenant], w.batches)
+                window.add_metric([w.tenant], w.newest_window_end_age_seconds)
+            yield from (count, window)
 
 
 class _ThisProcess:

@@ -2,7 +2,15 @@
 
 One short read per scrape, with a statement timeout: the ledger knows the state of every
 batch whichever worker or machine handled it, so one endpoint (the job's launcher) answers
-for the whole job, from the moment the job starts, idle or not.
+for the whole job, from the moment the job starts, idle or not. At 1,000,000 batches
+:func:`read` takes about 0.08 s and :func:`written` as much (benchmarks' status_speed ledger).
+
+Freshness (the age of the newest loaded row) comes from ``stream_freshness``, which each
+load's report updates. A tenant whose loads all predate the load reports (a ledger upgraded
+from version 1) has no row there; its age is then taken from the newest LOADED batch's
+window end, which is at most one window later than its newest row's receipt. That lookup
+runs only for such tenants (0.7 s at 1,000,000 batches if all 200 tenants need it) and
+stops once each has loaded since the upgrade.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ def read(ledger: Ledger) -> tuple[list[TenantGauges], float | None]:
     """Per tenant, the figures above; and the age in seconds of the newest batch written."""
 
     def q(cur):
-        cur.execute("SET LOCAL statement_timeout = %s", (STATEMENT_TIMEOUT_MS,))
+        _bounded(cur)
         cur.execute(f"""
             WITH open AS (
                 SELECT tenant_id,
@@ -53,7 +61,11 @@ def read(ledger: Ledger) -> tuple[list[TenantGauges], float | None]:
             SELECT t.tenant_id, coalesce(o.ready, 0), coalesce(o.loading, 0),
                    coalesce(o.failed, 0),
                    CASE WHEN t.destination_kind <> 'none' THEN coalesce(o.claimable, 0)
-                        ELSE 0 END, o.oldest, f.age,
+                        ELSE 0 END, o.oldest,
+                   CASE WHEN f.tenant_id IS NOT NULL THEN f.age
+                        ELSE (SELECT extract(epoch FROM now() - max(b.window_end))
+                              FROM batches b WHERE b.state = '{_S[BatchState.LOADED]}'
+                                               AND b.tenant_id = t.tenant_id) END,
                    coalesce(f.rows_loaded, 0)
             FROM tenants t LEFT JOIN open o USING (tenant_id) LEFT JOIN fresh f USING (tenant_id)
             UNION ALL  -- batches of tenants no longer (or never) registered: _unassigned
@@ -70,3 +82,30 @@ def read(ledger: Ledger) -> tuple[list[TenantGauges], float | None]:
         return rows, float(newest) if newest is not None else None
 
     return ledger.run(q)
+
+
+@dataclass(frozen=True)
+class TenantWritten:
+    tenant: str
+    batches: int  # batches the spool job recorded for the tenant, in every state
+    newest_window_end_age_seconds: float  # since the end of its newest batch's window
+
+
+def written(ledger: Ledger) -> list[TenantWritten]:
+    """Per tenant with batches, what the spool job wrote (its streaming page)."""
+
+    def q(cur):
+        _bounded(cur)
+        cur.execute("""
+            SELECT tenant_id, count(*), extract(epoch FROM now() - max(window_end))
+            FROM batches GROUP BY 1 ORDER BY 1""")
+        return [TenantWritten(t, int(n), float(age)) for t, n, age in cur.fetchall()]
+
+    return ledger.run(q)
+
+
+def _bounded(cur) -> None:
+    """A scrape waits at most STATEMENT_TIMEOUT_MS for the ledger; these plans are too
+    short to repay the JIT compilation PostgreSQL would choose for their cost estimates."""
+    cur.execute("SET LOCAL statement_timeout = %s", (STATEMENT_TIMEOUT_MS,))
+    cur.execute("SET LOCAL jit = off")

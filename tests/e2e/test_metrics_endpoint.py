@@ -13,11 +13,23 @@ import sys
 import urllib.error
 import urllib.request
 
+import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
+
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 from spool.metrics import LedgerCollector
-from tests.e2e.jobs import ROOT, job_env, kill, start_spool_job, wait_for
-from tests.e2e.test_loader import free_port
+from tests import corpus
+from tests.e2e.jobs import (
+    ROOT,
+    job_env,
+    kill,
+    register_tenants,
+    run_spool_job,
+    start_spool_job,
+    wait_for,
+)
+from tests.e2e.test_loader import free_port, register
 from tests.integration.test_claims import record
 
 
@@ -27,6 +39,25 @@ def scrape(port: int) -> str | None:
                                       timeout=5).read().decode()
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+def samples(page: str | None) -> dict[tuple, float]:
+    """{(sample name, tenant label or None, state label or None): value} of a scraped page."""
+    out: dict[tuple, float] = {}
+    for family in text_string_to_metric_families(page or ""):
+        for s in family.samples:
+            out[(s.name, s.labels.get("tenant"), s.labels.get("state"))] = s.value
+    return out
+
+
+def ledger_rows(ledger_dsn: str, sql: str, *args) -> list[tuple]:
+    conn = psycopg2.connect(ledger_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
 
 
 def test_an_idle_follow_loader_serves_the_ledger_figures_from_its_start(stack, ledger_dsn,
@@ -56,6 +87,66 @@ def test_an_idle_follow_loader_serves_the_ledger_figures_from_its_start(stack, l
         log.close()
 
 
+def test_the_loader_page_follows_a_tenant_from_waiting_to_loaded(
+        stack, make_topic, ledger_dsn, unique, tmp_path):
+    """Batches spooled for a tenant without a warehouse show as READY and not claimable;
+    once it has one, the same page shows nothing waiting, the rows its loads reported and
+    how fresh the newest of them is."""
+    messages = corpus.generate(600, tenants=1, streams=2, invalid_ratio=0.0, seed=21)
+    (tenant,) = corpus.tenants_of(messages)
+    topic = make_topic(partitions=1)
+    register(ledger_dsn, [tenant], f"{unique}_a", kinds={tenant: "none"})
+    corpus.produce(stack.kafka_bootstrap, topic, messages, 1)
+    env = job_env(stack, ledger_dsn)
+    run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                   f"--spool_location={tmp_path / 'spool'}", "--batch_max_rows=100"], env)
+    (spooled,) = ledger_rows(ledger_dsn, "SELECT count(*) FROM batches WHERE tenant_id = %s "
+                             "AND state = 'READY'", tenant)[0]
+    assert spooled > 1
+    port = free_port()
+    log = open(tmp_path / "loader.log", "wb")  # noqa: SIM115 - closed below
+    loader = subprocess.Popen([sys.executable, "-m", "pipelines.loader_job", "--mode=follow",
+                               "--poll_seconds=1", f"--metrics_port={port}"], cwd=ROOT,
+                              env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        def shown():
+            m = samples(scrape(port))
+            return m if m.get(("spool_batches", tenant, "READY")) == spooled else None
+
+        waiting = wait_for("the spooled batches on the page", shown, 60, interval=0.2)
+        assert waiting[("spool_loader_claimable_batches", tenant, None)] == 0
+        assert waiting[("spool_oldest_unloaded_seconds", tenant, None)] > 0
+        assert ("spool_newest_row_age_seconds", tenant, None) not in waiting  # none loaded
+        assert waiting[("spool_ledger_rows_loaded_total", tenant, None)] == 0
+
+        register(ledger_dsn, [tenant], f"{unique}_a")  # now it has a warehouse
+
+        def loaded():
+            m = samples(scrape(port))
+            done = (m.get(("spool_batches", tenant, "READY")) == 0
+                    and m.get(("spool_batches", tenant, "LOADING")) == 0
+                    and ("spool_newest_row_age_seconds", tenant, None) in m)
+            return m if done else None
+
+        page = wait_for("the tenant's batches loaded, on the page", loaded, 120, interval=0.5)
+    finally:
+        kill(loader, signal.SIGTERM, timeout=60)
+        log.close()
+        conn = psycopg2.connect(stack.warehouse_dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{unique}_a_{tenant}" CASCADE')
+        conn.close()
+    (reported,) = ledger_rows(ledger_dsn, "SELECT sum(rows_inserted + rows_updated) "
+                              "FROM load_reports WHERE tenant_id = %s", tenant)[0]
+    assert reported > 0
+    assert page[("spool_ledger_rows_loaded_total", tenant, None)] == reported
+    assert page[("spool_oldest_unloaded_seconds", tenant, None)] == 0
+    assert page[("spool_batches", tenant, "FAILED")] == 0
+    assert page[("spool_newest_row_age_seconds", tenant, None)] >= 0
+
+
 def test_a_second_loader_on_the_same_port_says_so_at_once(stack, ledger_dsn, tmp_path):
     import socket
 
@@ -74,19 +165,45 @@ def test_a_second_loader_on_the_same_port_says_so_at_once(stack, ledger_dsn, tmp
 def test_a_streaming_spool_job_serves_its_page_before_it_reads(stack, ledger_dsn, make_topic,
                                                                unique, tmp_path):
     topic = make_topic(partitions=1)
+    messages = corpus.generate(300, tenants=2, streams=2, invalid_ratio=0.0, seed=23)
+    tenants = sorted(corpus.tenants_of(messages))
+    register_tenants(ledger_dsn, tenants)
     port = free_port()
     job = start_spool_job(["--mode=streaming", f"--topic={topic}",
                            f"--consumer_group={unique}", f"--spool_location={tmp_path}/spool",
-                           f"--metrics_port={port}"], job_env(stack, ledger_dsn),
+                           "--batch_seconds=2", f"--metrics_port={port}"],
+                          job_env(stack, ledger_dsn),
                           tmp_path / "job.log")
     try:
         page = wait_for("the streaming spool job's metrics page", lambda: scrape(port), 60,
                         interval=0.2)
         assert "spool_ledger_up 1.0" in page
         assert "spool_loader_claimable_batches" not in page  # the loader's figure
+        assert "spool_batches_written_total{" not in page  # nothing written yet
+        assert job.poll() is None
+
+        # what it writes shows on the same page, per tenant
+        corpus.produce(stack.kafka_bootstrap, topic, messages, 1)
+
+        def written():
+            m = samples(scrape(port))
+            counts = {t: m.get(("spool_batches_written_total", t, None)) for t in tenants}
+            # nothing loads them: every batch written is READY
+            if all(counts.values()) and all(
+                    m.get(("spool_batches", t, "READY")) == n for t, n in counts.items()):
+                return m
+            return None
+
+        page = wait_for("the batches written, per tenant", written, 120, interval=0.5)
+        assert all(page[("spool_newest_window_end_age_seconds", t, None)] >= 0
+                   for t in tenants)
         assert job.poll() is None
     finally:
         kill(job, signal.SIGTERM, timeout=60)
+    in_ledger = dict(ledger_rows(ledger_dsn, "SELECT tenant_id, count(*) FROM batches "
+                                 "GROUP BY 1"))
+    assert all(page[("spool_batches_written_total", t, None)] <= in_ledger[t]
+               for t in tenants)
 
 
 def test_a_ledger_that_does_not_answer_is_reported_not_raised():
