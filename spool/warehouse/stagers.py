@@ -15,6 +15,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import tempfile
 
 from spool import secrets
 from spool.objectstore import ObjectStore
@@ -49,3 +51,16 @@ def stager_for(dest: Destination, store: ObjectStore):
         return S3ManifestStager(store, dest.connection["staging_uri"],
                                 secrets.resolve(dest.connection["iam_role"]))
     return CopyStdinStager()
+
+
+class DuckDBFileStager:
+    """DuckDB: the rows as a CSV file beside the database, COPYed in (deleted after)."""
+
+    def stage(self, cur, dialect, table: str, columns: list[str], csv: bytes) -> None:
+        fd, path = tempfile.mkstemp(suffix=".csv", prefix="spool-stage-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(csv)
+            cur.execute(dialect.staging.copy_file(table, columns), (path,))
+        finally:
+            os.unlink(path)

@@ -1,7 +1,8 @@
 """DuckDB, the embedded analytical database: PostgreSQL's SQL with DuckDB's types and limits.
 
-Work in progress (issue 15): the types, DDL and limits are declared and pinned by the golden
-test; the loader does not load into DuckDB yet, so the dialect is not among the destination
+Work in progress (issue 15): a load runs on a DuckDB database through
+spool.warehouse.duckdb_session, pinned by golden DDL and rows; the tenant registry and the
+loader's connections do not offer DuckDB yet, so the dialect is not among the destination
 kinds (``DIALECTS``). Facts designed for:
 
 * one writing process per database file: loads into one file are serialised by the loader,
@@ -16,7 +17,15 @@ kinds (``DIALECTS``). Facts designed for:
 
 from __future__ import annotations
 
-from spool.warehouse.dialects.base import Capabilities, Dialect
+import duckdb
+
+from spool.warehouse.dialects.base import (
+    Capabilities,
+    Dialect,
+    TerminalError,
+    TransientError,
+    quote,
+)
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
     PostgresCatalog,
@@ -55,11 +64,61 @@ class DuckDBDdl(PostgresDdl):
         return None
 
 
+class DuckDBStaging(PostgresStaging):
+    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
+        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
+        return f"CREATE TABLE {table} ({cols})"
+
+    def index_stage(self, table: str) -> str | None:
+        return None
+
+    def copy_file(self, target: str, columns: list[str]) -> str:
+        """COPY a CSV file (``%s``: its path) into ``target``; a quoted empty string is an
+        empty string, an empty field NULL (as PostgreSQL's COPY ... CSV reads them)."""
+        cols = ", ".join(quote(c) for c in columns)
+        return (f"COPY {target} ({cols}) FROM %s "
+                "(FORMAT csv, HEADER false, ALLOW_QUOTED_NULLS false)")
+
+
+class DuckDBBookkeeping(PostgresBookkeeping):
+    def lock_schema(self, schema: str) -> tuple[str, tuple]:
+        return "SELECT 1", ()  # one writing process per database file: nothing to wait for
+
+
+class DuckDBCatalog(PostgresCatalog):
+    def relations(self) -> str:
+        return ("SELECT name FROM (SELECT schema_name, table_name AS name FROM duckdb_tables() "
+                "UNION ALL SELECT schema_name, view_name FROM duckdb_views()) "
+                "WHERE schema_name = %s")
+
+    def physical_columns(self) -> str:
+        return ("SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE schema_name = %s AND table_name IN %s")
+
+    def table_sizes(self) -> str | None:
+        return None  # no indexes to decide on
+
+    def transaction_counts(self) -> str | None:
+        return None  # the load counts with queries
+
+    def dependent_views(self) -> str:
+        raise AssertionError("DuckDB's VARCHAR has no length: no view is rebuilt")
+
+
+class DuckDBErrors(PostgresErrors):
+    def classify(self, exc: BaseException) -> type[Exception]:
+        if isinstance(exc, (TransientError, TerminalError)):
+            return type(exc)
+        if isinstance(exc, duckdb.IOException):
+            return TransientError  # another process holds the file's write lock
+        return TerminalError
+
+
 DUCKDB = Dialect(
     name="duckdb",
     caps=Capabilities(identifier_bytes=IDENTIFIER_BYTES, max_varchar_bytes=None,
                       staging="arrow", advisory_locks=False, indexes=False,
                       case_insensitive_names=True),
-    types=DuckDBTypes(), ddl=DuckDBDdl(), staging=PostgresStaging(), merge=PostgresMerge(),
-    bookkeeping=PostgresBookkeeping(), catalog=PostgresCatalog(), views=PostgresViews(),
-    errors=PostgresErrors())
+    types=DuckDBTypes(), ddl=DuckDBDdl(), staging=DuckDBStaging(), merge=PostgresMerge(),
+    bookkeeping=DuckDBBookkeeping(), catalog=DuckDBCatalog(), views=PostgresViews(),
+    errors=DuckDBErrors())

@@ -1,0 +1,91 @@
+"""The load transaction on a real DuckDB database file (embedded: nothing to start).
+
+The golden input's rows as DuckDB holds them are pinned like PostgreSQL's; upserts, appends
+deduplicated by record id, split columns, table versions and the schema change log behave as
+the contract says for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from spool.warehouse.dialects.duckdb import DUCKDB
+from spool.warehouse.duckdb_session import DuckDBConnection, literal, render
+from spool.warehouse.load import Loader
+from spool.warehouse.stage import stage_group
+from spool.warehouse.stagers import DuckDBFileStager
+from tests.unit.test_contract_golden import check, golden_input
+from tests.warehouse_helpers import make_batch
+
+
+def load(conn, stream, *batches):
+    return Loader(DUCKDB, DuckDBFileStager()).load(conn, "tenant",
+                                                   stage_group(stream, list(batches), DUCKDB))
+
+
+def rows(path, sql):
+    db = duckdb.connect(path, read_only=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_golden_rows_on_duckdb(tmp_path):
+    spec, batch = golden_input()
+    conn = DuckDBConnection(str(tmp_path / "wh.duckdb"))
+    load(conn, spec["stream"], batch)
+    tables = {}
+    cur = conn.cursor()
+    cur.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tenant' AND "
+                "table_name NOT IN ('_sdc_load_log', '_sdc_contract', '_sdc_loads', "
+                "'_sdc_schema_changes') ORDER BY 1")
+    for (table,) in cur.fetchall():
+        cur.execute(f'SELECT * FROM "tenant"."{table}"')
+        names = [c[0] for c in cur.description]
+        got = [{n: str(v) for n, v in zip(names, row, strict=True)
+                if v is not None and n not in ("created_at",)} for row in cur.fetchall()]
+        tables[table] = sorted(got, key=lambda r: sorted(r.items()))
+    conn.close()
+    check("contract_v1_duckdb_rows.json", tables)
+
+
+def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+    load(conn, "users", make_batch("users", [{"id": 1, "name": "a", "tags": ["x"]},
+                                             {"id": 2, "name": "b"}],
+                                   key_names=["id"], sequences=[5, 5], table_version=1))
+    second = load(conn, "users", make_batch("users", [
+        {"id": 1, "name": "it's new", "tags": ["y", "z"], "age": "unknown"},
+        {"id": 2, "name": "older", "age": 7}], key_names=["id"], sequences=[6, 4],
+        table_version=1))
+    by_table = {r.table: r for r in second.reports}
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (0, 1)
+    bid, data = make_batch("clicks", [{"n": 1}, {"n": 2}], offsets=[900, 901])
+    load(conn, "clicks", (bid, data))
+    again = load(conn, "clicks", make_batch("clicks", [{"n": 2}, {"n": 3}], offsets=[901, 902]))
+    assert [r.rows_inserted for r in again.reports] == [1]
+    assert load(conn, "clicks", (bid, data)).skipped == [bid]  # loaded once, ever
+    retire = load(conn, "users", make_batch("users", [{"id": 9, "name": "v2"}],
+                                            key_names=["id"], table_version=2,
+                                            activate_version=2))
+    assert [(r.table, r.rows_retired) for r in retire.reports if r.table == "users"] == \
+        [("users", 2)]
+    conn.close()
+    assert rows(path, 'SELECT id, name FROM tenant.users ORDER BY id') == [(9, "v2")]
+    assert rows(path, "SELECT n FROM tenant.clicks ORDER BY n") == [(1,), (2,), (3,)]
+    assert rows(path, "SELECT kind, table_name, column_name, new_type FROM "
+                      "tenant._sdc_schema_changes WHERE load_id = "
+                      f"'{second.reports[0].load_id}' ORDER BY position") == [
+        ("column_added", "users", "age", "VARCHAR"),
+        ("split_column_added", "users", "age__it", "BIGINT")]
+
+
+def test_values_are_rendered_as_literals_that_round_trip():
+    db = duckdb.connect()
+    nasty = "it's %s; DROP TABLE x; -- 100% \\ \"q\""
+    assert db.execute(render("SELECT %s, '100%%'", [nasty])).fetchall() == [(nasty, "100%")]
+    assert db.execute("SELECT " + render("%(a)s, %(b)s", {"a": nasty, "b": None})
+                      ).fetchall() == [(nasty, None)]
+    assert db.execute("SELECT 1 WHERE 'b' IN " + literal(("a", "b"))).fetchall() == [(1,)]
