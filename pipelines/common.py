@@ -122,15 +122,20 @@ class MetricsOptions(PipelineOptions):
             "(default: 9464 for the loader in follow mode, 9465 for the spool job in "
             "streaming mode, off in drain mode, which reports Beam metrics when it ends; 0 "
             "turns it off).")
+        parser.add_argument(
+            "--metrics_address", default="127.0.0.1",
+            help="The address the metrics endpoints listen on, the launcher's and the "
+            "workers' own (--worker_metrics_port) (default 127.0.0.1: this machine only; "
+            "0.0.0.0 lets a Prometheus on another machine scrape them).")
 
 
 def serve_metrics(options: PipelineOptions, ledger_dsn: str, job: str, default: int):
     """Start the launcher's metrics endpoint (spool.metrics); the server or None. A port
     in use ends the job at once, in one line."""
-    port = options.view_as(MetricsOptions).metrics_port
-    port = default if port is None else port
+    opts = options.view_as(MetricsOptions)
+    port = default if opts.metrics_port is None else opts.metrics_port
     try:
-        return metrics.serve_launcher(port, ledger_dsn, job)
+        return metrics.serve_launcher(port, ledger_dsn, job, opts.metrics_address)
     except OSError as exc:
         raise SystemExit(f"error: --metrics_port {port}: {exc.strerror} (another {job} on "
                          "this machine?); pass a free port, or --metrics_port=0") from None

@@ -138,7 +138,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
                           backoff_cap_seconds=opts.retry_cap_seconds,
                           connect_timeout=opts.connect_timeout)
     cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
-                     worker_metrics_port=opts.worker_metrics_port)
+                     worker_metrics_port=opts.worker_metrics_port,
+                     worker_metrics_address=options.view_as(MetricsOptions).metrics_address)
     if follow:
         poll = positive_seconds("--poll_seconds", opts.poll_seconds)
         ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, poll, listen=not opts.no_listen)

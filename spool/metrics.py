@@ -48,9 +48,9 @@ def loader_metrics() -> dict:
         return _METRICS
 
 
-def serve_worker(port: int) -> int | None:
-    """Serve this process's counters on the first free port of ``port`` .. ``port + 15``
-    (once per process); the port, or None."""
+def serve_worker(port: int, addr: str = "127.0.0.1") -> int | None:
+    """Serve this process's counters on ``addr``, on the first free port of ``port`` ..
+    ``port + 15`` (once per process); the port, or None."""
     if not port:
         return None
     with _LOCK:
@@ -61,11 +61,11 @@ def serve_worker(port: int) -> int | None:
         _STARTED[port] = None
         for candidate in range(port, port + WORKER_PORTS):
             try:
-                start_http_server(candidate, addr="127.0.0.1")
+                start_http_server(candidate, addr=addr)
             except OSError:
                 continue
             _STARTED[port] = candidate
-            log.info("worker metrics on http://127.0.0.1:%d/metrics", candidate)
+            log.info("worker metrics on http://%s:%d/metrics", addr, candidate)
             break
         else:
             log.warning("no worker metrics: ports %d-%d are taken", port,
@@ -152,8 +152,8 @@ class _ThisProcess:
         return REGISTRY.collect()
 
 
-def serve_launcher(port: int, ledger_dsn: str, job: str):
-    """Serve the job's page on 127.0.0.1:``port`` from this (the launcher's) process; the
+def serve_launcher(port: int, ledger_dsn: str, job: str, addr: str = "127.0.0.1"):
+    """Serve the job's page on ``addr``:``port`` from this (the launcher's) process; the
     server (``.shutdown()`` stops it), or None if the port is 0. A port in use is an error
     the caller reports: a scrape target that silently is another process would mislead."""
     if not port:
@@ -163,6 +163,6 @@ def serve_launcher(port: int, ledger_dsn: str, job: str):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(ledger_dsn, job))
     registry.register(_ThisProcess())
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    log.info("%s metrics on http://127.0.0.1:%d/metrics", job, port)
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    log.info("%s metrics on http://%s:%d/metrics", job, addr, port)
     return server

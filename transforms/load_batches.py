@@ -33,6 +33,7 @@ class LoadConfig:
     ledger_dsn: str
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     worker_metrics_port: int = 0  # each worker process's counters from this port up; 0: off
+    worker_metrics_address: str = "127.0.0.1"
     s3: S3Config = field(default_factory=S3Config)
 
 
@@ -68,7 +69,7 @@ class _LoadTenantFn(beam.DoFn):
         # counted in the process's registry: on the launcher's page where the worker runs
         # in the launcher, on a port of its own when asked (spool.metrics)
         self._prom = metrics.loader_metrics()
-        metrics.serve_worker(self.cfg.worker_metrics_port)
+        metrics.serve_worker(self.cfg.worker_metrics_port, self.cfg.worker_metrics_address)
 
     def process(self, element):
         tenant, streams = element

@@ -224,3 +224,17 @@ def test_workers_on_one_machine_each_find_a_port_of_their_own():
         got = metrics.serve_worker(port)  # the asked port is taken: the next free one
     assert got is not None and port < got < port + metrics.WORKER_PORTS
     assert scrape(got) is not None  # this process's counters, served there
+
+
+def test_the_launcher_listens_where_it_is_told(ledger_dsn):
+    from spool import metrics
+
+    port = free_port()
+    server = metrics.serve_launcher(port, ledger_dsn, "loader", "0.0.0.0")  # noqa: S104
+    try:
+        assert server.server_address[0] == "0.0.0.0"  # noqa: S104 - every interface
+        assert "spool_ledger_up" in scrape(port)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert metrics.serve_launcher(0, ledger_dsn, "loader") is None  # --metrics_port=0: off
