@@ -64,6 +64,8 @@ def register(sub) -> None:
                      "(default: the tenant id, normalised like a table name)")
     add.add_argument("--staging-uri", help="Redshift: s3://bucket/prefix for COPY files")
     add.add_argument("--iam-role", help="Redshift: IAM role ARN for COPY, or env:NAME")
+    add.add_argument("--path", help="DuckDB: the database file (created if missing), say "
+                                    "var/warehouse/acme.duckdb")
     register_webhook_args(add, removable=False)
     add.set_defaults(func=add_tenant)
 
@@ -111,7 +113,7 @@ def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
 def add_tenant(args: LedgerArgs) -> int:
     try:
         dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
-                                    args.staging_uri, args.iam_role)
+                                    args.staging_uri, args.iam_role, args.path)
     except DestinationError as exc:
         raise SystemExit(f"error: {exc}") from None
     hook = _checked_webhook(args)

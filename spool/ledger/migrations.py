@@ -156,4 +156,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE stream_freshness ADD COLUMN rows_loaded bigint NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        5,
+        "DuckDB destinations",
+        """
+        ALTER TABLE tenants DROP CONSTRAINT tenants_destination_kind_check;
+        ALTER TABLE tenants ADD CONSTRAINT tenants_destination_kind_check
+            CHECK (destination_kind IN ('postgres', 'redshift', 'duckdb', 'none'));
+        """,
+    ),
 ]

@@ -219,7 +219,11 @@ class TenantLoader:
             groups = [stage_group(stream, [(c.batch_id, self.store.read(c.uri)) for c in part],
                                   dialect)
                       for stream, part in transactions.by_stream(batches)]
-            result = loader.load(conn, dest.schema, groups)
+            try:
+                result = loader.load(conn, dest.schema, groups)
+            finally:
+                if dest.exclusive:  # other loader processes take their turn at the file
+                    self.warehouses.discard(dest)
         except Exception as exc:  # noqa: BLE001 - classified here, nothing is swallowed
             return _Tried(ok=False, error=secrets.redact(f"{type(exc).__name__}: {exc}".strip()),
                           transient=classify(dialect, exc) is TransientError,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import psycopg2
 
@@ -16,6 +17,7 @@ from spool import secrets
 from spool.objectstore import ObjectStore
 from spool.warehouse.destination import Destination
 from spool.warehouse.dialects import Dialect, TerminalError
+from spool.warehouse.duckdb_session import DuckDBConnection
 from spool.warehouse.load import Loader
 from spool.warehouse.stagers import stager_for
 
@@ -37,9 +39,13 @@ class Warehouses:
             stager = stager_for(dest, self.store)
             found = self._open.get(dest.key)
             if found is None or found[0].closed:
-                conn = self.connect(secrets.resolve(dest.dsn),
-                                    connect_timeout=self.connect_timeout,
-                                    application_name="spool-loader")
+                if dest.kind == "duckdb":
+                    Path(dest.path).parent.mkdir(parents=True, exist_ok=True)
+                    conn = DuckDBConnection(dest.path)
+                else:
+                    conn = self.connect(secrets.resolve(dest.dsn),
+                                        connect_timeout=self.connect_timeout,
+                                        application_name="spool-loader")
                 found = self._open[dest.key] = (conn, {})
         except secrets.SecretError as exc:
             raise TerminalError(str(exc)) from None
@@ -56,7 +62,7 @@ class Warehouses:
     def discard(self, dest: Destination) -> None:
         found = self._open.pop(dest.key, None)
         if found is not None and not found[0].closed:
-            with contextlib.suppress(psycopg2.Error):
+            with contextlib.suppress(Exception):  # closing what failed: nothing to keep
                 found[0].close()
 
     def close(self) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from spool.warehouse.naming import segment
 
-KINDS = ("postgres", "redshift", "none")
+KINDS = ("postgres", "redshift", "duckdb", "none")
 # stage rows through the warehouse connection (COPY FROM STDIN) even where the warehouse
 # would stage on S3: Redshift's SQL run on a PostgreSQL, in tests
 COPY_STDIN = "copy_stdin"
@@ -46,6 +47,17 @@ class Destination:
         return self.connection.get("dsn")
 
     @property
+    def path(self) -> str | None:
+        """DuckDB: the database file."""
+        return self.connection.get("path")
+
+    @property
+    def exclusive(self) -> bool:
+        """One writing process at a time (a DuckDB file): a loader holds it only while it
+        loads, so that other loader processes get their turn."""
+        return self.kind == "duckdb"
+
+    @property
     def stages_on_s3(self) -> bool:
         """Rows reach the warehouse as staged files on S3 (Redshift's COPY), not through
         the connection."""
@@ -67,12 +79,23 @@ class Destination:
     @classmethod
     def register(cls, tenant: str, kind: str = "none", dsn: str | None = None,
                  schema: str | None = None, staging_uri: str | None = None,
-                 iam_role: str | None = None) -> Destination:
+                 iam_role: str | None = None, path: str | None = None) -> Destination:
         """A new registration, checked: raises DestinationError naming the flag to fix."""
         if kind not in KINDS:
             raise DestinationError(f"--warehouse {kind!r}: choose one of {', '.join(KINDS)}")
         connection: dict = {}
-        if kind != "none":
+        if kind == "duckdb":
+            if not path:
+                raise DestinationError("a duckdb warehouse needs --path: its database file, "
+                                       "say var/warehouse/acme.duckdb")
+            if Path(path).stem == (schema or default_schema(tenant)):
+                raise DestinationError(
+                    f"--path {path!r} is named like the schema {Path(path).stem!r}: DuckDB "
+                    "names a database after its file, and a query of "
+                    f"{Path(path).stem}.<table> would be ambiguous; name the file otherwise, "
+                    f"say --path {Path(path).with_name('warehouse.duckdb')}")
+            connection["path"] = path
+        elif kind != "none":
             if not dsn:
                 raise DestinationError(f"a {kind} warehouse needs --dsn env:NAME or "
                                        "--dsn file:/path")
@@ -103,6 +126,11 @@ class Destination:
             return (f"tenant {self.tenant_id} has warehouse kind {self.kind!r}, which this "
                     f"Spool does not know ({', '.join(KINDS)}); upgrade Spool or "
                     f"'spool tenants add {self.tenant_id} --warehouse ...'")
+        if self.kind == "duckdb":
+            return None if self.path else (
+                f"tenant {self.tenant_id} has no DuckDB file; set it with 'spool tenants add "
+                f"{self.tenant_id} --warehouse duckdb --path var/warehouse/"
+                f"{self.tenant_id}.duckdb'")
         if not self.dsn:
             return (f"tenant {self.tenant_id} has no warehouse dsn; set it with "
                     f"'spool tenants add {self.tenant_id} --warehouse {self.kind} --dsn env:NAME'")

@@ -99,9 +99,16 @@ class DuckDBCursor:
 class DuckDBConnection:
     """One DuckDB database file (or ``:memory:``), one writer at a time."""
 
-    def __init__(self, path: str) -> None:
+    # the file is attached under a name no Spool schema can have: DuckDB names a database
+    # after its file, and a file acme.duckdb holding schema acme makes acme.t ambiguous
+    CATALOG = "spool-warehouse"
+
+    def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
-        self._db = duckdb.connect(path)
+        self._db = duckdb.connect()
+        mode = " (READ_ONLY)" if read_only else ""
+        self._db.execute(f'ATTACH {literal(path)} AS "{self.CATALOG}"{mode}')
+        self._db.execute(f'USE "{self.CATALOG}"')
         self.closed = False
 
     def cursor(self) -> DuckDBCursor:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import duckdb
 import psycopg2
 
 from spool import secrets
 from spool.warehouse.destination import Destination
 from spool.warehouse.dialects import DIALECTS
+from spool.warehouse.duckdb_session import DuckDBConnection
 
 CHANGE_COLUMNS = ["changed", "tenant", "table", "kind", "column", "old_type", "new_type",
                   "batch", "detail"]
@@ -29,9 +31,12 @@ def schema_changes(dest: Destination, table: str | None = None,
     newest first; none if the schema has no log yet."""
     d = DIALECTS[dest.kind]
     try:
-        conn = psycopg2.connect(secrets.resolve(dest.dsn), connect_timeout=connect_timeout,
-                                application_name="spool-cli")
-    except (psycopg2.Error, secrets.SecretError) as exc:
+        if dest.kind == "duckdb":  # read-only: a loader may open the file meanwhile
+            conn = DuckDBConnection(dest.path, read_only=True)
+        else:
+            conn = psycopg2.connect(secrets.resolve(dest.dsn), connect_timeout=connect_timeout,
+                                    application_name="spool-cli")
+    except (psycopg2.Error, duckdb.Error, secrets.SecretError) as exc:
         raise HistoryError(f"cannot reach the warehouse of tenant {dest.tenant_id}: "
                            f"{secrets.redact(str(exc)).strip()}") from None
     try:
@@ -42,7 +47,7 @@ def schema_changes(dest: Destination, table: str | None = None,
             cur.execute(d.bookkeeping.select_schema_changes(dest.schema),
                         {"table": table, "since": since, "limit": limit})
             return [(at, dest.tenant_id, *rest) for at, *rest in cur.fetchall()]
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, duckdb.Error) as exc:
         raise HistoryError(f"cannot read the schema change log of tenant {dest.tenant_id} "
                            f"({dest.schema}): {secrets.redact(str(exc)).strip()}") from None
     finally:

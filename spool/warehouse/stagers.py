@@ -47,6 +47,8 @@ class S3ManifestStager:
 
 def stager_for(dest: Destination, store: ObjectStore):
     """The stager of a destination whose problem() is None (the IAM role resolved here)."""
+    if dest.kind == "duckdb":
+        return DuckDBFileStager()
     if dest.stages_on_s3:
         return S3ManifestStager(store, dest.connection["staging_uri"],
                                 secrets.resolve(dest.connection["iam_role"]))

@@ -1,4 +1,4 @@
-"""Warehouse dialects: PostgreSQL, and Redshift as its variant with declared limits.
+"""Warehouse dialects: PostgreSQL, and Redshift and DuckDB as its variants with declared limits.
 
 SQL text is built only in this package (see base for how a dialect is composed). ``DIALECTS``
 maps a destination's warehouse kind to its dialect.
@@ -12,10 +12,11 @@ from spool.warehouse.dialects.base import (
     qualified,
     quote,
 )
+from spool.warehouse.dialects.duckdb import DUCKDB
 from spool.warehouse.dialects.postgres import POSTGRES
 from spool.warehouse.dialects.redshift import REDSHIFT
 
-DIALECTS: dict[str, Dialect] = {"postgres": POSTGRES, "redshift": REDSHIFT}
+DIALECTS: dict[str, Dialect] = {"postgres": POSTGRES, "redshift": REDSHIFT, "duckdb": DUCKDB}
 
-__all__ = ["DIALECTS", "POSTGRES", "REDSHIFT", "Capabilities", "Dialect", "TerminalError",
+__all__ = ["DIALECTS", "DUCKDB", "POSTGRES", "REDSHIFT", "Capabilities", "Dialect", "TerminalError",
            "TransientError", "qualified", "quote"]

@@ -1,9 +1,8 @@
 """DuckDB, the embedded analytical database: PostgreSQL's SQL with DuckDB's types and limits.
 
-Work in progress (issue 15): a load runs on a DuckDB database through
-spool.warehouse.duckdb_session, pinned by golden DDL and rows; the tenant registry and the
-loader's connections do not offer DuckDB yet, so the dialect is not among the destination
-kinds (``DIALECTS``). Facts designed for:
+A load runs on a DuckDB database file through spool.warehouse.duckdb_session (the loader
+opens it for each load and closes it after), pinned by golden DDL and rows. Facts designed
+for:
 
 * one writing process per database file: loads into one file are serialised by the loader,
   not by advisory locks (DuckDB has none);
@@ -87,13 +86,15 @@ class DuckDBBookkeeping(PostgresBookkeeping):
 
 class DuckDBCatalog(PostgresCatalog):
     def relations(self) -> str:
-        return ("SELECT name FROM (SELECT schema_name, table_name AS name FROM duckdb_tables() "
-                "UNION ALL SELECT schema_name, view_name FROM duckdb_views()) "
-                "WHERE schema_name = %s")
+        return ("SELECT name FROM (SELECT database_name, schema_name, table_name AS name "
+                "FROM duckdb_tables() UNION ALL SELECT database_name, schema_name, view_name "
+                "FROM duckdb_views()) WHERE database_name = current_database() "
+                "AND schema_name = %s")
 
     def physical_columns(self) -> str:
         return ("SELECT table_name, column_name, data_type FROM duckdb_columns() "
-                "WHERE schema_name = %s AND table_name IN %s")
+                "WHERE database_name = current_database() AND schema_name = %s "
+                "AND table_name IN %s")
 
     def table_sizes(self) -> str | None:
         return None  # no indexes to decide on
