@@ -16,6 +16,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+from spool.warehouse.duckdb_session import DuckDBConnection
 from tests import corpus
 from tests.conftest import private_schema, search_path_dsn
 from tests.e2e.jobs import (
@@ -36,13 +37,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def register(ledger_dsn, tenants, schema_prefix, dsn_env="SPOOL_WAREHOUSE_DSN", kinds=None):
+def register(ledger_dsn, tenants, schema_prefix, dsn_env="SPOOL_WAREHOUSE_DSN", kinds=None,
+             duckdb_files=None):
+    """Tenants load into ``<prefix>_<tenant>`` of the PostgreSQL warehouse, or, those in
+    ``duckdb_files`` (tenant → file), into a DuckDB file."""
     from spool.ledger.registry import Registry
     from spool.ledger.store import Ledger
 
     ledger = Ledger(ledger_dsn)
     ledger.migrate()
     for t in sorted(tenants):
+        if t in (duckdb_files or {}):
+            Registry(ledger).add_tenant(t, "duckdb", {"path": str(duckdb_files[t])},
+                                        f"{schema_prefix}_{t}")
+            continue
         Registry(ledger).add_tenant(t, (kinds or {}).get(t, "postgres"),
                                     {"dsn": f"env:{dsn_env}"},
                           f"{schema_prefix}_{t}")
@@ -165,7 +173,9 @@ def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, led
     messages = corpus.generate(200_000, tenants=50, streams=20, seed=3)
     topic = make_topic(partitions=PARTITIONS)
     tenants = corpus.tenants_of(messages)
-    register(ledger_dsn, tenants, unique)
+    # every fifth tenant loads into a DuckDB file of its own, the rest into PostgreSQL
+    duck = {t: tmp_path / "duckdb" / f"{t}_warehouse.duckdb" for t in sorted(tenants)[::5]}
+    register(ledger_dsn, tenants, unique, duckdb_files=duck)
     drop_schemas(unique)
     ids = corpus.produce(stack.kafka_bootstrap, topic, messages, PARTITIONS)
     env = job_env(stack, ledger_dsn)
@@ -178,14 +188,25 @@ def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, led
 
     expected = expected_tables(messages, ids)
     assert len(expected) > 1_500  # 50 tenants x 20 streams, plus child tables
+    assert {t for t, _table in expected} & set(duck)  # both kinds of warehouse are checked
     conn = psycopg2.connect(stack.warehouse_dsn)
+    files = {t: DuckDBConnection(str(p), read_only=True) for t, p in duck.items()}
     with conn.cursor() as cur:
         cur.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE "
                     "table_schema LIKE %s AND table_name NOT LIKE '\\_sdc\\_%%'",
                     (unique + "%",))
-        assert {(s[len(unique) + 1:], t) for s, t in cur.fetchall()} == set(expected)
+        found = {(s[len(unique) + 1:], t) for s, t in cur.fetchall()}
+        for tenant, db in files.items():
+            dcur = db.cursor()
+            dcur.execute("SELECT table_name FROM information_schema.tables WHERE "
+                         "table_catalog = current_database() AND table_schema = %s AND "
+                         "table_name NOT LIKE '\\_sdc\\_%%' ESCAPE '\\'",
+                         (f"{unique}_{tenant}",))
+            found |= {(tenant, t) for (t,) in dcur.fetchall()}
+        assert found == set(expected)
         for (tenant, table), exp in sorted(expected.items()):
             schema = f"{unique}_{tenant}"
+            cur = files[tenant].cursor() if tenant in files else conn.cursor()
             depth = 1 if "__" in table else 0
             got = rows_from_warehouse(cur, schema, table, depth)
             want = sorted((rid, lv, {p: canonical(v) for p, v in d.items()})
@@ -208,9 +229,12 @@ def test_200k_records_load_to_exactly_the_reference_model(stack, make_topic, led
                            by_path[path].values())
         # the rejected records of every tenant are in its _sdc_rejected table
         for tenant, n in corpus.rejected_by_tenant(messages).items():
+            cur = files[tenant].cursor() if tenant in files else conn.cursor()
             cur.execute(f'SELECT count(*) FROM "{unique}_{tenant}"."_sdc_rejected"')
             assert cur.fetchone()[0] == n
     conn.close()
+    for db in files.values():
+        db.close()
 
 
 def eval_path(source: str):
