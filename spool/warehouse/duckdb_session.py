@@ -89,6 +89,14 @@ class DuckDBCursor:
         self._db.execute(render(text, params))
         self.description = self._db.description
 
+    def execute_with_arrow(self, name: str, rows, sql: str) -> None:
+        """Run ``sql`` with the pyarrow Table ``rows`` readable as the view ``name``."""
+        self._db.register(name, rows)
+        try:
+            self._db.execute(sql)
+        finally:
+            self._db.unregister(name)
+
     def fetchall(self) -> list[tuple]:
         return self._db.fetchall()
 

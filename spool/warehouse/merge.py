@@ -91,8 +91,16 @@ class Stage:
                     batch.add(self.d.ddl.add_column(self.schema, STAGE_TABLE, col, text))
                     have[col] = text
         batch.flush()
-        buf = io.BytesIO()
         names = [STAGE_SLOT, *columns]
+        if getattr(stager, "takes_arrow", False):
+            # one Arrow table, every value column as text (the stage's type)
+            parts = [pa.Table.from_arrays(
+                [part.column(0), *(pc.cast(c, pa.string()) for c in part.columns[1:]),
+                 *[pa.nulls(part.num_rows, pa.string())] * (len(names) - part.num_columns)],
+                names=names) for part in self.parts]
+            stager.stage_arrow(cur, self.d, self.name, pa.concat_tables(parts))
+            return
+        buf = io.BytesIO()
         for part in self.parts:
             pad = pa.nulls(part.num_rows)  # a table with fewer columns: the rest empty
             part = pa.Table.from_arrays(
@@ -327,6 +335,9 @@ def _rows(arrays: dict[str, pa.Array]) -> int:
 
 def _copy(d, stager, cur, target: str, arrays: dict[str, pa.Array]) -> None:
     if not arrays or not len(next(iter(arrays.values()))):
+        return
+    if getattr(stager, "takes_arrow", False):
+        stager.stage_arrow(cur, d, target, pa.table(arrays))
         return
     buf = io.BytesIO()
     pacsv.write_csv(pa.table(arrays), buf, CSV_OPTIONS)

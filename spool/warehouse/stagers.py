@@ -48,11 +48,27 @@ class S3ManifestStager:
 def stager_for(dest: Destination, store: ObjectStore):
     """The stager of a destination whose problem() is None (the IAM role resolved here)."""
     if dest.kind == "duckdb":
-        return DuckDBFileStager()
+        return DuckDBArrowStager()
     if dest.stages_on_s3:
         return S3ManifestStager(store, dest.connection["staging_uri"],
                                 secrets.resolve(dest.connection["iam_role"]))
     return CopyStdinStager()
+
+
+class DuckDBArrowStager:
+    """DuckDB: the rows as Arrow, inserted by DuckDB from memory (no text round trip)."""
+
+    takes_arrow = True
+
+    VIEW = "spool_arrow_rows"
+
+    def stage_arrow(self, cur, dialect, table: str, rows) -> None:
+        """``rows``: a pyarrow Table whose column names are ``table``'s."""
+        cur.execute_with_arrow(self.VIEW, rows, dialect.staging.insert_arrow(
+            table, rows.column_names, self.VIEW))
+
+    def stage(self, cur, dialect, table: str, columns: list[str], csv: bytes) -> None:
+        DuckDBFileStager().stage(cur, dialect, table, columns, csv)
 
 
 class DuckDBFileStager:

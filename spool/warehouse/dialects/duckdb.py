@@ -71,6 +71,12 @@ class DuckDBStaging(PostgresStaging):
     def index_stage(self, table: str) -> str | None:
         return None
 
+    def insert_arrow(self, target: str, columns: list[str], source: str) -> str:
+        """Insert the rows of ``source`` (an Arrow table registered under that name) into
+        ``target`` by column name; DuckDB casts each to the target column's type."""
+        cols = ", ".join(quote(c) for c in columns)
+        return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {quote(source)}"
+
     def copy_file(self, target: str, columns: list[str]) -> str:
         """COPY a CSV file (``%s``: its path) into ``target``; a quoted empty string is an
         empty string, an empty field NULL (as PostgreSQL's COPY ... CSV reads them)."""
