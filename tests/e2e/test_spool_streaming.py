@@ -25,7 +25,8 @@ WINDOW_S = 5
 
 def streaming_args(topic, group, spool_dir, window=WINDOW_S):
     return [f"--topic={topic}", f"--consumer_group={group}", f"--spool_location={spool_dir}",
-            "--mode=streaming", f"--batch_seconds={window}", "--log_level=INFO"]
+            "--mode=streaming", f"--batch_seconds={window}", "--log_level=INFO",
+            "--metrics_port=0"]  # a developer's own spool job may hold the default port
 
 
 def test_batches_appear_while_running_and_stop_keeps_the_same_records(
