@@ -137,7 +137,8 @@ def spool_args(topic, group, streaming: bool) -> list[str]:
             f"--max_message_bytes={corpus.TOO_LARGE_LIMIT}"]
     if streaming:
         # Prism keeps one watermark per stage: see --watermark_scope
-        args += ["--mode=streaming", "--batch_seconds=2", "--watermark_scope=process"]
+        args += ["--mode=streaming", "--batch_seconds=2", "--watermark_scope=process",
+                 "--metrics_port=0"]
     return args
 
 
