@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """The newcomer demo behind ./run_local.sh: the whole product, on the local stack.
 
-1. registers two tenants with warehouses: ``acme`` (schema demo_acme) and ``globex``
-   (schema demo_globex), both in the local ``warehouse`` database;
+1. registers three tenants with warehouses: ``acme`` (schema demo_acme) and ``globex``
+   (schema demo_globex), both in the local ``warehouse`` database, and ``umbrella``, whose
+   warehouse is a DuckDB file (var/warehouse/umbrella/warehouse.duckdb, schema umbrella);
 2. feeds the fat queue (``spool.fatq``) from two sources:
    a. generated sample envelopes for acme and globex: nested objects, arrays, a few invalid
-      messages (sent once per checkout; a marker in var/demo remembers it);
+      messages, and 300 orders for umbrella (each sent once per checkout; markers in
+      var/demo remember them);
    b. a real Singer tap from PyPI, MeltanoLabs tap-postgres, reading a small sample
       database it creates (``demo_source``), piped through ``spool produce --singer
       --tenant globex``; every run sends the tables again, and since the tap declares their
       primary keys, rows are replaced, not added;
 3. runs the spool job (drain) and the loader (drain);
-4. prints ``spool status``, a few loaded rows from each source, and the psql command.
+4. prints ``spool status``, a few loaded rows from each source (umbrella's read from its
+   DuckDB file with a Python one-liner), and the psql command.
 
 Run again, it loads nothing twice.
 """
@@ -32,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 TOPIC = "spool.fatq"
 DEMO = ROOT / "var" / "demo"
 MARKER = DEMO / "sample-sent"
+DUCKDB_MARKER = DEMO / "duckdb-sample-sent"
+DUCKDB_FILE = ROOT / "var" / "warehouse" / "umbrella" / "warehouse.duckdb"
 TAP_REQUIREMENTS = ROOT / "scripts" / "requirements-tap.txt"
 PY = sys.executable
 
@@ -152,6 +157,8 @@ def main() -> int:
     for tenant in ("acme", "globex"):
         spool("tenants", "add", tenant, "--warehouse", "postgres", "--dsn",
               "env:SPOOL_WAREHOUSE_DSN", "--schema", f"demo_{tenant}")
+    spool("tenants", "add", "umbrella", "--warehouse", "duckdb", "--path",
+          str(DUCKDB_FILE.relative_to(ROOT)), "--schema", "umbrella")
     admin = KafkaAdminClient(bootstrap_servers=os.environ["SPOOL_KAFKA_BOOTSTRAP"])
     with contextlib.suppress(TopicAlreadyExistsError):
         admin.create_topics([NewTopic(TOPIC, 3, 1)])
@@ -166,6 +173,18 @@ def main() -> int:
         MARKER.write_text("sent\n")
     else:
         say("the generated sample was sent on an earlier run; not sending it again")
+    if not DUCKDB_MARKER.exists():
+        DEMO.mkdir(parents=True, exist_ok=True)
+        path = DEMO / "umbrella.jsonl"
+        path.write_text("\n".join(
+            json.dumps({"tenant": "umbrella", "stream": "orders", "key_names": ["id"],
+                        "data": {"id": i, "status": ("new", "paid", "shipped")[i % 3],
+                                 "total": round(9.5 + i * 1.25, 2),
+                                 "customer": {"city": ("Köln", "Lyon", "Oslo")[i % 3]}}},
+                       ensure_ascii=False) for i in range(300)) + "\n")
+        say(f"spool produce {path.relative_to(ROOT)}   (300 orders for umbrella, DuckDB)")
+        spool("produce", str(path), "--topic", TOPIC)
+        DUCKDB_MARKER.write_text("sent\n")
     admin_dsn = os.environ["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres"
     run_tap(source_database(admin_dsn))
 
@@ -192,6 +211,15 @@ def main() -> int:
              "ORDER BY id LIMIT 5")):
         say(title)
         subprocess.run(["psql", warehouse, "-c", sql], check=True)
+    say("umbrella → its DuckDB file (paste this to query it yourself)")
+    query = ("SELECT status, count(*) AS orders, round(sum(total), 2) AS total "
+             "FROM umbrella.orders GROUP BY 1 ORDER BY 1")
+    one_liner = [PY, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True)"
+                 ".sql(sys.argv[2]).show()", str(DUCKDB_FILE.relative_to(ROOT)), query]
+    print(f"  .venv/bin/python -c \"import duckdb, sys; duckdb.connect(sys.argv[1], "
+          f"read_only=True).sql(sys.argv[2]).show()\" {DUCKDB_FILE.relative_to(ROOT)} "
+          f"'{query}'")
+    subprocess.run(one_liner, cwd=ROOT, check=True)
     say(f"look further: psql {warehouse}")
     say("stop the local services: scripts/services.sh stop")
     return 0
