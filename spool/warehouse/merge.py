@@ -19,13 +19,11 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from spool import sdc
 from spool.failpoints import failpoint
@@ -43,7 +41,6 @@ from spool.warehouse.report import TableReport
 from spool.warehouse.stage import StagedGroup, StagedTable
 from spool.warehouse.statements import Statements
 
-CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
 Column = tuple[str, str, str]  # (target column, stage column, SQL type)
 
 
@@ -91,22 +88,7 @@ class Stage:
                     batch.add(self.d.ddl.add_column(self.schema, STAGE_TABLE, col, text))
                     have[col] = text
         batch.flush()
-        names = [STAGE_SLOT, *columns]
-        if getattr(stager, "takes_arrow", False):
-            # one Arrow table, every value column as text (the stage's type)
-            parts = [pa.Table.from_arrays(
-                [part.column(0), *(pc.cast(c, pa.string()) for c in part.columns[1:]),
-                 *[pa.nulls(part.num_rows, pa.string())] * (len(names) - part.num_columns)],
-                names=names) for part in self.parts]
-            stager.stage_arrow(cur, self.d, self.name, pa.concat_tables(parts))
-            return
-        buf = io.BytesIO()
-        for part in self.parts:
-            pad = pa.nulls(part.num_rows)  # a table with fewer columns: the rest empty
-            part = pa.Table.from_arrays(
-                [*part.columns, *[pad] * (len(names) - part.num_columns)], names=names)
-            pacsv.write_csv(part, buf, CSV_OPTIONS)
-        stager.stage(cur, self.d, self.name, names, buf.getvalue())
+        stager.stage_parts(cur, self.d, self.name, [STAGE_SLOT, *columns], self.parts)
 
 
 class Tally:
@@ -336,12 +318,7 @@ def _rows(arrays: dict[str, pa.Array]) -> int:
 def _copy(d, stager, cur, target: str, arrays: dict[str, pa.Array]) -> None:
     if not arrays or not len(next(iter(arrays.values()))):
         return
-    if getattr(stager, "takes_arrow", False):
-        stager.stage_arrow(cur, d, target, pa.table(arrays))
-        return
-    buf = io.BytesIO()
-    pacsv.write_csv(pa.table(arrays), buf, CSV_OPTIONS)
-    stager.stage(cur, d, target, list(arrays), buf.getvalue())
+    stager.stage_parts(cur, d, target, list(arrays), [pa.table(arrays)])
 
 
 def _stream_tables(stream: str, plan: Plan, state: CatalogState) -> list[str]:
