@@ -28,12 +28,12 @@ from spool.warehouse.dialects.base import (
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
     PostgresCatalog,
-    PostgresDdl,
     PostgresErrors,
     PostgresMerge,
     PostgresStaging,
     PostgresTypes,
     PostgresViews,
+    UnindexedDdl,
 )
 
 # identifiers: DuckDB sets no practical limit; Spool keeps names readable at 255 bytes, the
@@ -49,18 +49,9 @@ class DuckDBTypes(PostgresTypes):
         return {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}.get(catalog_type, catalog_type)
 
 
-class DuckDBDdl(PostgresDdl):
+class DuckDBDdl(UnindexedDdl):  # an index would make every later ALTER TABLE fail
     def alter_type(self, schema: str, table: str, column: str, sql_type: str) -> str:
         raise AssertionError("DuckDB's VARCHAR has no length: no column is ever widened")
-
-    def index_record_id(self, schema: str, table: str) -> str | None:
-        return None  # an index would make every later ALTER TABLE fail
-
-    def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
-        return None
-
-    def index_load_log(self, schema: str) -> str | None:
-        return None
 
 
 class DuckDBStaging(PostgresStaging):

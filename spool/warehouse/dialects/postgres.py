@@ -105,6 +105,20 @@ class PostgresDdl:
                 f"{qualified(schema, LOAD_LOG_TABLE)} ({quote('batch_id')})")
 
 
+class UnindexedDdl(PostgresDdl):
+    """The DDL of a warehouse that creates no indexes (Redshift has none; DuckDB cannot
+    alter an indexed table)."""
+
+    def index_record_id(self, schema: str, table: str) -> str | None:
+        return None
+
+    def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
+        return None
+
+    def index_load_log(self, schema: str) -> str | None:
+        return None
+
+
 class PostgresStaging:
     """The stage a load copies rows into, and COPY through the connection.
 

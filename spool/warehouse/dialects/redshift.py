@@ -10,12 +10,12 @@ from spool.warehouse.dialects.base import Capabilities, Dialect, TransientError,
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
     PostgresCatalog,
-    PostgresDdl,
     PostgresErrors,
     PostgresMerge,
     PostgresStaging,
     PostgresTypes,
     PostgresViews,
+    UnindexedDdl,
 )
 
 VARCHAR_LADDER = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
@@ -58,15 +58,8 @@ class RedshiftErrors(PostgresErrors):
         return super().classify(exc)
 
 
-class RedshiftDdl(PostgresDdl):
-    def index_record_id(self, schema: str, table: str) -> str | None:
-        return None
-
-    def index_keys(self, schema: str, table: str, keys: list[str]) -> str | None:
-        return None
-
-    def index_load_log(self, schema: str) -> str | None:
-        return None
+class RedshiftDdl(UnindexedDdl):
+    """Redshift has no indexes (sort and distribution keys are a user's to choose)."""
 
 
 class RedshiftStaging(PostgresStaging):
