@@ -12,8 +12,7 @@ from spool.commands.common import (
     LedgerArgs,
     emit_table,
     ledger_from,
-    register_ledger_args,
-    since,
+    register_history_args,
 )
 from spool.ledger.registry import Registry
 from spool.warehouse.destination import Destination
@@ -32,14 +31,7 @@ def register(sub) -> None:
     p = sub.add_parser("changes", help="schema changes the loader applied: tables created, "
                                        "columns added or widened, versions activated",
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    register_ledger_args(p)
-    p.add_argument("--tenant", help="only this tenant")
-    p.add_argument("--table", help="only this warehouse table")
-    p.add_argument("--since", type=since, metavar="WHEN",
-                   help="only changes since WHEN: a date/time (2026-12-01T09:00) or an age "
-                        "(30m, 12h, 7d)")
-    p.add_argument("--limit", type=int, default=100, help="newest N per tenant (default 100)")
-    p.add_argument("--json", action="store_true", help="print JSON lines")
+    register_history_args(p, "changes", 100, per=" per tenant")
     p.set_defaults(func=changes)
 
 

@@ -60,6 +60,20 @@ def since(text: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def register_history_args(parser: argparse.ArgumentParser, what: str, limit: int,
+                          per: str = "") -> None:
+    """The filters of the commands that list what happened (loads, schema changes)."""
+    register_ledger_args(parser)
+    parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument("--table", help="only this warehouse table")
+    parser.add_argument("--since", type=since, metavar="WHEN",
+                        help=f"only {what} since WHEN: a date/time (2026-12-01T09:00) or an "
+                             "age (30m, 12h, 7d)")
+    parser.add_argument("--limit", type=int, default=limit,
+                        help=f"the newest N{per} (default {limit})")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

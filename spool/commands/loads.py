@@ -8,8 +8,7 @@ from spool.commands.common import (
     LedgerArgs,
     emit_table,
     ledger_from,
-    register_ledger_args,
-    since,
+    register_history_args,
 )
 from spool.ledger import reports
 
@@ -28,13 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser("loads", help="per-load reports: rows inserted, updated, retired, "
                                      "rejected per table",
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    register_ledger_args(p)
-    p.add_argument("--tenant", help="only this tenant")
-    p.add_argument("--table", help="only this warehouse table")
-    p.add_argument("--since", type=since, metavar="WHEN",
-                   help="only loads since WHEN: a date/time or an age (30m, 12h, 7d)")
-    p.add_argument("--limit", type=int, default=50, help="newest N rows (default 50)")
-    p.add_argument("--json", action="store_true", help="print JSON lines")
+    register_history_args(p, "loads", 50, per=" rows")
     p.set_defaults(func=loads)
 
 
