@@ -7,8 +7,7 @@ format its warehouse reads best.
 * :class:`S3ManifestStager`: Redshift: the rows as gzipped CSV on S3 with a manifest, then
   ``COPY ... FROM <manifest> IAM_ROLE ... MANIFEST``. File names are digests of the
   content, so a retried load rewrites the same objects;
-* :class:`DuckDBArrowStager`: DuckDB inserts the Arrow tables from memory;
-  :class:`DuckDBFileStager` COPYs them from a CSV file (the same rows, a slower way).
+* :class:`DuckDBArrowStager`: DuckDB inserts the Arrow tables from memory.
 
 :func:`stager_for` picks one for a destination.
 """
@@ -19,8 +18,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import tempfile
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -94,16 +91,3 @@ class DuckDBArrowStager:
         for part in parts:
             cur.execute_with_arrow(self.VIEW, part, dialect.staging.insert_arrow(
                 table, part.column_names, self.VIEW))
-
-
-class DuckDBFileStager(CsvStager):
-    """DuckDB: the rows as a CSV file beside the database, COPYed in (deleted after)."""
-
-    def stage(self, cur, dialect, table: str, columns: list[str], csv: bytes) -> None:
-        fd, path = tempfile.mkstemp(suffix=".csv", prefix="spool-stage-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(csv)
-            cur.execute(dialect.staging.copy_file(table, columns), (path,))
-        finally:
-            os.unlink(path)

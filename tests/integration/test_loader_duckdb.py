@@ -8,22 +8,19 @@ the contract says for PostgreSQL.
 from __future__ import annotations
 
 import duckdb
-import pytest
 
 from spool.warehouse.dialects.duckdb import DUCKDB
 from spool.warehouse.duckdb_session import DuckDBConnection, literal, render
 from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
-from spool.warehouse.stagers import DuckDBArrowStager, DuckDBFileStager
+from spool.warehouse.stagers import DuckDBArrowStager
 from tests.unit.test_contract_golden import check, golden_input
 from tests.warehouse_helpers import make_batch
 
-STAGERS = {"arrow": DuckDBArrowStager, "csv": DuckDBFileStager}
 
-
-def load(conn, stream, *batches, stager="arrow"):
-    return Loader(DUCKDB, STAGERS[stager]()).load(conn, "tenant",
-                                                  stage_group(stream, list(batches), DUCKDB))
+def load(conn, stream, *batches):
+    return Loader(DUCKDB, DuckDBArrowStager()).load(conn, "tenant",
+                                                    stage_group(stream, list(batches), DUCKDB))
 
 
 def rows(path, sql):
@@ -34,12 +31,10 @@ def rows(path, sql):
         db.close()
 
 
-@pytest.mark.parametrize("stager", ["arrow", "csv"])
-def test_golden_rows_on_duckdb(tmp_path, stager):
-    # rows staged as Arrow (the loader's way) and as CSV files hold the same
+def test_golden_rows_on_duckdb(tmp_path):
     spec, batch = golden_input()
     conn = DuckDBConnection(str(tmp_path / "wh.duckdb"))
-    load(conn, spec["stream"], batch, stager=stager)
+    load(conn, spec["stream"], batch)
     tables = {}
     cur = conn.cursor()
     cur.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tenant' AND "

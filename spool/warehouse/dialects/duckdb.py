@@ -68,13 +68,6 @@ class DuckDBStaging(PostgresStaging):
         cols = ", ".join(quote(c) for c in columns)
         return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {quote(source)}"
 
-    def copy_file(self, target: str, columns: list[str]) -> str:
-        """COPY a CSV file (``%s``: its path) into ``target``; a quoted empty string is an
-        empty string, an empty field NULL (as PostgreSQL's COPY ... CSV reads them)."""
-        cols = ", ".join(quote(c) for c in columns)
-        return (f"COPY {target} ({cols}) FROM %s "
-                "(FORMAT csv, HEADER false, ALLOW_QUOTED_NULLS false)")
-
 
 class DuckDBBookkeeping(PostgresBookkeeping):
     def lock_schema(self, schema: str) -> tuple[str, tuple]:
