@@ -19,9 +19,9 @@ PRIVILEGE_LETTERS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE",
 
 
 def apply_ddl(d, cur, schema: str, groups: list[StagedGroup],
-              plans: list[Plan]) -> dict[str, list[str]]:
-    """Apply the plans' DDL; returns the views rebuilt around each widened table (by
-    name, qualified when in another schema)."""
+              plans: list[Plan], record: bool = True) -> dict[str, list[str]]:
+    """Apply the plans' DDL and (``record``) then record the new names; returns the views
+    rebuilt around each widened table (by name, qualified when in another schema)."""
     batch = Statements(cur)
     for group, plan in zip(groups, plans, strict=True):
         for tp in plan.tables.values():
@@ -44,7 +44,8 @@ def apply_ddl(d, cur, schema: str, groups: list[StagedGroup],
         for tp in plan.tables.values():
             if tp.widen:
                 rebuilt[tp.name] = widen(d, cur, schema, tp)
-    record_names(d, cur, schema, plans)
+    if record:
+        record_names(d, cur, schema, plans)
     return rebuilt
 
 

@@ -39,8 +39,9 @@ from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import schema as tenant_schema
 from spool.warehouse.changes import change_rows, load_rows, schema_changes
 from spool.warehouse.contract import REJECTED_TABLE
+from spool.warehouse.dialects import TransientError
 from spool.warehouse.evolve import apply_ddl
-from spool.warehouse.merge import load_streams
+from spool.warehouse.merge import Stage, load_streams
 from spool.warehouse.plan import plan_load
 from spool.warehouse.report import SchemaChange, TableReport
 from spool.warehouse.stage import StagedGroup, without_batches
@@ -103,8 +104,12 @@ class Loader:
                 plan = plan_load(d, group.stream, group.key_names, observed, state)
                 state.relations |= {name for _s, _p, name in plan.new_tables}
                 plans.append(plan)
-            rebuilt = apply_ddl(d, cur, schema, groups, plans)
             load_id = load_id_of([b for g in groups for b in g.batch_ids])
+            if d.caps.transactional_ddl:
+                rebuilt, logged = apply_ddl(d, cur, schema, groups, plans), None
+            else:
+                rebuilt, logged = {}, self._ddl_committed_first(cur, schema, groups, plans,
+                                                                state, load_id)
             reports = {tp.name: TableReport(load_id, g.stream, tp.name,
                                             batch_ids=list(g.batch_ids))
                        for g, p in zip(groups, plans, strict=True) for tp in p.tables.values()}
@@ -112,10 +117,11 @@ class Loader:
             self._report_cuts(cur, schema, groups, plans, reports)
             _count_rejections(groups, plans, state, reports)
             now = datetime.now(tz=UTC)
-            changes = schema_changes(d, load_id, groups, plans, state, rebuilt, now)
+            changes = logged if logged is not None else \
+                schema_changes(d, load_id, groups, plans, state, rebuilt, now)
             for report in reports.values():
                 report.load_id, report.started_at, report.finished_at = load_id, started, now
-            if changes:
+            if changes and logged is None:
                 execute_values(cur, d.bookkeeping.insert_schema_changes_values(schema),
                                change_rows(changes))
             execute_values(cur, d.bookkeeping.insert_loads_values(schema),
@@ -129,6 +135,41 @@ class Loader:
                           [t.name for p in plans for t in p.tables.values()],
                           reports=before[0] + list(reports.values()),
                           changes=before[1] + changes)
+
+    def _ddl_committed_first(self, cur, schema: str, groups: list[StagedGroup],
+                             plans: list, state, load_id: str) -> list[SchemaChange]:
+        """The DDL of a warehouse that commits before and after every DDL statement
+        (Snowflake); returns the schema changes, logged already.
+
+        The names the plans decided and the schema changes are written first: the first
+        DDL statement commits them. The DDL is idempotent and a plan compares names with
+        the physical tables, so a load that died after the names were committed adds the
+        tables and columns still missing when it is retried (logged again, as created
+        again), and a table it created is never taken for a user's and renamed. The stage
+        is made wide enough here too, before the schema's lock is taken again, and the
+        load log read again: batches another loader committed meanwhile make this load
+        retry (and skip them)."""
+        d = self.dialect
+        # an attempt that died after its DDL logged its changes already: they are this
+        # load's too (the same batches, the same load id)
+        before = logged_changes(d, cur, schema, {load_id})
+        changes = schema_changes(d, load_id, groups, plans, state, {}, datetime.now(tz=UTC))
+        tenant_schema.record_names(d, cur, schema, plans)
+        if changes:  # numbered after the ones logged before
+            execute_values(cur, d.bookkeeping.insert_schema_changes_values(schema),
+                           change_rows(before + changes)[len(before):])
+        apply_ddl(d, cur, schema, groups, plans, record=False)
+        merged = [tp for p in plans for tp in p.tables.values() if not tp.create]
+        if merged:
+            Stage(d, schema, state).ensure(cur, max(len(tp.sql_types) for tp in merged))
+        cur.execute(*d.bookkeeping.lock_schema(schema))
+        meanwhile = tenant_schema.loaded_batches(d, cur, schema,
+                                                 [b for g in groups for b in g.batch_ids])
+        if meanwhile:
+            raise TransientError(f"{len(meanwhile)} batches of this load were loaded into "
+                                 f"{schema} by another loader meanwhile; retrying without "
+                                 "them")
+        return before + changes
 
     def _report_cuts(self, cur, schema: str, groups: list[StagedGroup], plans: list,
                      reports: dict[str, TableReport]) -> None:
@@ -168,12 +209,16 @@ def earlier_loads(d, cur, schema: str,
                            finished_at=finished)
                for (load_id, stream, table, ins, upd, ret, rej, cut, r0, r1, e0, e1, batch_ids,
                     started, finished, _loader) in cur.fetchall()]
+    return reports, logged_changes(d, cur, schema, load_ids)
+
+
+def logged_changes(d, cur, schema: str, load_ids: set[str]) -> list[SchemaChange]:
+    """The schema changes the schema's log holds for ``load_ids``, in their order."""
     cur.execute(d.bookkeeping.changes_of(schema), (tuple(sorted(load_ids)),))
-    changes = [SchemaChange(load_id, kind, stream, table, column, source, json_type, old, new,
-                            batch, detail, at, version)
-               for (at, load_id, _pos, kind, stream, table, column, source, json_type, old, new,
-                    batch, detail, version) in cur.fetchall()]
-    return reports, changes
+    return [SchemaChange(load_id, kind, stream, table, column, source, json_type, old, new,
+                         batch, detail, at, version)
+            for (at, load_id, _pos, kind, stream, table, column, source, json_type, old, new,
+                 batch, detail, version) in cur.fetchall()]
 
 
 def load_id_of(batch_ids: list[str]) -> str:

@@ -70,7 +70,13 @@ class Stage:
         """Create or widen the stage, then COPY every slot's rows into it at once."""
         if not self.parts:
             return
-        columns = [stage_column(i) for i in range(1, self.width + 1)]
+        columns = self.ensure(cur, self.width)
+        stager.stage_parts(cur, self.d, self.name, [STAGE_SLOT, *columns], self.parts)
+
+    def ensure(self, cur, width: int) -> list[str]:
+        """The stage exists with at least ``width`` value columns (created or widened);
+        returns the names of the first ``width``."""
+        columns = [stage_column(i) for i in range(1, width + 1)]
         text = self.d.types.column_type("string", 65535)
         have = self.state.physical.get(STAGE_TABLE)
         batch = Statements(cur)
@@ -88,7 +94,7 @@ class Stage:
                     batch.add(self.d.ddl.add_column(self.schema, STAGE_TABLE, col, text))
                     have[col] = text
         batch.flush()
-        stager.stage_parts(cur, self.d, self.name, [STAGE_SLOT, *columns], self.parts)
+        return columns
 
 
 class Tally:
@@ -274,8 +280,10 @@ def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: Catalog
                              _upserted(reports[root.name], _rows(arrays[ROOT_TABLE_KEY]))))
     else:
         tally.upserted.add(root.name)
-    merges.add(d.merge.delete_replaced(target, stage.name, slot, keys, seq))
-    merges.add(d.merge.insert_winners(target, stage.name, slot, columns, keys))
+    staged_columns = {c for c, _v, _t in columns}
+    for sql in d.merge.upsert(target, stage.name, slot, columns, keys, seq,
+                              [c for c in root.sql_types if c not in staged_columns]):
+        merges.add(sql)
     rid = _column(columns, sdc.RECORD_ID)
     staged = {tp.name: tpath for tpath, tp in plan.tables.items() if tpath != ROOT_TABLE_KEY}
     source_cols = [source_key_column(k, d.caps.identifier_bytes) for k in root.key_columns]

@@ -53,12 +53,15 @@ class TerminalError(Exception):
 class Capabilities:
     identifier_bytes: int
     max_varchar_bytes: int | None  # None: unbounded text
-    staging: str  # "copy_stdin" or "s3_manifest_csv_gzip"
+    staging: str  # "copy_stdin", "s3_manifest_csv_gzip", "arrow" or "parquet_copy_into"
     advisory_locks: bool
     indexes: bool
     # identifiers equal without regard to case, even quoted (DuckDB): a user's "Orders"
     # takes the name orders
     case_insensitive_names: bool = False
+    # DDL runs inside the load's transaction (PostgreSQL, Redshift, DuckDB); Snowflake commits
+    # before and after every DDL statement, so a load there records its names first
+    transactional_ddl: bool = True
 
 
 @dataclass(frozen=True)

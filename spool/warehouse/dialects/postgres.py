@@ -176,6 +176,15 @@ class PostgresMerge:
                 f"WHERE {self._slot(stage, slot)} AND NOT EXISTS (SELECT 1 FROM {target} AS t "
                 f"WHERE {_matches('t', stage, [rid])})")
 
+    def upsert(self, target: str, stage: str, slot: int, columns: list[tuple[str, str, str]],
+               keys: list[tuple[str, str, str]], seq: tuple[str, str, str],
+               unstaged: list[str]) -> list[str]:
+        """Staged rows into ``target`` by key, a stored row replaced unless its sequence is
+        higher: delete_replaced, then insert_winners. ``unstaged``: the target's columns the
+        stage has no values for (a replaced row loses its values there)."""
+        return [self.delete_replaced(target, stage, slot, keys, seq),
+                self.insert_winners(target, stage, slot, columns, keys)]
+
     def delete_replaced(self, target: str, stage: str, slot: int,
                         keys: list[tuple[str, str, str]], seq: tuple[str, str, str]) -> str:
         """Stored rows of a staged key, unless stored with a higher sequence (a stored row
