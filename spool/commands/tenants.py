@@ -22,6 +22,9 @@ ADD_EXAMPLE = """examples:
   spool tenants add acme --warehouse postgres --dsn env:ACME_WAREHOUSE_DSN --schema acme
   spool tenants add globex --warehouse redshift --dsn file:/run/secrets/globex_dsn \\
       --staging-uri s3://spool-staging/globex --iam-role env:GLOBEX_COPY_ROLE
+  spool tenants add umbrella --warehouse duckdb --path var/warehouse/umbrella/warehouse.duckdb
+  spool tenants add initech --warehouse snowflake --dsn env:INITECH_SNOWFLAKE_URL
+      # the URL: snowflake://USER:PASSWORD@ACCOUNT/DATABASE?warehouse=WH&role=ROLE
   spool tenants add sandbox            # accepted into the spool, loaded nowhere (yet)
   spool tenants update acme --webhook https://hooks.acme.example/spool \\
       --webhook-secret env:ACME_WEBHOOK_SECRET"""
@@ -62,8 +65,12 @@ def register(sub) -> None:
     add.add_argument("--dsn", help="connection string BY REFERENCE: env:NAME or file:/path")
     add.add_argument("--schema", help="warehouse schema: lower-case letters, digits and _ "
                      "(default: the tenant id, normalised like a table name)")
-    add.add_argument("--staging-uri", help="Redshift: s3://bucket/prefix for COPY files")
+    add.add_argument("--staging-uri", help="Redshift (required), Snowflake (optional): "
+                     "s3://bucket/prefix for COPY files")
     add.add_argument("--iam-role", help="Redshift: IAM role ARN for COPY, or env:NAME")
+    add.add_argument("--storage-integration", metavar="NAME",
+                     help="Snowflake, with --staging-uri: the storage integration that lets "
+                     "Snowflake read it (without both, files go to each table's own stage)")
     add.add_argument("--path", help="DuckDB: the database file (created if missing), say "
                                     "var/warehouse/acme.duckdb")
     register_webhook_args(add, removable=False)
@@ -113,7 +120,8 @@ def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
 def add_tenant(args: LedgerArgs) -> int:
     try:
         dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
-                                    args.staging_uri, args.iam_role, args.path)
+                                    args.staging_uri, args.iam_role, args.path,
+                                    args.storage_integration)
     except DestinationError as exc:
         raise SystemExit(f"error: {exc}") from None
     hook = _checked_webhook(args)

@@ -165,4 +165,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             CHECK (destination_kind IN ('postgres', 'redshift', 'duckdb', 'none'));
         """,
     ),
+    (
+        6,
+        "Snowflake destinations",
+        """
+        ALTER TABLE tenants DROP CONSTRAINT tenants_destination_kind_check;
+        ALTER TABLE tenants ADD CONSTRAINT tenants_destination_kind_check
+            CHECK (destination_kind IN ('postgres', 'redshift', 'duckdb', 'snowflake',
+                                        'none'));
+        """,
+    ),
 ]

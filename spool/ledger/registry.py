@@ -21,7 +21,7 @@ class TenantRecord:
     """A tenant's row of the registry, as stored."""
 
     tenant_id: str
-    destination_kind: str  # postgres | redshift | duckdb | none
+    destination_kind: str  # postgres | redshift | duckdb | snowflake | none
     connection: dict  # secrets are references (env:NAME, file:/path)
     schema_name: str | None  # None: the default schema (the tenant id, normalised)
     load_options: dict

@@ -19,6 +19,7 @@ from spool.warehouse.destination import Destination
 from spool.warehouse.dialects import Dialect, TerminalError
 from spool.warehouse.duckdb_session import DuckDBConnection
 from spool.warehouse.load import Loader
+from spool.warehouse.snowflake_session import SnowflakeConnection
 from spool.warehouse.stagers import stager_for
 
 
@@ -42,12 +43,15 @@ class Warehouses:
                 if dest.kind == "duckdb":
                     Path(dest.path).parent.mkdir(parents=True, exist_ok=True)
                     conn = DuckDBConnection(dest.path)
+                elif dest.kind == "snowflake":
+                    conn = SnowflakeConnection(secrets.resolve(dest.dsn),
+                                               login_timeout=self.connect_timeout)
                 else:
                     conn = self.connect(secrets.resolve(dest.dsn),
                                         connect_timeout=self.connect_timeout,
                                         application_name="spool-loader")
                 found = self._open[dest.key] = (conn, {})
-        except secrets.SecretError as exc:
+        except (secrets.SecretError, ValueError) as exc:  # ValueError: a malformed URL
             raise TerminalError(str(exc)) from None
         conn, loaders = found
         # one warehouse loader per kind of warehouse on a connection (a test may reach one

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from spool.warehouse.naming import segment
 
-KINDS = ("postgres", "redshift", "duckdb", "none")
+KINDS = ("postgres", "redshift", "duckdb", "snowflake", "none")
 # stage rows through the warehouse connection (COPY FROM STDIN) even where the warehouse
 # would stage on S3: Redshift's SQL run on a PostgreSQL, in tests
 COPY_STDIN = "copy_stdin"
 _LITERAL_SECRET = re.compile(r"://[^/@\s]*:[^@\s]+@|password\s*=", re.I)
 # a schema name every warehouse takes as it is: no quoting surprises in users' own SQL
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# a Snowflake storage integration: an account-level name, written into COPY as it is
+_INTEGRATION = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 
 
 class DestinationError(ValueError):
@@ -79,7 +81,8 @@ class Destination:
     @classmethod
     def register(cls, tenant: str, kind: str = "none", dsn: str | None = None,
                  schema: str | None = None, staging_uri: str | None = None,
-                 iam_role: str | None = None, path: str | None = None) -> Destination:
+                 iam_role: str | None = None, path: str | None = None,
+                 storage_integration: str | None = None) -> Destination:
         """A new registration, checked: raises DestinationError naming the flag to fix."""
         if kind not in KINDS:
             raise DestinationError(f"--warehouse {kind!r}: choose one of {', '.join(KINDS)}")
@@ -106,6 +109,18 @@ class Destination:
             connection["dsn"] = dsn
         if kind == "redshift":
             connection.update(staging_uri=staging_uri, iam_role=iam_role)
+        if kind == "snowflake" and (staging_uri or storage_integration):
+            if not (staging_uri and staging_uri.startswith("s3://") and storage_integration):
+                raise DestinationError(
+                    "a Snowflake warehouse staging on S3 needs both --staging-uri s3://bucket/"
+                    "prefix and --storage-integration NAME (the integration that lets "
+                    "Snowflake read it); without both, files go to each table's own stage")
+            if not _INTEGRATION.fullmatch(storage_integration):
+                raise DestinationError(
+                    f"--storage-integration {storage_integration!r} is not a Snowflake "
+                    "identifier: give the integration's name as SHOW INTEGRATIONS lists it, "
+                    "say SPOOL_S3")
+            connection.update(staging_uri=staging_uri, storage_integration=storage_integration)
         if schema is not None and (not _SCHEMA.fullmatch(schema) or schema.startswith("pg_")):
             suggestion = re.sub("^pg_", "", default_schema(schema)) or "tenant"
             raise DestinationError(

@@ -48,8 +48,9 @@ def literal(value) -> str:
     raise TypeError(f"no DuckDB literal for a {type(value).__name__}")
 
 
-def render(sql: str, params) -> str:
-    """``sql`` with its placeholders replaced by ``params`` (a sequence or a mapping)."""
+def render(sql: str, params, literal=literal) -> str:
+    """``sql`` with its placeholders replaced by ``params`` (a sequence or a mapping), each
+    value written by ``literal`` (DuckDB's, unless another warehouse's is given)."""
     if params is None:
         return sql
     values = iter(params) if not isinstance(params, dict) else None

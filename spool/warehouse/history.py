@@ -10,11 +10,13 @@ from datetime import datetime
 
 import duckdb
 import psycopg2
+import snowflake.connector.errors as sf_errors
 
 from spool import secrets
 from spool.warehouse.destination import Destination
 from spool.warehouse.dialects import DIALECTS
 from spool.warehouse.duckdb_session import DuckDBConnection
+from spool.warehouse.snowflake_session import SnowflakeConnection
 
 CHANGE_COLUMNS = ["changed", "tenant", "table", "kind", "column", "old_type", "new_type",
                   "batch", "detail"]
@@ -33,10 +35,14 @@ def schema_changes(dest: Destination, table: str | None = None,
     try:
         if dest.kind == "duckdb":  # read-only: a loader may open the file meanwhile
             conn = DuckDBConnection(dest.path, read_only=True)
+        elif dest.kind == "snowflake":
+            conn = SnowflakeConnection(secrets.resolve(dest.dsn), login_timeout=connect_timeout,
+                                       application="spool-cli")
         else:
             conn = psycopg2.connect(secrets.resolve(dest.dsn), connect_timeout=connect_timeout,
                                     application_name="spool-cli")
-    except (psycopg2.Error, duckdb.Error, secrets.SecretError) as exc:
+    except (psycopg2.Error, duckdb.Error, sf_errors.Error, secrets.SecretError,
+            ValueError) as exc:
         raise HistoryError(f"cannot reach the warehouse of tenant {dest.tenant_id}: "
                            f"{secrets.redact(str(exc)).strip()}") from None
     try:
@@ -47,7 +53,7 @@ def schema_changes(dest: Destination, table: str | None = None,
             cur.execute(d.bookkeeping.select_schema_changes(dest.schema),
                         {"table": table, "since": since, "limit": limit})
             return [(at, dest.tenant_id, *rest) for at, *rest in cur.fetchall()]
-    except (psycopg2.Error, duckdb.Error) as exc:
+    except (psycopg2.Error, duckdb.Error, sf_errors.Error) as exc:
         raise HistoryError(f"cannot read the schema change log of tenant {dest.tenant_id} "
                            f"({dest.schema}): {secrets.redact(str(exc)).strip()}") from None
     finally:

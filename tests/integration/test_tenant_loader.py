@@ -24,7 +24,8 @@ from spool.objectstore import ObjectStore
 _offsets = itertools.count(1)
 
 
-def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict]) -> str:
+def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict],
+          tenant: str = "acme") -> str:
     """A batch of ``records`` on disk and READY in the ledger, as the spool job leaves it."""
     part = Part(key_names=("id",))
     for data in records:
@@ -33,7 +34,7 @@ def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict]) -> str
                                received_at_ms=1_700_000_000_000 + offset, key_names=["id"]))
         part.note_record("q/0", offset, 10, 1_700_000_000_000 + offset)
         part.note_sequence(offset)
-    uri, data, record = assemble("acme", stream, 1_699_999_980_000, 60_000, 0, part,
+    uri, data, record = assemble(tenant, stream, 1_699_999_980_000, 60_000, 0, part,
                                  str(folder))
     ObjectStore().put_atomic(uri, data)
     ledger.record_batches([record])
