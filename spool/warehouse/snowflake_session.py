@@ -64,14 +64,14 @@ def render(sql: str, params) -> str:
 def connect_args(url: str) -> dict:
     """``snowflake.connector.connect`` arguments from a ``snowflake://`` URL."""
     parts = urlsplit(url)
-    if parts.scheme != "snowflake" or not parts.hostname:
+    if parts.scheme != "snowflake" or not parts.hostname or not parts.path.strip("/"):
         raise ValueError("a Snowflake warehouse is a URL snowflake://USER:PASSWORD@ACCOUNT/"
-                         "DATABASE?warehouse=WH&role=ROLE")
-    args: dict = {"account": parts.hostname, "user": unquote(parts.username or "")}
+                         "DATABASE?warehouse=WH&role=ROLE (the database holds the tenant "
+                         "schemas)")
+    args: dict = {"account": parts.hostname, "user": unquote(parts.username or ""),
+                  "database": unquote(parts.path.strip("/"))}
     if parts.password:
         args["password"] = unquote(parts.password)
-    if parts.path.strip("/"):
-        args["database"] = unquote(parts.path.strip("/"))
     for name, value in parse_qsl(parts.query):
         args[name] = int(value) if name in _INTEGERS else value
     return args
@@ -119,12 +119,19 @@ class SnowflakeCursor:
 
 
 class SnowflakeConnection:
-    """One Snowflake session, autocommit off."""
+    """One Snowflake session, autocommit off.
+
+    Quoted identifiers keep their case in this session whatever the account says
+    (``QUOTED_IDENTIFIERS_IGNORE_CASE``): with it on, the lower-case names of the contract
+    would be stored in upper case, and names made before would no longer resolve."""
+
+    SESSION = {"QUOTED_IDENTIFIERS_IGNORE_CASE": False}
 
     def __init__(self, url: str, login_timeout: int = 10,
                  application: str = "spool-loader") -> None:
         args = {"login_timeout": login_timeout, **connect_args(url)}
         self._conn = snowflake.connector.connect(autocommit=False, application=application,
+                                                 session_parameters=dict(self.SESSION),
                                                  **args)
 
     @property

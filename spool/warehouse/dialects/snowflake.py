@@ -11,8 +11,8 @@ rendered on the client as psycopg2 does) and stages with ``COPY INTO`` from Parq
   (spool.warehouse.load);
 * no advisory locks and no ``LOCK``: an ``UPDATE`` of the contract table holds the table's
   lock until the transaction ends, which serialises loads of one schema;
-* identifiers are quoted, and Spool's are lower case: a user queries ``"orders"`` (quoted),
-  or sets ``QUOTED_IDENTIFIERS_IGNORE_CASE`` for the session; at most 255 characters;
+* identifiers are quoted, and Spool's are lower case: a user queries ``"acme"."orders"``
+  (quoted: unquoted, Snowflake would look for ACME.ORDERS); at most 255 characters;
 * ``VARCHAR`` without a length is Snowflake's largest (16 MB): nothing ever widens;
 * integers are ``NUMBER(38,0)``, numbers ``FLOAT``, date-times ``TIMESTAMP_TZ``;
 * no indexes (micro-partitions are pruned without them);
