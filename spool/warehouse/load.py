@@ -38,7 +38,7 @@ from spool.failpoints import failpoint
 from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import schema as tenant_schema
 from spool.warehouse.changes import change_rows, load_rows, schema_changes
-from spool.warehouse.contract import REJECTED_TABLE
+from spool.warehouse.contract import REJECTED_TABLE, STAGE_TABLE
 from spool.warehouse.dialects import TransientError
 from spool.warehouse.evolve import apply_ddl
 from spool.warehouse.merge import Stage, load_streams
@@ -158,10 +158,16 @@ class Loader:
         if changes:  # numbered after the ones logged before
             execute_values(cur, d.bookkeeping.insert_schema_changes_values(schema),
                            change_rows(before + changes)[len(before):])
-        apply_ddl(d, cur, schema, groups, plans, record=False)
+        ddl = any(tp.create or tp.new_columns for p in plans for tp in p.tables.values())
+        if ddl:
+            apply_ddl(d, cur, schema, groups, plans, record=False)
         merged = [tp for p in plans for tp in p.tables.values() if not tp.create]
         if merged:
+            stage_before = dict(state.physical.get(STAGE_TABLE) or {})
             Stage(d, schema, state).ensure(cur, max(len(tp.sql_types) for tp in merged))
+            ddl = ddl or state.physical[STAGE_TABLE] != stage_before
+        if not ddl:  # nothing was committed: the lock taken at the start still holds
+            return before + changes
         cur.execute(*d.bookkeeping.lock_schema(schema))
         meanwhile = tenant_schema.loaded_batches(d, cur, schema,
                                                  [b for g in groups for b in g.batch_ids])

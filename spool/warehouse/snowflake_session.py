@@ -14,7 +14,8 @@ A warehouse is named by a URL, given by reference (``--dsn env:NAME``)::
     snowflake://USER:PASSWORD@ACCOUNT/DATABASE?warehouse=WH&role=ROLE
 
 Other query parameters are passed to ``snowflake.connector.connect`` as they are
-(``authenticator``, ``private_key_file``, ``host``, ``port``, ``protocol``, ...).
+(``authenticator``, ``private_key_file``, ``host``, ``port``, ``protocol``, ...); those
+in upper case are session parameters (``LOCK_TIMEOUT=60``).
 """
 
 from __future__ import annotations
@@ -72,8 +73,14 @@ def connect_args(url: str) -> dict:
                   "database": unquote(parts.path.strip("/"))}
     if parts.password:
         args["password"] = unquote(parts.password)
+    session: dict = {}
     for name, value in parse_qsl(parts.query):
-        args[name] = int(value) if name in _INTEGERS else value
+        if name.isupper():
+            session[name] = int(value) if value.isdigit() else value
+        else:
+            args[name] = int(value) if name in _INTEGERS else value
+    if session:
+        args["session_parameters"] = session
     return args
 
 
@@ -123,16 +130,22 @@ class SnowflakeConnection:
 
     Quoted identifiers keep their case in this session whatever the account says
     (``QUOTED_IDENTIFIERS_IGNORE_CASE``): with it on, the lower-case names of the contract
-    would be stored in upper case, and names made before would no longer resolve."""
+    would be stored in upper case, and names made before would no longer resolve.
 
-    SESSION = {"QUOTED_IDENTIFIERS_IGNORE_CASE": False}
+    A statement waits at most ``LOCK_TIMEOUT`` (120 s unless the URL says otherwise) for a
+    lock, then fails and the load is retried later: Snowflake's default is 12 hours, and a
+    loader killed mid-load leaves its transaction detached, holding its locks, until it is
+    aborted (``SYSTEM$ABORT_TRANSACTION``) or has been idle for four hours."""
+
+    SESSION = {"QUOTED_IDENTIFIERS_IGNORE_CASE": False, "LOCK_TIMEOUT": 120}
 
     def __init__(self, url: str, login_timeout: int = 10,
                  application: str = "spool-loader") -> None:
         args = {"login_timeout": login_timeout, **connect_args(url)}
+        session = {**self.SESSION, **args.pop("session_parameters", {}),
+                   "QUOTED_IDENTIFIERS_IGNORE_CASE": False}
         self._conn = snowflake.connector.connect(autocommit=False, application=application,
-                                                 session_parameters=dict(self.SESSION),
-                                                 **args)
+                                                 session_parameters=session, **args)
 
     @property
     def closed(self) -> bool:

@@ -257,9 +257,10 @@ def spooled_small(stack, make_topic, ledger_dsn, unique, tmp_path):
     return messages, ids, env
 
 
-def copy_ledger(src_dsn: str, dst_dsn: str, tenants, schema_prefix: str) -> None:
-    """The same READY batches in a second ledger whose tenants load into other schemas."""
-    register(dst_dsn, tenants, schema_prefix)
+def copy_ledger(src_dsn: str, dst_dsn: str, tenants, schema_prefix: str, **destination) -> None:
+    """The same READY batches in a second ledger whose tenants load into other schemas
+    (``destination``: register()'s arguments)."""
+    register(dst_dsn, tenants, schema_prefix, **destination)
     src = psycopg2.connect(src_dsn)
     dst = psycopg2.connect(dst_dsn)
     with src.cursor() as s, dst, dst.cursor() as d:

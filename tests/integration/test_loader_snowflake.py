@@ -24,6 +24,7 @@ from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig, Status, TenantLoader
 from spool.objectstore import ObjectStore, S3Config
 from spool.warehouse import evolve
+from spool.warehouse import merge as merge_module
 from spool.warehouse.destination import Destination
 from spool.warehouse.dialects.snowflake import SNOWFLAKE
 from spool.warehouse.history import schema_changes
@@ -155,6 +156,35 @@ def test_a_load_whose_ddl_committed_before_it_died_is_completed_by_its_retry(
                               '"tenant"."_sdc_schema_changes" ORDER BY position')
     assert len(logged) == len(set(logged)) == len(retry.changes)
     assert {(c.kind, c.table, c.column) for c in retry.changes} == set(logged)
+
+
+def test_a_load_that_dies_after_its_copy_leaves_the_tables_as_they_were(snowflake,
+                                                                        monkeypatch):
+    """The rows, the load log and the reports of a load are one transaction on Snowflake
+    too (only DDL commits on its own): a load that dies after its rows were copied into the
+    stage leaves nothing there or anywhere, and its retry loads the batch once. (fakesnow
+    commits a MERGE, which it runs around a temporary table; a death after the MERGE is
+    the opt-in live test's.)"""
+    load(snowflake, "users", make_batch("users", [{"id": 1, "name": "a"}, {"id": 2}],
+                                        key_names=["id"], sequences=[1, 1]))
+    batch = make_batch("users", [{"id": 1, "name": "b"}, {"id": 3, "name": "c"}],
+                       key_names=["id"], sequences=[2, 2])
+
+    def die(name):
+        if name == "load.copy":
+            raise RuntimeError("the loader died after its COPY")
+
+    monkeypatch.setattr(merge_module, "failpoint", die)
+    with pytest.raises(RuntimeError):
+        load(snowflake, "users", batch)
+    rows = 'SELECT "id", "name" FROM "tenant"."users" ORDER BY "id"'
+    assert query(snowflake, rows) == [(1, "a"), (2, None)]
+    assert query(snowflake, 'SELECT count(*) FROM "tenant"."_sdc_stage"') == [(0,)]
+    assert query(snowflake, 'SELECT count(*) FROM "tenant"."_sdc_load_log"') == [(1,)]
+    monkeypatch.undo()
+    retry = load(snowflake, "users", batch)
+    assert [(r.rows_inserted, r.rows_updated) for r in retry.reports] == [(1, 1)]
+    assert query(snowflake, rows) == [(1, "b"), (2, None), (3, "c")]
 
 
 def _statements(text: str) -> list[exp.Expression]:

@@ -5,7 +5,8 @@ Runs only when SPOOL_TEST_SNOWFLAKE_URL is set (snowflake://USER:PASSWORD@ACCOUN
 SPOOL_TEST_SNOWFLAKE_STAGING (s3://bucket/prefix) and SPOOL_TEST_SNOWFLAKE_INTEGRATION (a
 storage integration allowed to read it) it also stages on S3; AWS credentials for the
 bucket come from the usual boto3 chain. It checks what fakesnow cannot: quoted names keep
-their case, COPY INTO from a table stage and from S3, MERGE, DDL committing on its own.
+their case, COPY INTO from a table stage and from S3, a MERGE inside the load's
+transaction (a load that dies after it leaves nothing), DDL committing on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 import pytest
 
 from spool.objectstore import ObjectStore
+from spool.warehouse import load as load_module
 from spool.warehouse.dialects.snowflake import SNOWFLAKE
 from spool.warehouse.load import Loader
 from spool.warehouse.snowflake_session import SnowflakeConnection
@@ -56,6 +58,23 @@ def test_golden_input_upserts_and_case_on_a_real_account(staging):
         assert cur.fetchall() == [("page_views",)]  # lower case, as the contract says
         cur.execute(f'SELECT count(*) FROM "{schema}"."_sdc_load_log"')
         assert cur.fetchone() == (2,)
+        # a load that dies after its MERGE, before it commits, leaves nothing (fakesnow
+        # cannot show this: it commits the temporary table it runs a MERGE around)
+        third = stage_group(spec["stream"], [make_batch(
+            spec["stream"], [{"id": 1, "firstName": "Zed"}], key_names=["id"],
+            sequences=[10 ** 13])], SNOWFLAKE)
+
+        def die(name):
+            if name == "load.before_commit":
+                raise RuntimeError("the loader died before its commit")
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(load_module, "failpoint", die)
+            with pytest.raises(RuntimeError):
+                loader.load(conn, schema, third)
+        cur.execute(f'SELECT "first_name" FROM "{schema}"."page_views" WHERE "id" = 1')
+        assert cur.fetchall() == [("Zoë",)]
+        assert loader.load(conn, schema, third).loaded
     finally:
         with conn:
             conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -15,6 +15,12 @@ def test_a_url_names_account_user_database_and_passes_the_rest_on():
         "database": "ANALYTICS", "warehouse": "LOAD_WH", "role": "SPOOL", "port": 443}
 
 
+def test_upper_case_parameters_are_session_parameters():
+    assert connect_args("snowflake://u:p@acct/db?LOCK_TIMEOUT=30&QUERY_TAG=spool"
+                        "&warehouse=wh")["session_parameters"] == {"LOCK_TIMEOUT": 30,
+                                                                   "QUERY_TAG": "spool"}
+
+
 def test_a_key_pair_url_has_no_password():
     args = connect_args("snowflake://loader@acct/db?authenticator=SNOWFLAKE_JWT"
                         "&private_key_file=/run/secrets/key.p8")
