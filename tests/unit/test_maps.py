@@ -1,0 +1,208 @@
+"""Stream maps as pure functions: what a map document may say (and the message when it may
+not), what a compiled map makes of records, and a fuzz test of random maps and records."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import random
+
+import pytest
+
+from spool.maps import Applied, CannotApply, MapError, compile_map, load_text, parse
+
+KEY = "k3y"
+
+
+def resolve(ref: str) -> str:
+    assert ref == "env:MAP_KEY"
+    return KEY
+
+
+def mapped(doc: dict, data: dict, stream: str = "users") -> Applied:
+    return compile_map(parse(doc, resolve_secret=False), stream, resolve)(data)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"dorp": ["ssn"]}, "unknown operation 'dorp'"),
+    ({}, "the map has no operation"),
+    ({"drop": "ssn"}, "drop: give a list of paths"),
+    ({"drop": [["profile", ""]]}, "is not a path"),
+    ({"drop": [["profile", 3]]}, "is not a path"),
+    ({"hash": ["email"]}, "hash needs a secret"),
+    ({"hash": ["email"], "secret": "s3cr3t"}, "by reference"),
+    ({"mask": {"card": {"a": 1}}}, "not an object or a list"),
+    ({"rename": {"email": ""}}, "non-empty string"),
+    ({"alias": ""}, "alias:"),
+    ({"filter": {"matches": ["a", "b"]}}, "unknown predicate 'matches'"),
+    ({"filter": {"eq": ["a"]}}, "eq takes [path, value]"),
+    ({"filter": {"lt": ["a", [1]]}}, "compares with a number or a string"),
+    ({"filter": {"and": []}}, "and takes a list"),
+    ({"filter": "status == 'x'"}, "is not a predicate"),
+])
+def test_a_map_that_cannot_be_stored_is_refused_with_what_is_wrong(doc, message):
+    with pytest.raises(MapError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse(doc, resolve_secret=False)
+
+
+def test_a_secret_that_cannot_be_read_is_refused(monkeypatch):
+    monkeypatch.delenv("SPOOL_TEST_NO_SUCH_KEY", raising=False)
+    with pytest.raises(MapError, match="secret env:SPOOL_TEST_NO_SUCH_KEY"):
+        parse({"hash": ["email"], "secret": "env:SPOOL_TEST_NO_SUCH_KEY"})
+
+
+@pytest.mark.parametrize("doc", [{"drop": ["id"]}, {"mask": {"id": None}},
+                                 {"keep": ["email"]}])
+def test_a_map_that_would_remove_a_key_field_is_refused(doc):
+    with pytest.raises(MapError, match="key field 'id'"):
+        parse(doc, key_names=("id",), resolve_secret=False)
+    # hashing or renaming a key is allowed: hashed keys still upsert
+    parse({"hash": ["id"], "secret": "env:MAP_KEY"}, key_names=("id",), resolve_secret=False)
+
+
+def test_yaml_and_json_say_the_same():
+    text = "drop: [ssn, [profile, pii]]\nfilter: {eq: [status, active]}\n"
+    assert load_text(text) == load_text('{"drop": ["ssn", ["profile", "pii"]], '
+                                        '"filter": {"eq": ["status", "active"]}}')
+    with pytest.raises(MapError, match="object of operations"):
+        load_text("- drop")
+
+
+def test_keep_drop_mask_rename_and_alias_on_nested_fields():
+    data = {"id": 7, "email": "a@b.c", "ssn": "123", "n": 1.5,
+            "profile": {"pii": {"dob": "1990"}, "city": "Oslo"}, "phone": "555"}
+    before = copy.deepcopy(data)
+    got = mapped({"keep": ["id", "email", "n", ["profile", "city"], ["profile", "pii"],
+                           "phone"],
+                  "drop": [["profile", "pii"]], "mask": [[["phone"], None]],
+                  "rename": {"email": "contact"}, "alias": "people"}, data)
+    assert got == Applied({"id": 7, "contact": "a@b.c", "n": 1.5,
+                           "profile": {"city": "Oslo"}, "phone": None}, "people")
+    assert data == before  # the record itself is not changed
+
+
+def test_hash_is_keyed_deterministic_typed_and_leaves_null():
+    doc = {"hash": ["email", "id", ["user", "ssn"]], "secret": "env:MAP_KEY"}
+    a = mapped(doc, {"email": "a@b.c", "id": 7, "user": {"ssn": None}}).data
+    b = mapped(doc, {"email": "a@b.c", "id": 7, "user": {"ssn": "x"}}).data
+    want = hmac.new(KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
+    assert a["email"] == b["email"] == want
+    assert a["id"] == hmac.new(KEY.encode(), b"7", hashlib.sha256).hexdigest()
+    assert a["user"] == {"ssn": None} and len(b["user"]["ssn"]) == 64
+    # types kept where the map does not say otherwise
+    kept = mapped({"drop": ["x"]}, {"i": 1, "f": 2.5, "b": True, "s": "t", "o": {"i": 2}})
+    assert kept.data == {"i": 1, "f": 2.5, "b": True, "s": "t", "o": {"i": 2}}
+    assert type(kept.data["i"]) is int and type(kept.data["b"]) is bool
+
+
+@pytest.mark.parametrize("doc, data, message", [
+    ({"hash": ["profile"], "secret": "env:MAP_KEY"}, {"profile": {"a": 1}},
+     "hash profile: the value is an object"),
+    ({"drop": [["tags", "x"]]}, {"tags": ["a"]}, "tags is not an object"),
+    ({"rename": {"a": "b"}}, {"a": 1, "b": 2}, "has a field b already"),
+    ({"filter": {"gt": ["n", 3]}}, {"n": "four"}, "n is a str, compared with a int"),
+])
+def test_a_record_the_map_cannot_apply_to_is_refused_naming_the_path(doc, data, message):
+    with pytest.raises(CannotApply, match=message):
+        mapped(doc, data)
+
+
+@pytest.mark.parametrize("pred, data, keep", [
+    ({"eq": ["s", "a"]}, {"s": "a"}, True),
+    ({"eq": ["n", 1]}, {"n": True}, False),
+    ({"eq": ["n", 1]}, {"n": 1.0}, True),
+    ({"ne": ["s", "a"]}, {}, True),
+    ({"in": ["s", ["a", "b"]]}, {"s": "b"}, True),
+    ({"lt": ["n", 3]}, {"n": 2}, True),
+    ({"ge": ["n", 3]}, {"n": None}, False),
+    ({"gt": [["o", "n"], "b"]}, {"o": {"n": "c"}}, True),
+    ({"exists": "x"}, {"x": None}, True),
+    ({"is_null": "x"}, {"x": None}, True),
+    ({"is_null": "x"}, {}, True),
+    ({"not": {"exists": "x"}}, {}, True),
+    ({"and": [{"exists": "a"}, {"eq": ["b", 2]}]}, {"a": 1, "b": 3}, False),
+    ({"or": [{"exists": "a"}, {"eq": ["b", 2]}]}, {"b": 2}, True),
+])
+def test_the_filter_keeps_the_records_its_predicate_holds_for(pred, data, keep):
+    got = mapped({"filter": pred}, data, stream="s")
+    assert (got.data is not None) == keep and got.stream == "s"
+
+
+def _random_path(rng) -> list[str]:
+    return [rng.choice(["a", "b", "c", "id", "x.y", "ü"]) for _ in range(rng.randint(1, 3))]
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 5:
+        return {k: _random_value(rng, depth + 1) for k in rng.sample(["a", "b", "c", "id"], 2)}
+    if kind == 6:
+        return [_random_value(rng, depth + 1)]
+    return [None, True, rng.randint(-5, 5), rng.random(), rng.choice(["a", "b", ""]), None,
+            None, {"b": {"c": 1}}][kind]
+
+
+def _random_pred(rng, depth=0):
+    op = rng.choice(["eq", "ne", "in", "lt", "ge", "exists", "is_null", "and", "or", "not"]
+                    if depth < 3 else ["eq", "exists"])
+    if op in ("and", "or"):
+        return {op: [_random_pred(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    if op == "not":
+        return {op: _random_pred(rng, depth + 1)}
+    if op in ("exists", "is_null"):
+        return {op: _random_path(rng)}
+    if op == "in":
+        return {op: [_random_path(rng), [rng.randint(0, 3), "a"]]}
+    return {op: [_random_path(rng), rng.choice([1, 2.5, "a"])]}
+
+
+def test_random_maps_on_random_records_never_crash_and_never_drop_silently():
+    rng = random.Random(16)
+    applied = refused = filtered = 0
+    for _ in range(3000):
+        doc: dict = {}
+        for op in rng.sample(["filter", "keep", "drop", "hash", "mask", "rename", "alias"],
+                             rng.randint(1, 4)):
+            doc[op] = {"filter": lambda: _random_pred(rng),
+                       "keep": lambda: [_random_path(rng) for _ in range(2)],
+                       "drop": lambda: [_random_path(rng)],
+                       "hash": lambda: [_random_path(rng)],
+                       "mask": lambda: [[_random_path(rng), rng.choice([None, "*", 0])]],
+                       "rename": lambda: [[_random_path(rng), rng.choice(["n", "a"])]],
+                       "alias": lambda: "other"}[op]()
+        if "hash" in doc:
+            doc["secret"] = "env:MAP_KEY"
+        m = parse(doc, resolve_secret=False)
+        data = {k: _random_value(rng) for k in rng.sample(["a", "b", "c", "id", "x.y"], 3)}
+        before = copy.deepcopy(data)
+        try:
+            got = compile_map(m, "s", resolve)(data)
+        except CannotApply as exc:
+            assert str(exc)  # a reason for _sdc_rejected
+            refused += 1
+            continue
+        assert data == before
+        if got.data is None:
+            assert "filter" in doc  # only the filter drops a record (and it is counted)
+            filtered += 1
+        else:
+            applied += 1
+        assert got.stream == doc.get("alias", "s")
+    assert min(applied, refused, filtered) > 50, (applied, refused, filtered)
+
+
+def test_random_documents_are_stored_or_refused_with_a_message_never_a_crash():
+    rng = random.Random(61)
+    ops = ["filter", "keep", "drop", "hash", "mask", "rename", "alias", "secret", "bogus"]
+    refused = 0
+    for _ in range(3000):
+        doc = {rng.choice(ops): rng.choice([_random_value(rng), _random_pred(rng),
+                                            [_random_path(rng)], "env:MAP_KEY", {"a": "b"}])
+               for _ in range(rng.randint(1, 3))}
+        try:
+            parse(doc, key_names=("id",), resolve_secret=False)
+        except MapError as exc:
+            assert str(exc)
+            refused += 1
+    assert 100 < refused < 3000
