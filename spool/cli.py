@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         batches,
         changes,
         loads,
+        maps,
         produce,
         rejected,
         status,
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         webhooks,
     )
 
-    for module in (produce, topics, tenants, status, batches, loads, changes, rejected,
+    for module in (produce, topics, tenants, maps, status, batches, loads, changes, rejected,
                    webhooks):
         module.register(sub)
     return parser

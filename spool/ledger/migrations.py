@@ -175,4 +175,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
                                         'none'));
         """,
     ),
+    (
+        7,
+        "stream maps, every version kept",
+        """
+        CREATE TABLE stream_maps (
+            tenant_id   text NOT NULL,
+            stream      text NOT NULL,
+            version     integer NOT NULL,
+            document    jsonb,           -- NULL: the map was removed at this version
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            created_by  text NOT NULL,
+            PRIMARY KEY (tenant_id, stream, version)
+        );
+        """,
+    ),
 ]

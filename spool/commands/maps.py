@@ -1,0 +1,215 @@
+"""``spool maps``: per-tenant stream maps (docs/stream-maps.md): set, show, history, test,
+remove. Every change is a new version in the ledger; old versions are kept."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import socket
+import sys
+
+from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.ingest import shape as shaping
+from spool.ledger.maps import MapStore
+from spool.ledger.registry import Registry
+from spool.maps import CannotApply, MapError, compile_map, load_text, parse
+from spool.secrets import SecretError
+from spool.warehouse import naming
+
+EXAMPLE = """examples:
+  spool maps set acme users --file users-map.yaml
+  spool maps test acme users < sample.jsonl          # the map in force, or --file a draft
+  spool maps show acme
+  spool maps history acme users
+  spool maps remove acme users
+
+A map (docs/stream-maps.md):
+  filter: {and: [{eq: [status, active]}, {not: {is_null: email}}]}
+  drop: [ssn, [profile, pii]]
+  hash: [email]
+  secret: env:ACME_MAP_KEY
+  rename: {email: email_hash}
+  alias: people"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("maps", help="per-tenant stream maps: drop, hash, mask, rename, "
+                                    "filter, alias", epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    msub = p.add_subparsers(dest="maps_command", metavar="SUBCOMMAND", required=True)
+
+    s = msub.add_parser("set", help="check a map and store it as the stream's next version",
+                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(s)
+    s.add_argument("--file", default="-", help="the map, JSON or YAML (default: stdin)")
+    s.add_argument("--by", default=None, help="who sets it (default: user@host)")
+    s.set_defaults(func=set_map)
+
+    t = msub.add_parser("test", help="preview a map on sample records (JSON lines on stdin): "
+                                     "nothing is read from Kafka or written anywhere")
+    _common(t)
+    t.add_argument("--file", default=None, help="a draft map to test instead of the one in "
+                                                "force")
+    t.set_defaults(func=test_map)
+
+    for name, helptext, func in (("show", "the maps in force", show_maps),
+                                 ("history", "every version, who set it and when",
+                                  map_history)):
+        sp = msub.add_parser(name, help=helptext)
+        register_ledger_args(sp)
+        sp.add_argument("tenant")
+        sp.add_argument("stream", nargs="?")
+        sp.add_argument("--json", action="store_true", help="print JSON lines")
+        sp.set_defaults(func=func)
+
+    r = msub.add_parser("remove", help="stop mapping a stream (from the next window; the "
+                                       "history keeps the old versions)")
+    _common(r)
+    r.add_argument("--by", default=None, help="who removes it (default: user@host)")
+    r.set_defaults(func=remove_map)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    register_ledger_args(p)
+    p.add_argument("tenant")
+    p.add_argument("stream")
+
+
+def _by(args) -> str:
+    return args.by or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read the map {path}: {exc.strerror}") from None
+
+
+def _registered(store: MapStore, tenant: str) -> None:
+    if tenant not in Registry(store.ledger).tenant_ids():
+        raise SystemExit(f"error: tenant {tenant!r} is not registered; 'spool tenants add "
+                         f"{tenant} ...' first")
+
+
+def set_map(args: LedgerArgs) -> int:
+    text = _read(args.file)
+    store = MapStore(ledger_from(args))
+    _registered(store, args.tenant)
+    try:
+        doc = load_text(text)
+        parse(doc, key_names=store.key_names(args.tenant, args.stream))
+    except MapError as exc:
+        raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
+            from None
+    version = store.save(args.tenant, args.stream, doc, _by(args))
+    print(f"map of {args.tenant}/{args.stream} is now version {version}; the spool job "
+          "applies it from its next window")
+    return 0
+
+
+def remove_map(args: LedgerArgs) -> int:
+    store = MapStore(ledger_from(args))
+    current = store.history(args.tenant, args.stream)
+    if not current or current[-1].document is None:
+        raise SystemExit(f"error: {args.tenant}/{args.stream} has no map")
+    version = store.save(args.tenant, args.stream, None, _by(args))
+    print(f"map of {args.tenant}/{args.stream} removed (version {version}); the spool job "
+          "stops applying it from its next window")
+    return 0
+
+
+def show_maps(args: LedgerArgs) -> int:
+    store = MapStore(ledger_from(args))
+    rows = [(m.stream, m.version, json.dumps(m.document, ensure_ascii=False))
+            for m in store.current() if m.tenant_id == args.tenant
+            and (args.stream is None or m.stream == args.stream)]
+    emit_table(["stream", "version", "map"], rows, args.json)
+    return 0
+
+
+def map_history(args: LedgerArgs) -> int:
+    store = MapStore(ledger_from(args))
+    rows = [(m.stream, m.version, m.created_at.isoformat(timespec="seconds"), m.created_by,
+             "(removed)" if m.document is None else json.dumps(m.document, ensure_ascii=False))
+            for m in store.history(args.tenant, args.stream)]
+    emit_table(["stream", "version", "set_at", "by", "map"], rows, args.json)
+    return 0
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "string"
+
+
+def test_map(args: LedgerArgs) -> int:
+    """Mapped records as JSON lines, then the columns they would produce."""
+    store = MapStore(ledger_from(args))
+    keys = store.key_names(args.tenant, args.stream)
+    if args.file:
+        doc = load_text_or_exit(_read(args.file))
+    else:
+        found = [m for m in store.current()
+                 if (m.tenant_id, m.stream) == (args.tenant, args.stream)]
+        if not found:
+            raise SystemExit(f"error: {args.tenant}/{args.stream} has no map; test a draft "
+                             "with --file")
+        doc = found[0].document
+    try:
+        apply = compile_map(parse(doc, key_names=keys), args.stream)
+    except (MapError, SecretError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    columns: dict[tuple[str, str], set[str]] = {}
+    counts = {"mapped": 0, "filtered": 0, "rejected": 0}
+    for n, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise SystemExit(f"error: line {n} is not JSON") from None
+        data = record.get("data", record) if isinstance(record, dict) else record
+        if not isinstance(data, dict):
+            raise SystemExit(f"error: line {n} is not a JSON object")
+        try:
+            got = apply(data)
+        except CannotApply as exc:
+            counts["rejected"] += 1
+            print(json.dumps({"line": n, "rejected": str(exc)}, ensure_ascii=False))
+            continue
+        if got.data is None:
+            counts["filtered"] += 1
+            print(json.dumps({"line": n, "filtered": True}))
+            continue
+        counts["mapped"] += 1
+        print(json.dumps({"line": n, "stream": got.stream, "data": got.data},
+                         ensure_ascii=False))
+        for table_path, row in shaping.shape(got.data, rid="preview", sequence=0,
+                                             received_at_ms=0, key_names=keys):
+            table = naming.table_name(got.stream, [json.loads(p) for p in table_path])
+            for path, value in row.items():
+                if not path.startswith("[") or value is None:
+                    continue  # system columns, nulls
+                column = naming.path_name(json.loads(path), top_level_system=not table_path)
+                columns.setdefault((table, column), set()).add(_json_type(value))
+    print(f"-- {counts['mapped']} mapped, {counts['filtered']} filtered out, "
+          f"{counts['rejected']} rejected; columns:", file=sys.stderr)
+    for (table, column), types in sorted(columns.items()):
+        print(f"--   {table}.{column} {'/'.join(sorted(types))}", file=sys.stderr)
+    return 0
+
+
+def load_text_or_exit(text: str) -> dict:
+    try:
+        return load_text(text)
+    except MapError as exc:
+        raise SystemExit(f"error: {exc}") from None

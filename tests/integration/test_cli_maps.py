@@ -1,0 +1,102 @@
+"""``spool maps`` on a real ledger: a refused map says what is wrong, exits 1 and stores
+nothing; versions are kept with who and when; ``test`` previews records and columns."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spool.ledger.maps import MapStore
+from spool.ledger.registry import Registry
+from spool.ledger.store import Ledger
+
+KEY_ENV = "SPOOL_TEST_MAP_KEY"
+
+
+def spool(ledger_dsn, *args, stdin="", env=None):
+    res = subprocess.run([sys.executable, "-m", "spool.cli", *args, "--ledger-dsn", ledger_dsn],
+                         input=stdin, capture_output=True, text=True, check=False,
+                         env={**os.environ, KEY_ENV: "k3y", **(env or {})})
+    return res.returncode, res.stdout, res.stderr
+
+
+@pytest.fixture
+def acme(ledger_dsn):
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    Registry(ledger).add_tenant("acme")
+    Registry(ledger).save_stream_schema("acme", "users", ("id",), None, "q/0/1")
+    return MapStore(ledger)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("dorp: [ssn]", "unknown operation 'dorp'"),
+    ("drop: [[profile, 3]]", "is not a path"),
+    ("hash: [email]", "hash needs a secret"),
+    ("hash: [email]\nsecret: env:SPOOL_TEST_NOT_SET", "secret env:SPOOL_TEST_NOT_SET"),
+    ("hash: [email]\nsecret: k3y", "by reference"),
+    ("drop: [id]", "key field 'id'"),
+    ("filter: {like: [email, '%@x']}", "unknown predicate 'like'"),
+    ("[1, 2", "neither JSON nor YAML"),
+])
+def test_a_refused_map_says_why_exits_1_and_stores_nothing(ledger_dsn, acme, doc, message):
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=doc)
+    assert rc == 1, out
+    assert err.startswith("error: map for acme/users not stored: ") and message in err, err
+    assert acme.history("acme") == []
+
+
+def test_an_unregistered_tenant_gets_no_map(ledger_dsn, acme):
+    rc, _, err = spool(ledger_dsn, "maps", "set", "globex", "users", stdin="drop: [x]")
+    assert rc == 1 and "tenant 'globex' is not registered" in err
+
+
+def test_versions_are_kept_with_who_and_when_and_remove_is_a_version(ledger_dsn, acme):
+    assert spool(ledger_dsn, "maps", "set", "acme", "users", "--by", "ann",
+                 stdin="drop: [ssn]")[0] == 0
+    rc, out, _ = spool(ledger_dsn, "maps", "set", "acme", "users", "--by", "bob",
+                       stdin='{"drop": ["ssn", "dob"]}')
+    assert rc == 0 and "version 2" in out
+    rc, out, _ = spool(ledger_dsn, "maps", "show", "acme", "--json")
+    assert [json.loads(line)["map"] for line in out.splitlines()] == \
+        [json.dumps({"drop": ["ssn", "dob"]})]
+    assert spool(ledger_dsn, "maps", "remove", "acme", "users", "--by", "cy")[0] == 0
+    rc, out, _ = spool(ledger_dsn, "maps", "history", "acme", "users", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["version"], r["by"]) for r in rows] == [(1, "ann"), (2, "bob"), (3, "cy")]
+    assert rows[-1]["map"] == "(removed)" and all(r["set_at"] for r in rows)
+    assert spool(ledger_dsn, "maps", "show", "acme")[1].count("\n") <= 1  # header only
+    rc, _, err = spool(ledger_dsn, "maps", "remove", "acme", "users")
+    assert rc == 1 and "has no map" in err
+
+
+def test_test_previews_mapped_records_and_their_columns(ledger_dsn, acme, tmp_path):
+    draft = ("filter: {ne: [status, deleted]}\nhash: [email]\nsecret: env:" + KEY_ENV
+             + "\ndrop: [[profile, ssn]]\nrename: {name: full_name}\nalias: people\n")
+    sample = "\n".join(json.dumps(r) for r in [
+        {"id": 1, "email": "a@b.c", "name": "Ann", "profile": {"ssn": "1", "city": "Oslo"}},
+        {"tenant": "acme", "stream": "users", "data": {"id": 2, "status": "deleted"}},
+        {"id": 3, "email": {"nested": True}},
+    ])
+    path = tmp_path / "users-map.yaml"
+    path.write_text(draft)
+    rc, out, err = spool(ledger_dsn, "maps", "test", "acme", "users", "--file", str(path),
+                         stdin=sample)
+    assert rc == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    digest = hmac.new(b"k3y", b"a@b.c", hashlib.sha256).hexdigest()
+    assert lines[0] == {"line": 1, "stream": "people", "data": {
+        "id": 1, "email": digest, "full_name": "Ann", "profile": {"city": "Oslo"}}}
+    assert lines[1] == {"line": 2, "filtered": True}
+    assert lines[2]["line"] == 3 and "hash email: the value is an object" in \
+        lines[2]["rejected"]
+    assert "1 mapped, 1 filtered out, 1 rejected" in err
+    assert "people.email string" in err and "people.profile__city string" in err
+    assert "ssn" not in out + err and "a@b.c" not in out
+    assert acme.history("acme") == []  # a test stores nothing
