@@ -25,7 +25,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from spool.ingest.chunks import ChunkShaper
 from spool.ingest.decode import Decoder, DecodeRules
-from spool.ingest.directory import Directory
+from spool.ingest.directory import Directory, MapDirectory
+from spool.ledger.maps import MapStore
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 
@@ -56,10 +57,11 @@ class _DecodeShapeFn(beam.DoFn):
         registry = Registry(self._ledger)
         directory = Directory(registry, self.cfg.tenant_refresh_seconds)
         decoder = Decoder(self.cfg.rules, directory.is_tenant, directory.stream_keys)
+        maps = MapDirectory(MapStore(self._ledger).versions, self.cfg.tenant_refresh_seconds)
         self._shaper = ChunkShaper(decoder, directory, int(self.cfg.window_seconds * 1000),
                                    registry.save_tenant_state,
                                    part_max_rows=self.cfg.part_max_rows,
-                                   part_max_bytes=self.cfg.part_max_bytes)
+                                   part_max_bytes=self.cfg.part_max_bytes, maps=maps)
 
     def start_bundle(self):
         self._shaper.take_parts()
@@ -84,6 +86,9 @@ class _DecodeShapeFn(beam.DoFn):
         stats = self._shaper.take_stats()
         for code, n in (stats.rejected or {}).items():
             Metrics.counter("spool.rejected", code).inc(n)
+        for (tenant, stream, version), n in (stats.filtered or {}).items():
+            # records a stream map's filter dropped, by map version: never silently gone
+            Metrics.counter("spool.filtered", f"{tenant}/{stream}/v{version}").inc(n)
         for (tenant, stream, _window, _keys), part in self._shaper.take_parts():
             self.parts_out.inc()
             value = (part.n_rows, part.bytes, part.meta_key(), part.dumps())

@@ -16,6 +16,7 @@ ACTIVATE_VERSION marks the stream's part so the loader can retire older table ve
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from spool.ingest.decode import Decoder
 from spool.ingest.messages import Decoded, Kind, Reason
 from spool.ingest.parts import Part, rejected_row, rejected_tenant, shape_decoded
 from spool.ingest.shape import InexactNumber, ShapeError, default_sequence
+from spool.maps import CannotApply
 
 PartKey = tuple  # (tenant, stream, window_start_ms, key names)
 # A producer clock far ahead would carry its partition's event time (and every later record
@@ -46,19 +48,27 @@ def queue_time(timestamp_ms: int, ceiling_ms: int) -> int:
 class ChunkStats:
     records: int = 0
     rejected: dict | None = None
+    filtered: dict | None = None  # (tenant, stream, map version) → records a filter dropped
 
     def reject(self, code: str) -> None:
         if self.rejected is None:
             self.rejected = {}
         self.rejected[code] = self.rejected.get(code, 0) + 1
 
+    def filter(self, tenant: str, stream: str, version: int) -> None:
+        if self.filtered is None:
+            self.filtered = {}
+        key = (tenant, stream, version)
+        self.filtered[key] = self.filtered.get(key, 0) + 1
+
 
 class ChunkShaper:
     def __init__(self, decoder: Decoder, directory, window_ms: int,
                  save_state: Callable[[str, object, str], None],
                  part_max_rows: int = 25_000, part_max_bytes: int = 16 * 1024 * 1024,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, maps=None) -> None:
         self.decoder = decoder
+        self.maps = maps  # spool.ingest.directory.MapDirectory, or None: no stream maps
         self.directory = directory
         self.window_ms = window_ms
         self.save_state = save_state
@@ -98,6 +108,14 @@ class ChunkShaper:
             decoded = decode(value, headers)
             rid = sdc.record_id(topic, partition, offset)
             kind = decoded.kind
+            version = None
+            if kind is Kind.RECORD and self.maps is not None:
+                decoded, version = self._mapped(decoded, event_ms)
+                if decoded.kind is Kind.REJECTED:
+                    self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                    continue
+                if decoded.data is None:
+                    continue  # the map's filter dropped it (counted in the stats)
             if kind is Kind.RECORD:
                 try:
                     try:
@@ -116,6 +134,8 @@ class ChunkShaper:
                     continue
                 part = self._part(decoded.tenant, decoded.stream, event_ms,
                                   tuple(decoded.key_names or ()))
+                if version is not None:
+                    part.map_version = version
                 part.rows.extend(rows)
                 self.rows += len(rows)
                 part.note_record(tp, offset, len(value), event_ms)
@@ -141,6 +161,27 @@ class ChunkShaper:
         for tenant, (state, rid) in states.items():
             self.save_state(tenant, state, rid)
         return event_ms
+
+    def _mapped(self, decoded: Decoded, event_ms: int) -> tuple[Decoded, int | None]:
+        """The record as its stream's map makes it (data None: filtered out), or rejected
+        with the reason; and the map's version."""
+        found = self.maps.at(decoded.tenant, decoded.stream,
+                             event_ms - event_ms % self.window_ms)
+        if found is None:
+            return decoded, None
+        version, apply = found
+        try:
+            applied = apply(decoded.data)
+        except CannotApply as exc:
+            return Decoded(Kind.REJECTED, tenant=decoded.tenant, stream=decoded.stream,
+                           reason=Reason.MAP_FAILED,
+                           message=f"stream map v{version} of {decoded.tenant}/"
+                                   f"{decoded.stream}: {exc}; fix the map (try it with "
+                                   "'spool maps test') or the record"), version
+        if applied.data is None:
+            self.stats.filter(decoded.tenant, decoded.stream, version)
+            return dataclasses.replace(decoded, data=None), version
+        return dataclasses.replace(decoded, data=applied.data, stream=applied.stream), version
 
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
                 tp: str, offset: int) -> None:

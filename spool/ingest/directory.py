@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from spool import maps
+
 
 class Registry(Protocol):
     def tenant_ids(self) -> set[str]: ...
@@ -73,3 +75,71 @@ class Directory:
         self._keys[key] = key_names
         self._schemas[key] = schema
         self._misses.pop(key, None)
+
+
+class MapDirectory:
+    """The tenants' stream maps (spool.maps), by (tenant, stream) and window, compiled once
+    per version.
+
+    A window applies the newest version set before the window started, so a change takes
+    effect from the next window and a replayed record meets the map it met the first time.
+    ``versions`` reads every version from the ledger (spool.ledger.maps.MapStore.versions);
+    it is read again for a window that starts after the last read, at most every
+    ``refresh_seconds``. A map that cannot be compiled here (its secret cannot be read on
+    this worker) rejects its stream's records, never lets them through unmapped.
+    """
+
+    def __init__(self, versions: Callable[[], list], refresh_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.time,
+                 resolve: Callable[[str], str] | None = None) -> None:
+        self._versions = versions
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._resolve = resolve
+        self._by_stream: dict[tuple[str, str], list] = {}
+        self._compiled: dict[tuple[str, str, int], Callable] = {}
+        self._read_at_ms = -1
+        self._read()
+
+    def _read(self) -> None:
+        by_stream: dict[tuple[str, str], list] = {}
+        for v in self._versions():
+            by_stream.setdefault((v.tenant_id, v.stream), []).append(v)
+        for found in by_stream.values():
+            found.sort(key=lambda v: v.version)
+        self._by_stream = by_stream
+        self._read_at_ms = int(self._clock() * 1000)
+
+    def at(self, tenant: str, stream: str, window_start_ms: int):
+        """(version, apply) of the map in force for a window, or None."""
+        if window_start_ms >= self._read_at_ms and \
+                self._clock() * 1000 - self._read_at_ms >= self._refresh * 1000:
+            self._read()
+        found = self._by_stream.get((tenant, stream))
+        if not found:
+            return None
+        current = None
+        for v in found:
+            if int(v.created_at.timestamp() * 1000) <= window_start_ms:
+                current = v
+        if current is None or current.document is None:
+            return None
+        key = (tenant, stream, current.version)
+        apply = self._compiled.get(key)
+        if apply is None:
+            apply = self._compiled[key] = self._compile(current, stream)
+        return current.version, apply
+
+    def _compile(self, version, stream: str) -> Callable:
+        try:
+            m = maps.parse(version.document, resolve_secret=False)
+            if self._resolve is None:
+                return maps.compile_map(m, stream)
+            return maps.compile_map(m, stream, self._resolve)
+        except (maps.MapError, LookupError) as exc:  # LookupError: a SecretError
+            message = str(exc)
+
+            def refuse(_data):
+                raise maps.CannotApply(f"the map cannot be used here: {message}")
+
+            return refuse

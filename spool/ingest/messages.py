@@ -42,6 +42,7 @@ class Reason(enum.Enum):
     RECORD_BEFORE_SCHEMA = "record_before_schema"
     UNSUPPORTED = "unsupported_message"
     TOO_DEEP = "too_deep"
+    MAP_FAILED = "map_failed"  # the tenant's stream map cannot be applied to the record
 
 
 @dataclass(frozen=True)

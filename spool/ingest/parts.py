@@ -38,6 +38,7 @@ class Part:
     key_names: tuple = ()
     schema: dict | None = None
     activate_version: int | None = None
+    map_version: int | None = None  # the stream map that made these records (spool.maps)
 
     def meta_key(self) -> str:
         """Records with different stream meta never share a batch."""
@@ -112,6 +113,8 @@ class Part:
         if other.activate_version is not None:
             self.activate_version = max(self.activate_version or other.activate_version,
                                         other.activate_version)
+        if other.map_version is not None:
+            self.map_version = max(self.map_version or 0, other.map_version)
         self.key_names = other.key_names
         self.schema = other.schema
 

@@ -61,6 +61,16 @@ class MapStore:
 
         return self.ledger.run(q)
 
+    def versions(self) -> list[MapVersion]:
+        """Every version of every map (the spool job picks one per window)."""
+
+        def q(cur):
+            cur.execute("SELECT tenant_id, stream, version, document, created_at, created_by "
+                        "FROM stream_maps ORDER BY tenant_id, stream, version")
+            return [_row(r) for r in cur.fetchall()]
+
+        return self.ledger.run(q)
+
     def current(self) -> list[MapVersion]:
         """The version in force of every stream that has a map (removed ones left out)."""
 

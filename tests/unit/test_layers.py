@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "spool.metrics": {"spool.ledger"},
     "spool.objectstore": set(),
     "spool.ledger": {"spool.sdc", "spool.secrets"},
-    "spool.ingest": {"spool.sdc", "spool.ledger.store", "spool.objectstore"},
+    "spool.ingest": {"spool.sdc", "spool.ledger.store", "spool.objectstore", "spool.maps"},
     "spool.warehouse": {"spool.sdc", "spool.ingest.batchfile", "spool.objectstore",
                         "spool.secrets", "spool.failpoints"},
     "spool.loader": {"spool.ledger", "spool.warehouse", "spool.objectstore", "spool.secrets",

@@ -206,3 +206,90 @@ def test_random_documents_are_stored_or_refused_with_a_message_never_a_crash():
             assert str(exc)
             refused += 1
     assert 100 < refused < 3000
+
+
+# -- applied in the spool job's per-record step ---------------------------------------------
+
+def _version(n: int, document: dict | None, at_ms: int, stream: str = "users"):
+    from datetime import UTC, datetime
+
+    from spool.ledger.maps import MapVersion
+    return MapVersion("acme", stream, n, document, datetime.fromtimestamp(at_ms / 1000, UTC),
+                      "test")
+
+
+def _shaper(versions, resolve=resolve):
+    from spool.ingest.chunks import ChunkShaper
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.directory import MapDirectory
+
+    class Directory:
+        def schema(self, t, s):
+            return None
+
+        def stream_keys(self, t, s):
+            return None
+
+    maps = MapDirectory(lambda: versions, clock=lambda: 10_000.0, resolve=resolve)
+    return ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: None),
+                       Directory(), 60_000, lambda *a: None, maps=maps)
+
+
+def _messages(*records, at_ms=120_000):
+    import json as _json
+
+    from tests.unit.test_shape import Rec
+    return [Rec(i, at_ms, _json.dumps({"tenant": "acme", "stream": "users", "data": r,
+                                       "key_names": ["id"]}).encode(), [])
+            for i, r in enumerate(records)]
+
+
+def _roots(parts):
+    out = {}
+    for (_tenant, stream, _w, _k), part in parts:
+        rows = [{k: v for k, v in r.items() if v is not None and (k.startswith("[") or
+                                                                 k == "reason_code")}
+                for r in part.table.to_pylist() if r["_sdc_table"] == "[]"]
+        out[stream] = (part.map_version, rows)
+    return out
+
+
+def test_the_spool_job_maps_filters_and_rejects_records_by_the_version_of_their_window():
+    doc = {"filter": {"ne": ["status", "test"]}, "hash": ["email"], "secret": "env:MAP_KEY",
+           "drop": ["ssn"], "alias": "people"}
+    sh = _shaper([_version(1, doc, 0)])
+    sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "a@b.c", "ssn": "1"},
+                                      {"id": 2, "status": "test"},
+                                      {"id": 3, "email": {"x": 1}}))
+    got = _roots(sh.take_parts())
+    digest = hmac.new(KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
+    assert set(got) == {"people", "_sdc_rejected"}
+    version, rows = got["people"]
+    assert version == 1
+    assert [{k.split(",", 1)[1].rsplit(",", 1)[0]: v for k, v in r.items()} for r in rows] \
+        == [{'["id"]': 1, '["email"]': digest}]
+    assert got["_sdc_rejected"][1] == [{"reason_code": "map_failed"}]
+    assert sh.take_stats().filtered == {("acme", "users", 1): 1}
+
+
+def test_a_map_set_after_a_window_started_applies_from_the_next_window():
+    later = _version(2, {"drop": ["email"]}, 130_000)  # set inside the window [120 s, 180 s)
+    sh = _shaper([_version(1, {"drop": ["ssn"]}, 0), later])
+    sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "e", "ssn": "s"}, at_ms=125_000))
+    sh.add_chunk("q", 0, 0, _messages({"id": 2, "email": "e", "ssn": "s"}, at_ms=185_000))
+    versions = sorted((part.map_version, part.table.column_names)
+                      for (_t, _s, _w, _k), part in sh.take_parts())
+    assert [v for v, _cols in versions] == [1, 2]
+    assert any("email" in c for c in versions[0][1]) and \
+        not any("email" in c for c in versions[1][1])
+
+
+def test_a_map_whose_secret_cannot_be_read_rejects_records_never_passes_them_unmapped():
+    def unreadable(ref):
+        raise LookupError(f"{ref}: not set on this worker")
+
+    sh = _shaper([_version(1, {"hash": ["email"], "secret": "env:MAP_KEY"}, 0)],
+                 resolve=unreadable)
+    sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "a@b.c"}))
+    got = _roots(sh.take_parts())
+    assert got == {"_sdc_rejected": (None, [{"reason_code": "map_failed"}])}
