@@ -85,6 +85,7 @@ class BatchMeta:
     schema: dict | None = None  # the stream's Singer JSON schema, when it came from a tap
     activate_version: int | None = None  # the highest ACTIVATE_VERSION in the batch
     batched_at_ms: int = 0  # _sdc_batched_at: the newest queue time of the batch's records
+    map_version: int | None = None  # the stream map that made its records (spool.maps)
     tables: list = field(default_factory=list)  # table paths, in file order
     row_count: int = 0
     columns: dict = field(default_factory=dict)  # the column summary (ColumnSummary)
@@ -97,7 +98,7 @@ class BatchMeta:
                 "window_end": self.window_end, "pane": self.pane,
                 "record_count": self.record_count, "key_names": list(self.key_names),
                 "schema": self.schema, "activate_version": self.activate_version,
-                "batched_at_ms": self.batched_at_ms}
+                "batched_at_ms": self.batched_at_ms, "map_version": self.map_version}
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchMeta:
@@ -108,7 +109,8 @@ class BatchMeta:
     def ledger_meta(self) -> dict:
         """What the ledger row's ``meta`` holds of it (docs/ledger.md)."""
         return {"tables": self.tables, "schema": self.schema,
-                "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms}
+                "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms,
+                "map_version": self.map_version}
 
 
 @dataclass
