@@ -86,6 +86,7 @@ class BatchMeta:
     activate_version: int | None = None  # the highest ACTIVATE_VERSION in the batch
     batched_at_ms: int = 0  # _sdc_batched_at: the newest queue time of the batch's records
     map_version: int | None = None  # the stream map that made its records (spool.maps)
+    records_filtered: int = 0  # of record_count, those the map's filter dropped
     tables: list = field(default_factory=list)  # table paths, in file order
     row_count: int = 0
     columns: dict = field(default_factory=dict)  # the column summary (ColumnSummary)
@@ -98,7 +99,8 @@ class BatchMeta:
                 "window_end": self.window_end, "pane": self.pane,
                 "record_count": self.record_count, "key_names": list(self.key_names),
                 "schema": self.schema, "activate_version": self.activate_version,
-                "batched_at_ms": self.batched_at_ms, "map_version": self.map_version}
+                "batched_at_ms": self.batched_at_ms, "map_version": self.map_version,
+                "records_filtered": self.records_filtered}
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchMeta:
@@ -110,7 +112,7 @@ class BatchMeta:
         """What the ledger row's ``meta`` holds of it (docs/ledger.md)."""
         return {"tables": self.tables, "schema": self.schema,
                 "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms,
-                "map_version": self.map_version}
+                "map_version": self.map_version, "records_filtered": self.records_filtered}
 
 
 @dataclass

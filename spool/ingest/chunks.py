@@ -112,10 +112,17 @@ class ChunkShaper:
             if kind is Kind.RECORD and self.maps is not None:
                 decoded, version = self._mapped(decoded, event_ms)
                 if decoded.kind is Kind.REJECTED:
-                    self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                    # without the message: the map exists to keep some of it out of the
+                    # warehouse (the record stays in the topic, at its _sdc_record_id)
+                    self._reject(decoded, rid, kafka_ms, event_ms, None, tp, offset)
                     continue
-                if decoded.data is None:
-                    continue  # the map's filter dropped it (counted in the stats)
+                if decoded.data is None:  # the map's filter dropped it: counted, not lost
+                    part = self._part(decoded.tenant, decoded.stream, event_ms,
+                                      tuple(decoded.key_names or ()))
+                    part.map_version = version
+                    part.filtered += 1
+                    part.note_record(tp, offset, len(value), event_ms)
+                    continue
             if kind is Kind.RECORD:
                 try:
                     try:
@@ -180,7 +187,7 @@ class ChunkShaper:
                                    "'spool maps test') or the record"), version
         if applied.data is None:
             self.stats.filter(decoded.tenant, decoded.stream, version)
-            return dataclasses.replace(decoded, data=None), version
+            return dataclasses.replace(decoded, data=None, stream=applied.stream), version
         return dataclasses.replace(decoded, data=applied.data, stream=applied.stream), version
 
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,

@@ -39,6 +39,7 @@ class Part:
     schema: dict | None = None
     activate_version: int | None = None
     map_version: int | None = None  # the stream map that made these records (spool.maps)
+    filtered: int = 0  # records (counted in ``records``) the map's filter dropped
 
     def meta_key(self) -> str:
         """Records with different stream meta never share a batch."""
@@ -113,6 +114,7 @@ class Part:
         if other.activate_version is not None:
             self.activate_version = max(self.activate_version or other.activate_version,
                                         other.activate_version)
+        self.filtered += other.filtered
         if other.map_version is not None:
             self.map_version = max(self.map_version or 0, other.map_version)
         self.key_names = other.key_names

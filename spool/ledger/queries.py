@@ -12,8 +12,8 @@ from spool.ledger.store import Ledger
 from spool.sdc import REJECTED, UNASSIGNED_TENANT
 
 STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "records_spooled",
-                  "records_loaded", "oldest_unloaded", "last_load", "newest_row_age",
-                  "last_error"]
+                  "records_loaded", "records_filtered", "oldest_unloaded", "last_load",
+                  "newest_row_age", "last_error"]
 BATCH_COLUMNS = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts",
                  "created", "loaded", "last_error"]
 _S = {s: s.value for s in BatchState}
@@ -44,6 +44,9 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
                        coalesce(sum(record_count)
                                 FILTER (WHERE state = '{_S[BatchState.LOADED]}'), 0)
                            AS records_loaded,
+                       -- records a stream map's filter dropped (docs/stream-maps.md)
+                       coalesce(sum((meta ->> 'records_filtered')::bigint), 0)
+                           AS records_filtered,
                        date_trunc('second', now() - min(created_at)
                                   FILTER (WHERE state <> '{_S[BatchState.LOADED]}'))
                            AS oldest_unloaded,

@@ -268,6 +268,7 @@ def test_the_spool_job_maps_filters_and_rejects_records_by_the_version_of_their_
     (key, part), = [(k, p) for k, p in parts if k[1] == "people"]
     _uri, _data, record = assemble("acme", "people", key[2], 60_000, 0, part, "/unused")
     assert record.meta["map_version"] == 1
+    assert (record.meta["records_filtered"], record.record_count) == (1, 2)  # 1 in, 1 out
     digest = hmac.new(KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
     assert set(got) == {"people", "_sdc_rejected"}
     version, rows = got["people"]
@@ -275,6 +276,10 @@ def test_the_spool_job_maps_filters_and_rejects_records_by_the_version_of_their_
     assert [{k.split(",", 1)[1].rsplit(",", 1)[0]: v for k, v in r.items()} for r in rows] \
         == [{'["id"]': 1, '["email"]': digest}]
     assert got["_sdc_rejected"][1] == [{"reason_code": "map_failed"}]
+    (rejected,) = [p for k, p in parts if k[1] == "_sdc_rejected"]
+    (row,) = rejected.table.to_pylist()
+    assert "hash email: the value is an object" in row["reason"]
+    assert row["record"] == "" and row["raw"] == b""  # the record's PII is not copied
     assert sh.take_stats().filtered == {("acme", "users", 1): 1}
 
 
