@@ -36,12 +36,14 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
     register(ledger_dsn, ["acme"], unique)
     drop_schemas(unique)
     store = MapStore(Ledger(ledger_dsn))
-    common = {"hash": ["email"], "secret": "env:SPOOL_TEST_MAP_KEY", "drop": ["profile"]}
+    common = {"hash": ["email"], "secret": "env:SPOOL_TEST_MAP_KEY",
+              "drop": [["profile", "ssn"], ["profile", "dob"]]}
     store.save("acme", "users", {**common, "filter": {"ne": ["status", "test"]}}, "e2e")
     store.save("acme", "legacy_users", {**common, "alias": "users"}, "e2e")
     # set an hour ago: the windows of the records below start after it
     store.ledger.run(lambda cur: cur.execute(
         "UPDATE stream_maps SET created_at = now() - interval '1 hour'"))
+    store.ledger.close()
 
     rng = random.Random(16)
     messages, model = [], {}
@@ -55,8 +57,11 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
             continue  # the users map filters these out; legacy_users has no filter
         digest = hmac.new(KEY.encode(), data["email"].encode(), hashlib.sha256).hexdigest()
         model[digest] = (data["name"], data["status"])  # the highest sequence wins
-    # a record the map cannot apply to (an email that is an object): rejected, PII unseen
-    messages.append(envelope("users", 401, {"email": {"nested": "hidden@pii.example"}}))
+    # rejected, by the map (its profile is not an object) and before it (a key that is not
+    # a scalar): neither message's text reaches the warehouse
+    messages.append(envelope("users", 401, {"email": "bad@pii.example",
+                                            "profile": "ssn-401 1970-01-01"}))
+    messages.append(envelope("users", 402, {"email": {"nested": "hidden@pii.example"}}))
     produce(stack.kafka_bootstrap, topic, messages, 2)
 
     env = dict(job_env(stack, ledger_dsn), SPOOL_TEST_MAP_KEY=KEY)
@@ -67,13 +72,23 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
 
     schema = f"{unique}_acme"
     conn = psycopg2.connect(stack.warehouse_dsn)
+    try:
+        check_warehouse(conn, schema, model)
+    finally:
+        conn.close()
+    check_batch_files(ledger_dsn)
+
+
+def check_warehouse(conn, schema: str, model: dict) -> None:
     with conn.cursor() as cur:
         cur.execute(f'SELECT email, name, status FROM "{schema}".users')
         assert {e: (n, s) for e, n, s in cur.fetchall()} == model
-        cur.execute(f'SELECT reason_code, reason, record FROM "{schema}"._sdc_rejected')
-        (code, reason, record), = cur.fetchall()
-        assert code == "map_failed" and "hash email: the value is an object" in reason
-        assert not record  # the message is not copied: the map keeps its PII out
+        cur.execute(f'SELECT reason_code, reason, record FROM "{schema}"._sdc_rejected '
+                    "ORDER BY reason_code")
+        (code, _reason, record), (code2, reason2, record2) = cur.fetchall()
+        assert (code, code2) == ("bad_key", "map_failed"), (code, code2)
+        assert "stream map v1 of acme/users: profile is not an object" in reason2
+        assert not record and not record2  # not copied: the map keeps their PII out
         # every column of every table of the schema, as text: no raw PII
         cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                     (schema,))
@@ -83,9 +98,10 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
             cur.execute(f'SELECT t::text FROM "{schema}"."{table}" AS t')
             text = "\n".join(r[0] for r in cur.fetchall())
             assert not [p for p in PII if p in text], f"PII in {schema}.{table}"
-    conn.close()
 
-    # nor in any batch file, its rows read back as text
+
+def check_batch_files(ledger_dsn: str) -> None:
+    """No PII in any batch file, its rows read back as text."""
     ledger = psycopg2.connect(ledger_dsn)
     with ledger.cursor() as cur:
         cur.execute("SELECT uri, meta FROM batches WHERE tenant_id = 'acme'")
