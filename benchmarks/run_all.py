@@ -14,7 +14,8 @@ would distort each other), each with its cases interleaved ``--runs`` times:
   streams), first load and steady state (benchmarks/scaling.py runs more shapes);
 * status_speed: ``spool status`` and the loader's claims on a ledger of 1,000,000 batches;
 * volume: CPU seconds per 1,000 records at ``--records`` and at ten times as many (the
-  longest: ``--skip volume`` for a quicker table).
+  longest: ``--skip volume`` for a quicker table);
+* maps_cost: the spool job with a five-rule stream map on every stream against none.
 
 A skipped benchmark's figures are taken from its last results file, marked ``reused`` with
 the commit they were measured at, so one benchmark can be refreshed without losing the
@@ -47,12 +48,15 @@ BENCHMARKS = {
     "status_speed": lambda a: [f"--batches={a.batches}", f"--runs={max(a.runs, 5)}"],
     "volume": lambda a: [f"--small={a.records}", f"--large={10 * a.records}",
                          f"--runs={a.runs}"],
+    "maps_cost": lambda a: [f"--records={a.records}", f"--runs={a.runs}"],
 }
 
 # (what, benchmark, (case or "ratio", figure), bound, ">=" or "<="): medians
 TARGETS = [
     ("spool job >= 0.9x the plain consumer", "spool_throughput",
      ("ratio", "spool_job_to_plain_consumer"), 0.9, ">="),
+    ("spool job with five-rule stream maps >= 0.9x without", "maps_cost",
+     ("ratio", "five_rules_to_no_maps"), 0.9, ">="),
     ("loader stage, first load >= 100,000 rows/s", "loader_throughput",
      ("spool", "stage_rows_per_s_first"), 100_000, ">="),
     ("loader stage, steady state >= 100,000 rows/s", "loader_throughput",
