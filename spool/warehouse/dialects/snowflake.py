@@ -21,8 +21,6 @@ rendered on the client as psycopg2 does) and stages with ``COPY INTO`` from Parq
 
 from __future__ import annotations
 
-import snowflake.connector.errors as sf_errors
-
 from spool.warehouse.contract import CONTRACT_TABLE
 from spool.warehouse.dialects.base import (
     Capabilities,
@@ -159,6 +157,10 @@ class SnowflakeErrors(PostgresErrors):
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):
             return type(exc)
+        # imported here: the connector takes 0.3 s to import, which every process that
+        # only names dialects (the CLI) would pay
+        import snowflake.connector.errors as sf_errors
+
         if isinstance(exc, (sf_errors.OperationalError, sf_errors.InterfaceError)):
             return TransientError  # could not connect, connection lost
         text = str(exc).lower()
