@@ -103,10 +103,11 @@ class MapDirectory:
 
     def _read(self) -> None:
         by_stream: dict[tuple[str, str], list] = {}
-        for v in self._versions():
-            by_stream.setdefault((v.tenant_id, v.stream), []).append(v)
+        for v in self._versions():  # (set at, in ms; the version)
+            by_stream.setdefault((v.tenant_id, v.stream), []).append(
+                (int(v.created_at.timestamp() * 1000), v))
         for found in by_stream.values():
-            found.sort(key=lambda v: v.version)
+            found.sort(key=lambda pair: pair[1].version)
         self._by_stream = by_stream
         self._read_at_ms = int(self._clock() * 1000)
 
@@ -119,8 +120,8 @@ class MapDirectory:
         if not found:
             return None
         current = None
-        for v in found:
-            if int(v.created_at.timestamp() * 1000) <= window_start_ms:
+        for set_ms, v in found:
+            if set_ms <= window_start_ms:
                 current = v
         if current is None or current.document is None:
             return None

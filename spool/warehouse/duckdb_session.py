@@ -69,12 +69,12 @@ class _Encoding:
     encoding = "UTF8"  # psycopg2.extras.execute_values asks the connection
 
 
-class DuckDBCursor:
-    connection = _Encoding()
+class RenderingCursor:
+    """What a psycopg2-like cursor over another driver shares: values rendered on the
+    client with the warehouse's ``literal`` (a staticmethod of the subclass)."""
 
-    def __init__(self, db) -> None:
-        self._db = db
-        self.description = None
+    connection = _Encoding()
+    literal = staticmethod(literal)
 
     def __enter__(self):
         return self
@@ -82,12 +82,20 @@ class DuckDBCursor:
     def __exit__(self, *exc) -> None:
         return None
 
+    def rendered(self, sql, params=None) -> str:
+        return render(sql.decode() if isinstance(sql, bytes) else sql, params, self.literal)
+
     def mogrify(self, sql, params=None) -> bytes:
-        return render(sql.decode() if isinstance(sql, bytes) else sql, params).encode()
+        return self.rendered(sql, params).encode()
+
+
+class DuckDBCursor(RenderingCursor):
+    def __init__(self, db) -> None:
+        self._db = db
+        self.description = None
 
     def execute(self, sql, params=None) -> None:
-        text = sql.decode() if isinstance(sql, bytes) else sql
-        self._db.execute(render(text, params))
+        self._db.execute(self.rendered(sql, params))
         self.description = self._db.description
 
     def execute_with_arrow(self, name: str, rows, sql: str) -> None:

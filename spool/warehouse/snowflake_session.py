@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import snowflake.connector
 
+from spool.warehouse.duckdb_session import RenderingCursor
 from spool.warehouse.duckdb_session import render as _render
 
 # connect() settings that are numbers, when given in the URL
@@ -84,31 +85,16 @@ def connect_args(url: str) -> dict:
     return args
 
 
-class _Encoding:
-    encoding = "UTF8"  # psycopg2.extras.execute_values asks the connection
-
-
-class SnowflakeCursor:
-    connection = _Encoding()
+class SnowflakeCursor(RenderingCursor):
+    literal = staticmethod(literal)
 
     def __init__(self, conn) -> None:
         self._conn = conn
         self._cur = None
         self.description = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def mogrify(self, sql, params=None) -> bytes:
-        text = sql.decode() if isinstance(sql, bytes) else sql
-        return render(text, params).encode()
-
     def execute(self, sql, params=None) -> None:
-        text = sql.decode() if isinstance(sql, bytes) else sql
-        text = render(text, params)
+        text = self.rendered(sql, params)
         if ";\n" in text:  # statements sent together (Statements): split as Snowflake does
             cursors = list(self._conn.execute_string(text))
             self._cur = cursors[-1] if cursors else None

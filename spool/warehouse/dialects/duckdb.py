@@ -27,13 +27,13 @@ from spool.warehouse.dialects.base import (
 )
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
-    PostgresCatalog,
     PostgresErrors,
     PostgresMerge,
-    PostgresStaging,
     PostgresTypes,
     PostgresViews,
+    UncountedCatalog,
     UnindexedDdl,
+    UnindexedStaging,
 )
 
 # identifiers: DuckDB sets no practical limit; Spool keeps names readable at 255 bytes, the
@@ -54,13 +54,8 @@ class DuckDBDdl(UnindexedDdl):  # an index would make every later ALTER TABLE fa
         raise AssertionError("DuckDB's VARCHAR has no length: no column is ever widened")
 
 
-class DuckDBStaging(PostgresStaging):
-    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
-        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE TABLE {table} ({cols})"
-
-    def index_stage(self, table: str) -> str | None:
-        return None
+class DuckDBStaging(UnindexedStaging):
+    CREATE_STAGE = "CREATE TABLE {table} ({columns})"
 
     def insert_arrow(self, target: str, columns: list[str], source: str) -> str:
         """Insert the rows of ``source`` (an Arrow table registered under that name) into
@@ -74,7 +69,7 @@ class DuckDBBookkeeping(PostgresBookkeeping):
         return "SELECT 1", ()  # one writing process per database file: nothing to wait for
 
 
-class DuckDBCatalog(PostgresCatalog):
+class DuckDBCatalog(UncountedCatalog):
     def relations(self) -> str:
         return ("SELECT name FROM (SELECT database_name, schema_name, table_name AS name "
                 "FROM duckdb_tables() UNION ALL SELECT database_name, schema_name, view_name "
@@ -85,12 +80,6 @@ class DuckDBCatalog(PostgresCatalog):
         return ("SELECT table_name, column_name, data_type FROM duckdb_columns() "
                 "WHERE database_name = current_database() AND schema_name = %s "
                 "AND table_name IN %s")
-
-    def table_sizes(self) -> str | None:
-        return None  # no indexes to decide on
-
-    def transaction_counts(self) -> str | None:
-        return None  # the load counts with queries
 
     def dependent_views(self) -> str:
         raise AssertionError("DuckDB's VARCHAR has no length: no view is rebuilt")

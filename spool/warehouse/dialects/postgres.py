@@ -128,9 +128,11 @@ class PostgresStaging:
     no helper tables however many tables it merges into, and sends one COPY.
     """
 
+    CREATE_STAGE = "CREATE UNLOGGED TABLE {table} ({columns})"
+
     def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
         cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE UNLOGGED TABLE {table} ({cols})"
+        return self.CREATE_STAGE.format(table=table, columns=cols)
 
     def index_stage(self, table: str) -> str | None:
         """Every merge statement reads one slot of the stage."""
@@ -388,6 +390,22 @@ class PostgresCatalog:
             WHERE c.relkind = 'v'
             GROUP BY 1, 2, 3, 4, 5, 6
             ORDER BY max(deps.depth)"""
+
+
+class UncountedCatalog(PostgresCatalog):
+    """The catalog of a warehouse without per-transaction row counters or indexes for Spool
+    to decide on (Redshift, DuckDB, Snowflake): a load counts its rows with queries."""
+
+    def table_sizes(self) -> str | None:
+        return None
+
+    def transaction_counts(self) -> str | None:
+        return None
+
+
+class UnindexedStaging(PostgresStaging):
+    def index_stage(self, table: str) -> str | None:
+        return None
 
 
 class PostgresViews:

@@ -9,13 +9,13 @@ from spool.warehouse.contract import LOAD_LOG_TABLE
 from spool.warehouse.dialects.base import Capabilities, Dialect, TransientError, qualified, quote
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
-    PostgresCatalog,
     PostgresErrors,
     PostgresMerge,
-    PostgresStaging,
     PostgresTypes,
     PostgresViews,
+    UncountedCatalog,
     UnindexedDdl,
+    UnindexedStaging,
 )
 
 VARCHAR_LADDER = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
@@ -62,13 +62,8 @@ class RedshiftDdl(UnindexedDdl):
     """Redshift has no indexes (sort and distribution keys are a user's to choose)."""
 
 
-class RedshiftStaging(PostgresStaging):
-    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
-        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE TABLE {table} ({cols}) BACKUP NO"
-
-    def index_stage(self, table: str) -> str | None:
-        return None
+class RedshiftStaging(UnindexedStaging):
+    CREATE_STAGE = "CREATE TABLE {table} ({columns}) BACKUP NO"
 
     def clear(self, table: str) -> str:
         return f"DELETE FROM {table}"  # TRUNCATE would commit the load's transaction
@@ -88,18 +83,10 @@ class RedshiftBookkeeping(PostgresBookkeeping):
         return f"LOCK {qualified(schema, LOAD_LOG_TABLE)}", ()
 
 
-class RedshiftCatalog(PostgresCatalog):
-    def transaction_counts(self) -> str | None:
-        return None  # no per-transaction counters: the load counts with queries
-
-    def table_sizes(self) -> str | None:
-        return None  # no indexes to decide on
-
-
 REDSHIFT = Dialect(
     name="redshift",
     caps=Capabilities(identifier_bytes=127, max_varchar_bytes=65535,
                       staging="s3_manifest_csv_gzip", advisory_locks=False, indexes=False),
     types=RedshiftTypes(), ddl=RedshiftDdl(), staging=RedshiftStaging(),
-    merge=PostgresMerge(), bookkeeping=RedshiftBookkeeping(), catalog=RedshiftCatalog(),
+    merge=PostgresMerge(), bookkeeping=RedshiftBookkeeping(), catalog=UncountedCatalog(),
     views=PostgresViews(), errors=RedshiftErrors())

@@ -32,13 +32,13 @@ from spool.warehouse.dialects.base import (
 )
 from spool.warehouse.dialects.postgres import (
     PostgresBookkeeping,
-    PostgresCatalog,
     PostgresErrors,
     PostgresMerge,
-    PostgresStaging,
     PostgresTypes,
     PostgresViews,
+    UncountedCatalog,
     UnindexedDdl,
+    UnindexedStaging,
     _value,
 )
 
@@ -68,14 +68,9 @@ class SnowflakeDdl(UnindexedDdl):
                              "ever widened")
 
 
-class SnowflakeStaging(PostgresStaging):
-    def create_stage_table(self, table: str, columns: list[tuple[str, str]]) -> str:
-        # transient: no fail-safe copies of rows that live for one transaction
-        cols = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in columns)
-        return f"CREATE TRANSIENT TABLE IF NOT EXISTS {table} ({cols})"
-
-    def index_stage(self, table: str) -> str | None:
-        return None
+class SnowflakeStaging(UnindexedStaging):
+    # transient: no fail-safe copies of rows that live for one transaction
+    CREATE_STAGE = "CREATE TRANSIENT TABLE IF NOT EXISTS {table} ({columns})"
 
     def clear(self, table: str) -> str:
         return f"DELETE FROM {table}"  # TRUNCATE is DDL: it would commit the load
@@ -128,7 +123,7 @@ class SnowflakeBookkeeping(PostgresBookkeeping):
         return f"UPDATE {table} SET {quote('version')} = {quote('version')}", ()
 
 
-class SnowflakeCatalog(PostgresCatalog):
+class SnowflakeCatalog(UncountedCatalog):
     def relations(self) -> str:
         return ("SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = %s")
@@ -138,12 +133,6 @@ class SnowflakeCatalog(PostgresCatalog):
                 "'NUMBER(' || numeric_precision || ',' || numeric_scale || ')' "
                 "ELSE data_type END FROM information_schema.columns "
                 "WHERE table_schema = %s AND table_name IN %s")
-
-    def table_sizes(self) -> str | None:
-        return None  # no indexes to decide on
-
-    def transaction_counts(self) -> str | None:
-        return None  # the load counts with queries
 
     def dependent_views(self) -> str:
         raise AssertionError("Snowflake's VARCHAR never widens: no view is rebuilt")
