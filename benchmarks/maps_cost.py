@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             ledger = Ledger(ledger_dsn)
             counted, versions = ledger.run(lambda cur: (cur.execute(
                 "SELECT coalesce(sum(record_count), 0), count(*) FILTER (WHERE "
-                "meta->>'map_version' IS NOT NULL) FROM batches"), cur.fetchone())[1])
+                "meta->>'map_versions' IS NOT NULL) FROM batches"), cur.fetchone())[1])
             ledger.close()
             assert counted == args.records, (name, counted)
             assert (versions > 0) == (name == "five_rules"), (name, versions)

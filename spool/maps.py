@@ -62,6 +62,11 @@ class StreamMap:
     secret: str | None = None
     source: dict = field(default_factory=dict, compare=False)  # the document as given
 
+    def renamed_keys(self, key_names: tuple[str, ...]) -> tuple[str, ...]:
+        """The key properties of mapped records: a renamed key field stays the key."""
+        renamed = {path[0]: new for path, new in self.rename if len(path) == 1}
+        return tuple(renamed.get(k, k) for k in key_names)
+
 
 # -- parsing and checking ------------------------------------------------------------------
 
@@ -296,22 +301,28 @@ def _keep_only(record: dict, paths: tuple[Path, ...]) -> dict:
 
 @dataclass(frozen=True)
 class Applied:
-    """What a map made of one record: ``data`` (None when the filter dropped it)."""
+    """What a map made of one record: ``data`` (None when the filter dropped it), the
+    stream it loads into, and its key properties as renamed (a renamed key stays the key)."""
 
     data: dict | None
     stream: str
+    key_names: tuple[str, ...] = ()
 
 
 def compile_map(m: StreamMap, stream: str,
-                resolve: Callable[[str], str] = secrets.resolve) -> Callable[[dict], Applied]:
-    """The map as one function of a record's data (a new dict; the input is not changed).
-    Raises CannotApply for a record it cannot be applied to."""
+                resolve: Callable[[str], str] = secrets.resolve
+                ) -> Callable[..., Applied]:
+    """The map as one function of a record's data and key properties (a new dict; the input
+    is not changed). Raises CannotApply for a record it cannot be applied to."""
     key = resolve(m.secret).encode() if m.hash else b""
     target = m.alias or stream
+    renames_a_key = any(len(path) == 1 for path, _new in m.rename)
 
-    def apply(data: dict) -> Applied:
+    def apply(data: dict, key_names: tuple[str, ...] = ()) -> Applied:
+        if renames_a_key and key_names:
+            key_names = m.renamed_keys(key_names)
         if m.filter is not None and not _holds(m.filter, data):
-            return Applied(None, target)
+            return Applied(None, target, key_names)
         out = _keep_only(data, m.keep) if m.keep is not None else dict(data)
         for path in m.drop:
             parent = _parent(out, path)
@@ -332,6 +343,6 @@ def compile_map(m: StreamMap, stream: str,
                     raise CannotApply(f"rename {_dotted(path)} to {new}: the record has a "
                                       f"field {new} already")
                 parent[new] = parent.pop(path[-1])
-        return Applied(out, target)
+        return Applied(out, target, key_names)
 
     return apply

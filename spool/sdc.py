@@ -17,6 +17,7 @@ RECEIVED_AT = "_sdc_received_at"  # the message's queue (Kafka) time
 BATCHED_AT = "_sdc_batched_at"  # the queue time by which its batch was complete
 EXTRACTED_AT = "_sdc_extracted_at"
 TABLE_VERSION = "_sdc_table_version"
+MAP_VERSION = "_sdc_map_version"  # the version of the stream map that made the record
 DELETED_AT = "_sdc_deleted_at"  # a source field of this name is the system column
 REJECTED_AT = "_sdc_rejected_at"
 LEVEL_ID = "_sdc_level_{}_id"  # child rows: position in the n-th enclosing array

@@ -102,7 +102,8 @@ def set_map(args: LedgerArgs) -> int:
     _registered(store, args.tenant)
     try:
         doc = load_text(text)
-        parse(doc, key_names=store.key_names(args.tenant, args.stream))
+        m = parse(doc, key_names=store.key_names(args.tenant, args.stream))
+        _keys_agree(store, args.tenant, args.stream, m)
     except MapError as exc:
         raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
             from None
@@ -110,6 +111,27 @@ def set_map(args: LedgerArgs) -> int:
     print(f"map of {args.tenant}/{args.stream} is now version {version}; the spool job "
           "applies it from its next window")
     return 0
+
+
+def _keys_agree(store: MapStore, tenant: str, stream: str, m) -> None:
+    """An alias merges two streams into one table: their records must have the same key
+    properties (as the map renames them), or the table would hold rows of both under one
+    key. Streams not seen yet have nothing to compare."""
+    if m.alias is None or m.alias == stream:
+        return
+    own, theirs = store.known_keys(tenant, stream), store.known_keys(tenant, m.alias)
+    if own is None or theirs is None:
+        return
+    own = m.renamed_keys(own)
+    if own != theirs:
+        def said(keys):
+            return "no key properties" if not keys else \
+                f"key properties {', '.join(keys)}"
+
+        raise MapError(f"alias {m.alias}: {stream}'s records have {said(own)}"
+                       f"{' (as the map renames them)' if m.rename else ''}, {m.alias}'s "
+                       f"have {said(theirs)}; their rows cannot share a table. Rename the "
+                       "key fields to agree, or alias to another stream")
 
 
 def remove_map(args: LedgerArgs) -> int:
@@ -181,7 +203,7 @@ def test_map(args: LedgerArgs) -> int:
         if not isinstance(data, dict):
             raise SystemExit(f"error: line {n} is not a JSON object")
         try:
-            got = apply(data)
+            got = apply(data, keys)
         except CannotApply as exc:
             counts["rejected"] += 1
             print(json.dumps({"line": n, "rejected": str(exc)}, ensure_ascii=False))
@@ -194,7 +216,7 @@ def test_map(args: LedgerArgs) -> int:
         print(json.dumps({"line": n, "stream": got.stream, "data": got.data},
                          ensure_ascii=False))
         for table_path, row in shaping.shape(got.data, rid="preview", sequence=0,
-                                             received_at_ms=0, key_names=keys):
+                                             received_at_ms=0, key_names=got.key_names):
             table = naming.table_name(got.stream, [json.loads(p) for p in table_path])
             for path, value in row.items():
                 if not path.startswith("[") or value is None:

@@ -49,6 +49,7 @@ SYSTEM_TYPES: dict[str, pa.DataType] = {
     sdc.RECEIVED_AT: TS_MS,
     sdc.EXTRACTED_AT: TS_US,
     sdc.TABLE_VERSION: pa.int64(),
+    sdc.MAP_VERSION: pa.int64(),
     # rejected records
     sdc.REJECTED_AT: TS_MS,
     "table_name": pa.string(),
@@ -85,7 +86,8 @@ class BatchMeta:
     schema: dict | None = None  # the stream's Singer JSON schema, when it came from a tap
     activate_version: int | None = None  # the highest ACTIVATE_VERSION in the batch
     batched_at_ms: int = 0  # _sdc_batched_at: the newest queue time of the batch's records
-    map_version: int | None = None  # the stream map that made its records (spool.maps)
+    # the stream maps that made its records (spool.maps): {the map's stream: its version}
+    map_versions: dict | None = None
     records_filtered: int = 0  # of record_count, those the map's filter dropped
     tables: list = field(default_factory=list)  # table paths, in file order
     row_count: int = 0
@@ -99,7 +101,7 @@ class BatchMeta:
                 "window_end": self.window_end, "pane": self.pane,
                 "record_count": self.record_count, "key_names": list(self.key_names),
                 "schema": self.schema, "activate_version": self.activate_version,
-                "batched_at_ms": self.batched_at_ms, "map_version": self.map_version,
+                "batched_at_ms": self.batched_at_ms, "map_versions": self.map_versions,
                 "records_filtered": self.records_filtered}
 
     @classmethod
@@ -112,7 +114,7 @@ class BatchMeta:
         """What the ledger row's ``meta`` holds of it (docs/ledger.md)."""
         return {"tables": self.tables, "schema": self.schema,
                 "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms,
-                "map_version": self.map_version, "records_filtered": self.records_filtered}
+                "map_versions": self.map_versions, "records_filtered": self.records_filtered}
 
 
 @dataclass

@@ -108,9 +108,10 @@ class ChunkShaper:
             decoded = decode(value, headers)
             rid = sdc.record_id(topic, partition, offset)
             kind = decoded.kind
-            version = None
+            version = applied = None
             if kind is Kind.RECORD and self.maps is not None:
-                decoded, version = self._mapped(decoded, event_ms)
+                source = decoded.stream
+                decoded, version, applied = self._mapped(decoded, event_ms)
                 if decoded.kind is Kind.REJECTED:
                     # without the message: the map exists to keep some of it out of the
                     # warehouse (the record stays in the topic, at its _sdc_record_id)
@@ -119,20 +120,24 @@ class ChunkShaper:
                 if decoded.data is None:  # the map's filter dropped it: counted, not lost
                     part = self._part(decoded.tenant, decoded.stream, event_ms,
                                       tuple(decoded.key_names or ()))
-                    part.map_version = version
+                    part.note_map(source, version)
                     part.filtered += 1
                     part.note_record(tp, offset, len(value), event_ms)
                     continue
             if kind is Kind.RECORD:
                 try:
                     try:
-                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset)
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset,
+                                                  map_version=version if applied else None)
                     except InexactNumber:
                         decoded = decode(value, headers, exact=True)
                         if decoded.kind is not Kind.RECORD:
                             self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
                             continue
-                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=True)
+                        if version is not None:  # decoded again: mapped again
+                            decoded, version, applied = self._mapped(decoded, event_ms)
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=True,
+                                                  map_version=version if applied else None)
                 except ShapeError as exc:
                     decoded = Decoded(Kind.REJECTED, tenant=decoded.tenant,
                                       stream=decoded.stream, reason=Reason.TOO_DEEP,
@@ -142,7 +147,7 @@ class ChunkShaper:
                 part = self._part(decoded.tenant, decoded.stream, event_ms,
                                   tuple(decoded.key_names or ()))
                 if version is not None:
-                    part.map_version = version
+                    part.note_map(source, version)
                 part.rows.extend(rows)
                 self.rows += len(rows)
                 part.note_record(tp, offset, len(value), event_ms)
@@ -169,33 +174,36 @@ class ChunkShaper:
             self.save_state(tenant, state, rid)
         return event_ms
 
-    def _mapped(self, decoded: Decoded, event_ms: int) -> tuple[Decoded, int | None]:
+    def _mapped(self, decoded: Decoded, event_ms: int) -> tuple[Decoded, int | None, bool]:
         """The record as its stream's map makes it (data None: filtered out), or rejected
-        with the reason; and the map's version."""
+        with the reason; the map's version (of a removed map too: the version that removed
+        it); and whether a map was applied."""
         found = self.maps.at(decoded.tenant, decoded.stream,
                              event_ms - event_ms % self.window_ms)
         if found is None:
-            return decoded, None
+            return decoded, None, False
         version, apply = found
+        if apply is None:  # removed
+            return decoded, version, False
         try:
-            applied = apply(decoded.data)
+            applied = apply(decoded.data, tuple(decoded.key_names or ()))
         except CannotApply as exc:
             return Decoded(Kind.REJECTED, tenant=decoded.tenant, stream=decoded.stream,
                            reason=Reason.MAP_FAILED,
                            message=f"stream map v{version} of {decoded.tenant}/"
                                    f"{decoded.stream}: {exc}; fix the map (try it with "
-                                   "'spool maps test') or the record"), version
+                                   "'spool maps test') or the record"), version, True
         if applied.data is None:
             self.stats.filter(decoded.tenant, decoded.stream, version)
-            return dataclasses.replace(decoded, data=None, stream=applied.stream), version
-        return dataclasses.replace(decoded, data=applied.data, stream=applied.stream), version
+        return dataclasses.replace(decoded, data=applied.data, stream=applied.stream,
+                                   key_names=applied.key_names), version, True
 
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
                 tp: str, offset: int) -> None:
         tenant = rejected_tenant(decoded, self.decoder.is_tenant)
         if value is not None and self.maps is not None and decoded.stream is not None and \
-                self.maps.at(tenant, decoded.stream,
-                             event_ms - event_ms % self.window_ms) is not None:
+                (self.maps.at(tenant, decoded.stream,
+                              event_ms - event_ms % self.window_ms) or (0, None))[1]:
             # a stream with a map keeps some of what its records hold out of the warehouse:
             # its rejected messages are kept without their text (the topic has them, at
             # their _sdc_record_id)

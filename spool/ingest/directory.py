@@ -112,7 +112,8 @@ class MapDirectory:
         self._read_at_ms = int(self._clock() * 1000)
 
     def at(self, tenant: str, stream: str, window_start_ms: int):
-        """(version, apply) of the map in force for a window, or None."""
+        """(version, apply) of the map in force for a window: apply is None when that
+        version removed the map; None when the stream never had one by then."""
         if window_start_ms >= self._read_at_ms and \
                 self._clock() * 1000 - self._read_at_ms >= self._refresh * 1000:
             self._read()
@@ -123,8 +124,10 @@ class MapDirectory:
         for set_ms, v in found:
             if set_ms <= window_start_ms:
                 current = v
-        if current is None or current.document is None:
+        if current is None:
             return None
+        if current.document is None:
+            return current.version, None
         key = (tenant, stream, current.version)
         apply = self._compiled.get(key)
         if apply is None:
@@ -140,7 +143,7 @@ class MapDirectory:
         except (maps.MapError, LookupError) as exc:  # LookupError: a SecretError
             message = str(exc)
 
-            def refuse(_data):
+            def refuse(_data, _key_names=()):
                 raise maps.CannotApply(f"the map cannot be used here: {message}")
 
             return refuse

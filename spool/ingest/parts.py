@@ -38,7 +38,9 @@ class Part:
     key_names: tuple = ()
     schema: dict | None = None
     activate_version: int | None = None
-    map_version: int | None = None  # the stream map that made these records (spool.maps)
+    # the stream maps that made these records (spool.maps): {the map's stream: version};
+    # another stream than the part's when its map aliases records into this one
+    map_versions: dict | None = None
     filtered: int = 0  # records (counted in ``records``) the map's filter dropped
 
     def meta_key(self) -> str:
@@ -46,6 +48,12 @@ class Part:
         digest = hashlib.sha256(json.dumps([list(self.key_names), self.schema],
                                            sort_keys=True).encode()).hexdigest()[:16]
         return digest
+
+    def note_map(self, stream: str, version: int) -> None:
+        """Records of the part were made by ``stream``'s map ``version`` (or the newer)."""
+        if self.map_versions is None:
+            self.map_versions = {}
+        self.map_versions[stream] = max(version, self.map_versions.get(stream, version))
 
     def note_record(self, topic_partition: str, offset: int, size: int, event_ms: int) -> None:
         self.records += 1
@@ -115,8 +123,8 @@ class Part:
             self.activate_version = max(self.activate_version or other.activate_version,
                                         other.activate_version)
         self.filtered += other.filtered
-        if other.map_version is not None:
-            self.map_version = max(self.map_version or 0, other.map_version)
+        for stream, version in (other.map_versions or {}).items():
+            self.note_map(stream, version)
         self.key_names = other.key_names
         self.schema = other.schema
 
@@ -148,7 +156,7 @@ def rejected_tenant(decoded: Decoded, is_tenant) -> str:
 
 
 def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,
-                  exact: bool = False) -> tuple[list, int]:
+                  exact: bool = False, map_version: int | None = None) -> tuple[list, int]:
     """(rows, sequence) of a decoded RECORD (may raise shape.ShapeError, and InexactNumber
     unless ``exact``)."""
     assert decoded.kind is Kind.RECORD
@@ -158,4 +166,5 @@ def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,
     return shaping.shape(decoded.data, rid=rid, sequence=seq, received_at_ms=kafka_ms,
                          key_names=decoded.key_names or (),
                          extracted_at_us=decoded.extracted_at,
-                         table_version=decoded.table_version, exact=exact), seq
+                         table_version=decoded.table_version, map_version=map_version,
+                         exact=exact), seq

@@ -160,6 +160,7 @@ def shape(
     key_names: Iterable[str] = (),
     extracted_at_us: int | None = None,
     table_version: int | None = None,
+    map_version: int | None = None,
     exact: bool = True,
 ) -> list[tuple[TablePath, Row]]:
     """Rows of the root table (first) and of child tables for one record.
@@ -178,6 +179,8 @@ def shape(
             root[sdc.EXTRACTED_AT] = extracted_at_us
         if table_version is not None:
             root[sdc.TABLE_VERSION] = table_version
+        if map_version is not None:
+            root[sdc.MAP_VERSION] = map_version
         rows: list[tuple[TablePath, Row]] = [(ROOT_TABLE_PATH, root)]
         if arrays:
             common: Row = {sdc.RECORD_ID: rid, sdc.SEQUENCE: sequence}

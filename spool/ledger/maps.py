@@ -83,8 +83,12 @@ class MapStore:
         return self.ledger.run(q)
 
     def key_names(self, tenant_id: str, stream: str) -> tuple[str, ...]:
+        """The stream's key properties as last seen; () when nothing says."""
+        return self.known_keys(tenant_id, stream) or ()
+
+    def known_keys(self, tenant_id: str, stream: str) -> tuple[str, ...] | None:
         """The stream's key properties as last seen: its Singer SCHEMA, else its newest
-        batch; () when neither says."""
+        batch; None when neither says (the stream was never seen)."""
 
         def q(cur):
             cur.execute("SELECT key_names FROM streams WHERE tenant_id = %s AND stream = %s",
@@ -94,6 +98,6 @@ class MapStore:
                 cur.execute("SELECT key_names FROM batches WHERE tenant_id = %s AND "
                             "stream = %s ORDER BY created_at DESC LIMIT 1", (tenant_id, stream))
                 row = cur.fetchone()
-            return tuple(row[0]) if row else ()
+            return tuple(row[0]) if row else None
 
         return self.ledger.run(q)

@@ -32,6 +32,7 @@ def acme(ledger_dsn):
     ledger.migrate()
     Registry(ledger).add_tenant("acme")
     Registry(ledger).save_stream_schema("acme", "users", ("id",), None, "q/0/1")
+    Registry(ledger).save_stream_schema("acme", "people", ("email",), None, "q/0/2")
     return MapStore(ledger)
 
 
@@ -44,12 +45,22 @@ def acme(ledger_dsn):
     ("drop: [id]", "key field 'id'"),
     ("filter: {like: [email, '%@x']}", "unknown predicate 'like'"),
     ("[1, 2", "neither JSON nor YAML"),
+    ("alias: people", "alias people: users's records have key properties id, people's have "
+                      "key properties email; their rows cannot share a table"),
+    ("rename: {id: uid}\nalias: people", "key properties uid (as the map renames them)"),
 ])
 def test_a_refused_map_says_why_exits_1_and_stores_nothing(ledger_dsn, acme, doc, message):
     rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=doc)
     assert rc == 1, out
     assert err.startswith("error: map for acme/users not stored: ") and message in err, err
     assert acme.history("acme") == []
+
+
+def test_an_alias_is_stored_when_the_keys_agree_as_the_map_renames_them(ledger_dsn, acme):
+    rc, _out, err = spool(ledger_dsn, "maps", "set", "acme", "users",
+                         stdin="rename: {id: email}\nalias: people")
+    assert rc == 0, err
+    assert [v.version for v in acme.history("acme", "users")] == [1]
 
 
 def test_an_unregistered_tenant_gets_no_map(ledger_dsn, acme):

@@ -250,7 +250,7 @@ def _roots(parts):
         rows = [{k: v for k, v in r.items() if v is not None and (k.startswith("[") or
                                                                  k == "reason_code")}
                 for r in part.table.to_pylist() if r["_sdc_table"] == "[]"]
-        out[stream] = (part.map_version, rows)
+        out[stream] = (part.map_versions, rows)
     return out
 
 
@@ -267,12 +267,12 @@ def test_the_spool_job_maps_filters_and_rejects_records_by_the_version_of_their_
     from spool.ingest.writer import assemble
     (key, part), = [(k, p) for k, p in parts if k[1] == "people"]
     _uri, _data, record = assemble("acme", "people", key[2], 60_000, 0, part, "/unused")
-    assert record.meta["map_version"] == 1
+    assert record.meta["map_versions"] == {"users": 1}  # the map of users made people's rows
     assert (record.meta["records_filtered"], record.record_count) == (1, 2)  # 1 in, 1 out
     digest = hmac.new(KEY.encode(), b"a@b.c", hashlib.sha256).hexdigest()
     assert set(got) == {"people", "_sdc_rejected"}
     version, rows = got["people"]
-    assert version == 1
+    assert version == {"users": 1}
     assert [{k.split(",", 1)[1].rsplit(",", 1)[0]: v for k, v in r.items()} for r in rows] \
         == [{'["id"]': 1, '["email"]': digest}]
     assert got["_sdc_rejected"][1] == [{"reason_code": "map_failed"}]
@@ -288,7 +288,7 @@ def test_a_map_set_after_a_window_started_applies_from_the_next_window():
     sh = _shaper([_version(1, {"drop": ["ssn"]}, 0), later])
     sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "e", "ssn": "s"}, at_ms=125_000))
     sh.add_chunk("q", 0, 0, _messages({"id": 2, "email": "e", "ssn": "s"}, at_ms=185_000))
-    versions = sorted((part.map_version, part.table.column_names)
+    versions = sorted((part.map_versions["users"], part.table.column_names)
                       for (_t, _s, _w, _k), part in sh.take_parts())
     assert [v for v, _cols in versions] == [1, 2]
     assert any("email" in c for c in versions[0][1]) and \
@@ -304,3 +304,27 @@ def test_a_map_whose_secret_cannot_be_read_rejects_records_never_passes_them_unm
     sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "a@b.c"}))
     got = _roots(sh.take_parts())
     assert got == {"_sdc_rejected": (None, [{"reason_code": "map_failed"}])}
+
+
+def test_each_mapped_row_says_which_version_made_it_and_removing_the_map_is_a_version_too():
+    removed = _version(2, None, 130_000)  # removed inside the window [120 s, 180 s)
+    sh = _shaper([_version(1, {"drop": ["ssn"]}, 0), removed])
+    sh.add_chunk("q", 0, 0, _messages({"id": 1, "ssn": "s"}, at_ms=125_000))
+    sh.add_chunk("q", 0, 0, _messages({"id": 2, "ssn": "s"}, at_ms=185_000))
+    got = []
+    for (_t, _s, window, _k), part in sh.take_parts():
+        (root,) = [r for r in part.table.to_pylist() if r["_sdc_table"] == "[]"]
+        got.append((window, part.map_versions, root.get("_sdc_map_version"),
+                    any("ssn" in c for c in part.table.column_names)))
+    # mapped by v1: the row says so; after v2 removed the map, records load unmapped (the
+    # batch still says v2, so the loader sees the change), and their rows carry no version
+    assert sorted(got) == [(120_000, {"users": 1}, 1, False), (180_000, {"users": 2}, None, True)]
+
+
+def test_a_key_field_the_map_renames_stays_the_key():
+    sh = _shaper([_version(1, {"rename": {"id": "user_id"}}, 0)])
+    sh.add_chunk("q", 0, 0, _messages({"id": 7, "items": [{"sku": "a"}]}))
+    ((_t, _s, _w, keys), part), = sh.take_parts()
+    assert keys == ("user_id",) and part.key_names == ("user_id",)
+    child = [r for r in part.table.to_pylist() if r["_sdc_table"] != "[]"]
+    assert [v for r in child for k, v in r.items() if "user_id" in k and v is not None] == [7]
