@@ -5,7 +5,9 @@ order the DDL ran: per stream, tables by depth and path; a table's creation, the
 data columns (of a new table too; system columns are the contract's and not logged), then
 its widenings and the views rebuilt around them; a stream's table version activation last.
 Each change names the batch that caused it: the first batch of the load holding the table
-or the field's type, and for a widening the batch of the longest value.
+or the field's type, and for a widening the batch of the longest value. A stream map's newer
+version comes first (``map_changed``, at the first batch it made), so the columns it adds
+follow what explains them; a column added by a batch a map made says which map.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
         change = _Recorder(out, load_id, group.stream, now)
         fields = {(t, col): (path, jt) for t, path, jt, col in plan.new_columns}
         mapped_before = {n for (s, _p), n in state.tables.items() if s == group.stream}
+        root = plan.tables.get(ROOT_TABLE_KEY)
+        root_name = root.name if root else state.tables.get((group.stream, ROOT_TABLE_KEY), "")
+        _map_changes(out, load_id, group, root_name, state, now)
         for tpath in sorted(plan.tables, key=table_order):
             tp = plan.tables[tpath]
             st = group.tables.get(tpath)
@@ -48,11 +53,15 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
                 # when, reads the same however batches were grouped into loads
                 path, json_type = fields[(tp.name, col)]
                 first = st.observed.first.get((path, json_type), 0) if st else 0
-                change(r.SPLIT_COLUMN_ADDED if split else r.COLUMN_ADDED, tp,
-                       _batch_at(group, st, first), column=col, source_path=path,
-                       json_type=json_type, new_type=sql_type,
-                       detail=f"values of type {json_type} of a field whose first type has "
-                              "the base name" if split else None)
+                batch = _batch_at(group, st, first)
+                detail = f"values of type {json_type} of a field whose first type has the " \
+                    "base name" if split else None
+                made_by = _made_by(group, batch)
+                if made_by:
+                    detail = f"{detail}; {made_by}" if detail else made_by
+                change(r.SPLIT_COLUMN_ADDED if split else r.COLUMN_ADDED, tp, batch,
+                       column=col, source_path=path, json_type=json_type, new_type=sql_type,
+                       detail=detail)
             sources = {c: k for k, c in tp.columns.items()}
             for col, wider in tp.widen:
                 path, json_type = sources.get(col, (None, None))
@@ -64,15 +73,52 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
                 change(r.VIEW_REBUILT, tp, None, detail=f"view {view} dropped and created "
                        "again around the widening, with its owner, grants and comment")
         if group.activate_version is not None:
-            root = plan.tables.get(ROOT_TABLE_KEY)
-            name = root.name if root else state.tables.get((group.stream, ROOT_TABLE_KEY), "")
             out.append(r.SchemaChange(
-                load_id, r.VERSION_ACTIVATED, group.stream, name,
+                load_id, r.VERSION_ACTIVATED, group.stream, root_name,
                 batch_id=group.batch_ids[-1], changed_at=now,
                 contract_version=CONTRACT_VERSION,
                 detail=f"table version {group.activate_version} active: rows of older "
                        "versions retired from the stream's tables"))
     return out
+
+
+def _map_changes(out: list, load_id: str, group: StagedGroup, table: str,
+                 state: CatalogState, now: datetime) -> None:
+    """A ``map_changed`` row for each stream map whose version is newer than any the
+    stream's tables were loaded under, at the first batch it made. Only newer: a late batch
+    of an older window (made by the older version) changes nothing."""
+    newest = {}
+    for batch_id, versions in zip(group.batch_ids, group.map_versions or [], strict=False):
+        for map_stream, version in sorted((versions or {}).items()):
+            key = (group.stream, map_stream)
+            before = newest.get(key, state.map_versions.get(key, 0))
+            if version <= before:
+                continue
+            newest[key] = version
+            into = "" if map_stream == group.stream else \
+                f" (its map aliases them into {group.stream})"
+            out.append(r.SchemaChange(
+                load_id, r.MAP_CHANGED, group.stream, table, source_path=map_stream,
+                old_type=f"v{before}" if before else None, new_type=f"v{version}",
+                batch_id=batch_id, changed_at=now, contract_version=CONTRACT_VERSION,
+                detail=f"records of {map_stream} made by its stream map v{version} from "
+                       f"this batch on{into}; before: "
+                       f"{f'v{before}' if before else 'no map'} ('spool maps history' shows "
+                       "each version; a removal is a version too)"))
+
+
+def _made_by(group: StagedGroup, batch_id: str | None) -> str | None:
+    """Which stream maps made the records of a batch, in words (None: no map)."""
+    if batch_id is None or not group.map_versions:
+        return None
+    try:
+        versions = group.map_versions[group.batch_ids.index(batch_id)]
+    except ValueError:
+        return None
+    if not versions:
+        return None
+    return "from records made by " + ", ".join(
+        f"stream map v{v} of {s}" for s, v in sorted(versions.items()))
 
 
 class _Recorder:

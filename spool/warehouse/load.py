@@ -97,7 +97,8 @@ class Loader:
             if not groups:
                 return LoadResult([], sorted(done), 0, [], reports=before[0],
                                   changes=before[1])
-            state = tenant_schema.read_state(d, cur, schema, [g.stream for g in groups])
+            state = tenant_schema.read_state(d, cur, schema, [g.stream for g in groups],
+                                             [g.stream for g in groups if any(g.map_versions)])
             plans = []
             for group in groups:
                 observed = {t: st.observed for t, st in group.tables.items()}

@@ -23,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from spool import sdc
 from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import naming
 from spool.warehouse.contract import (
@@ -70,6 +71,8 @@ class CatalogState:
     relations: set[str] = field(default_factory=set)  # every table and view name
     physical: dict[str, dict[str, str]] = field(default_factory=dict)  # table → col → type
     unindexed_large: set[str] = field(default_factory=set)  # big tables without our index
+    # (stream, the map's stream) → the newest stream map version logged (map_changed)
+    map_versions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Observed:
     max_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → n
     first: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → first row
     depth: int = 0  # array levels (child tables)
+    mapped: bool = False  # rows a stream map made (with _sdc_map_version) are among them
 
     def add(self, path: str, json_type: str, count: int, max_bytes: int = 0,
             first_row: int = 0) -> None:
@@ -226,6 +230,8 @@ def _plan_table(ctx: _Stream, tpath: str, name: str, obs: Observed) -> TablePlan
                     taken=_taken(d, set(mapped.values()) | set(physical)))
     for col, logical, size in _system_columns(is_root, ctx.rejected):
         cols.ensure(col, d.types.column_type(logical, size))
+    if is_root and obs.mapped:  # only tables of mapped streams have it
+        cols.ensure(sdc.MAP_VERSION, d.types.column_type("integer"))
     levels = [LEVEL_COLUMN.format(n) for n in range(obs.depth)]
     for col in levels:
         cols.ensure(col, d.types.column_type("integer"))

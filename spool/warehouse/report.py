@@ -19,8 +19,9 @@ SPLIT_COLUMN_ADDED = "split_column_added"
 COLUMN_WIDENED = "column_widened"
 VERSION_ACTIVATED = "table_version_activated"
 VIEW_REBUILT = "view_rebuilt"
+MAP_CHANGED = "map_changed"  # a newer version of a stream map made the stream's records
 CHANGE_KINDS = (TABLE_CREATED, CHILD_TABLE_CREATED, COLUMN_ADDED, SPLIT_COLUMN_ADDED,
-                COLUMN_WIDENED, VERSION_ACTIVATED, VIEW_REBUILT)
+                COLUMN_WIDENED, VERSION_ACTIVATED, VIEW_REBUILT, MAP_CHANGED)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -74,8 +74,16 @@ def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> dict[str, str |
     return dict(cur.fetchall())
 
 
-def read_state(d, cur, schema: str, streams: list[str]) -> CatalogState:
+def read_state(d, cur, schema: str, streams: list[str],
+               mapped: list[str] = ()) -> CatalogState:
+    """What the schema has for ``streams``; for the ``mapped`` ones (stream maps made some of
+    their records) also the newest map versions their tables were loaded under."""
     state = CatalogState()
+    if mapped:
+        cur.execute(d.bookkeeping.map_changes(schema), (tuple(mapped),))
+        for stream, map_stream, version in cur.fetchall():
+            key = (stream, map_stream)
+            state.map_versions[key] = max(state.map_versions.get(key, 0), int(version[1:]))
     cur.execute(d.bookkeeping.catalog_tables(schema), (tuple(streams),))
     for s, p, n in cur.fetchall():
         state.tables[(s, p)] = n

@@ -70,6 +70,8 @@ class StagedGroup:
     activate_version: int | None
     cuts: list[Cut]
     row_counts: list[int]  # rows per batch of the group
+    # per batch of the group: {the map's stream: version} of the maps that made its records
+    map_versions: list[dict | None] = field(default_factory=list)
 
 
 def _parse_times(values: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -166,6 +168,7 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
     schema = None
     activate = None
     row_counts = []
+    map_versions = [meta.map_versions for _b, meta, _t in batches]
     for index, (_batch_id, meta, table) in enumerate(batches):
         key_names = meta.key_names  # the same in every batch of a group
         schema = meta.schema or schema
@@ -215,7 +218,7 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
                                      ranked=bool(key_names) and tpath == ROOT_TABLE_KEY)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _m, _t in batches], activate_version=activate,
-                       cuts=cuts, row_counts=row_counts)
+                       cuts=cuts, row_counts=row_counts, map_versions=map_versions)
 
 
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
@@ -235,6 +238,8 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
                 depth = max(depth, int(name.split("_")[3]) + 1)
             if name in TEXT_SYSTEM_COLUMNS:  # a rejected message's text can be anything
                 col = _clean_strings(col, limit, ids, batches, tpath, f'["{name}"]', cuts)
+            elif name == sdc.MAP_VERSION:
+                st.observed.mapped = True
             st.system[name] = col
         else:
             _t, path, json_type = info
@@ -308,4 +313,5 @@ def without_batches(group: StagedGroup, done: set[str]) -> StagedGroup:
                        [group.batch_ids[i] for i in keep], group.activate_version,
                        [dataclasses.replace(c, batch=renumber[c.batch]) for c in group.cuts
                         if c.batch in renumber],
-                       [group.row_counts[i] for i in keep])
+                       [group.row_counts[i] for i in keep],
+                       [group.map_versions[i] for i in keep] if group.map_versions else [])

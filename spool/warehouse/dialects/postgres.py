@@ -30,6 +30,7 @@ from spool.warehouse.dialects.base import (
     qualified,
     quote,
 )
+from spool.warehouse.report import MAP_CHANGED
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator, tx
 # lock timeout, cancelled statement, a replica still read-only after a failover
@@ -285,6 +286,13 @@ class PostgresBookkeeping:
         cols = ", ".join(quote(c) for c, _t, _n in CATALOG[SCHEMA_CHANGES_TABLE])
         return (f"SELECT {cols} FROM {qualified(schema, SCHEMA_CHANGES_TABLE)} "
                 "WHERE load_id IN %s ORDER BY load_id, position")
+
+    def map_changes(self, schema: str) -> str:
+        """(stream, the map's stream, ``v<version>``) of every ``map_changed`` row of the
+        streams (``%s``)."""
+        return (f"SELECT stream, source, new_type FROM "
+                f"{qualified(schema, SCHEMA_CHANGES_TABLE)} "
+                f"WHERE kind = '{MAP_CHANGED}' AND stream IN %s")
 
     def contract_version(self, schema: str) -> str:
         return f"SELECT max(version) FROM {qualified(schema, CONTRACT_TABLE)}"
