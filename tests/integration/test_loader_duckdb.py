@@ -15,7 +15,7 @@ from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
 from spool.warehouse.stagers import DuckDBArrowStager
 from tests.unit.test_contract_golden import check, golden_input
-from tests.warehouse_helpers import make_batch
+from tests.warehouse_helpers import MAPPED_CHANGES, MAPPED_ROWS, make_batch, mapped_loads
 
 
 def load(conn, stream, *batches):
@@ -80,6 +80,20 @@ def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):
                       f"'{second.reports[0].load_id}' ORDER BY position") == [
         ("column_added", "users", "age", "VARCHAR"),
         ("split_column_added", "users", "age__it", "BIGINT")]
+
+
+def test_rows_say_which_stream_map_made_them_and_each_newer_version_is_logged_on_duckdb(
+        tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+    for batches in mapped_loads():
+        load(conn, "users", *batches)
+    conn.close()
+    assert rows(path, "SELECT id, _sdc_map_version FROM tenant.users ORDER BY id") == \
+        MAPPED_ROWS
+    assert rows(path, "SELECT source, old_type, new_type FROM tenant._sdc_schema_changes "
+                      "WHERE kind = 'map_changed' ORDER BY changed_at, position") == \
+        MAPPED_CHANGES
 
 
 def test_values_are_rendered_as_literals_that_round_trip():

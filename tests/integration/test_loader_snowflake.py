@@ -36,7 +36,7 @@ from tests import nasty
 from tests.integration.test_cli import spool as cli
 from tests.integration.test_tenant_loader import spool as spool_batch
 from tests.unit.test_contract_golden import check, golden_input
-from tests.warehouse_helpers import make_batch
+from tests.warehouse_helpers import MAPPED_CHANGES, MAPPED_ROWS, make_batch, mapped_loads
 
 URL = "snowflake://spool:not-a-secret@test_account/analytics?warehouse=load_wh"
 SYSTEM_TABLES = ("_sdc_load_log", "_sdc_contract", "_sdc_loads", "_sdc_schema_changes",
@@ -127,6 +127,17 @@ def test_upserts_appends_versions_and_the_change_log_on_snowflake(snowflake):
                             'position', (second.reports[0].load_id,)) == [
         ("column_added", "users", "age", "VARCHAR"),
         ("split_column_added", "users", "age__it", "NUMBER(38,0)")]
+
+
+def test_rows_say_which_stream_map_made_them_and_each_newer_version_is_logged_on_snowflake(
+        snowflake):
+    for batches in mapped_loads():
+        load(snowflake, "users", *batches)
+    assert query(snowflake, 'SELECT "id", "_sdc_map_version" FROM "tenant"."users" '
+                            'ORDER BY 1') == MAPPED_ROWS
+    assert query(snowflake, 'SELECT source, old_type, new_type FROM '
+                            '"tenant"."_sdc_schema_changes" WHERE kind = \'map_changed\' '
+                            'ORDER BY changed_at, position') == MAPPED_CHANGES
 
 
 def test_a_load_whose_ddl_committed_before_it_died_is_completed_by_its_retry(

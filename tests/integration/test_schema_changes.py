@@ -66,10 +66,12 @@ def test_schema_change_log_names_every_kind_of_change(wh, dialect):
     with conn, conn.cursor() as cur:  # an analyst's view on the table
         cur.execute(f'CREATE VIEW "{schema}".order_notes AS SELECT id, note FROM '
                     f'"{schema}".orders')
-    # 2: a new column, a split column (amount arrives as a string), a longer note
+    # 2: a stream map's first version makes the records: a new column, a split column
+    # (amount arrives as a string), a longer note
     load(wh, "orders", batch("b2", [{"id": 2, "note": "a note far longer than thirty-two "
                                      "bytes, so Redshift widens its VARCHAR", "amount": "ten",
-                                     "coupon": "X1"}], table_version=1), dialect=d)
+                                     "coupon": "X1"}], table_version=1, map_version=1),
+         dialect=d)
     # 3: table version 2 becomes active
     load(wh, "orders", batch("b3", [{"id": 3, "note": "v2"}], table_version=2,
                              activate_version=2), dialect=d)

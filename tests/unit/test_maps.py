@@ -328,3 +328,33 @@ def test_a_key_field_the_map_renames_stays_the_key():
     assert keys == ("user_id",) and part.key_names == ("user_id",)
     child = [r for r in part.table.to_pylist() if r["_sdc_table"] != "[]"]
     assert [v for r in child for k, v in r.items() if "user_id" in k and v is not None] == [7]
+
+
+def test_random_maps_in_the_spool_job_account_for_every_message():
+    """Through the spool job's per-record step: each message is a row, a rejection or a
+    filtered count, never nothing."""
+    rng = random.Random(1616)
+    outcomes = {"row": 0, "rejected": 0, "filtered": 0}
+    for _ in range(300):
+        doc: dict = {"filter": _random_pred(rng)} if rng.random() < 0.5 else {}
+        doc.update({"hash": [_random_path(rng)], "secret": "env:MAP_KEY",
+                    "rename": [[_random_path(rng), "n"]], "drop": [_random_path(rng)]})
+        try:
+            parse(doc, key_names=("id",), resolve_secret=False)
+        except MapError:
+            continue
+        sh = _shaper([_version(1, doc, 0)])
+        records = [{"id": i, **{k: _random_value(rng) for k in ("a", "b", "c")}}
+                   for i in range(5)]
+        sh.add_chunk("q", 0, 0, _messages(*records))
+        seen, filtered = set(), 0
+        for (_t, stream, _w, _k), part in sh.take_parts():
+            filtered += part.filtered
+            for row in part.table.to_pylist():
+                if row["_sdc_table"] == "[]" or stream == "_sdc_rejected":
+                    assert row["_sdc_record_id"] not in seen
+                    seen.add(row["_sdc_record_id"])
+                    outcomes["rejected" if stream == "_sdc_rejected" else "row"] += 1
+        outcomes["filtered"] += filtered
+        assert len(seen) + filtered == len(records), doc
+    assert min(outcomes.values()) > 20, outcomes
