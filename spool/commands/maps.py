@@ -54,7 +54,8 @@ def register(sub) -> None:
     t.set_defaults(func=test_map)
 
     for name, helptext, func in (("show", "the maps in force", show_maps),
-                                 ("history", "every version, who set it and when",
+                                 ("history", "every version, who set it and when, the batches "
+                                             "it made and the records its filter dropped",
                                   map_history)):
         sp = msub.add_parser(name, help=helptext)
         register_ledger_args(sp)
@@ -156,10 +157,13 @@ def show_maps(args: LedgerArgs) -> int:
 
 def map_history(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
+    counts = store.counts(args.tenant)
     rows = [(m.stream, m.version, m.created_at.isoformat(timespec="seconds"), m.created_by,
+             *counts.get((m.stream, m.version), (0, 0)),
              "(removed)" if m.document is None else json.dumps(m.document, ensure_ascii=False))
             for m in store.history(args.tenant, args.stream)]
-    emit_table(["stream", "version", "set_at", "by", "map"], rows, args.json)
+    emit_table(["stream", "version", "set_at", "by", "batches", "records_filtered", "map"],
+               rows, args.json)
     return 0
 
 

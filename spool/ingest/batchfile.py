@@ -89,6 +89,7 @@ class BatchMeta:
     # the stream maps that made its records (spool.maps): {the map's stream: its version}
     map_versions: dict | None = None
     records_filtered: int = 0  # of record_count, those the map's filter dropped
+    records_filtered_by: dict | None = None  # of those, per map: {the map's stream: records}
     tables: list = field(default_factory=list)  # table paths, in file order
     row_count: int = 0
     columns: dict = field(default_factory=dict)  # the column summary (ColumnSummary)
@@ -102,7 +103,8 @@ class BatchMeta:
                 "record_count": self.record_count, "key_names": list(self.key_names),
                 "schema": self.schema, "activate_version": self.activate_version,
                 "batched_at_ms": self.batched_at_ms, "map_versions": self.map_versions,
-                "records_filtered": self.records_filtered}
+                "records_filtered": self.records_filtered,
+                "records_filtered_by": self.records_filtered_by}
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchMeta:
@@ -114,7 +116,8 @@ class BatchMeta:
         """What the ledger row's ``meta`` holds of it (docs/ledger.md)."""
         return {"tables": self.tables, "schema": self.schema,
                 "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms,
-                "map_versions": self.map_versions, "records_filtered": self.records_filtered}
+                "map_versions": self.map_versions, "records_filtered": self.records_filtered,
+                "records_filtered_by": self.records_filtered_by}
 
 
 @dataclass

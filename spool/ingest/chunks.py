@@ -121,7 +121,7 @@ class ChunkShaper:
                     part = self._part(decoded.tenant, decoded.stream, event_ms,
                                       tuple(decoded.key_names or ()))
                     part.note_map(source, version)
-                    part.filtered += 1
+                    part.note_filtered(source)
                     part.note_record(tp, offset, len(value), event_ms)
                     continue
             if kind is Kind.RECORD:

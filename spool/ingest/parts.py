@@ -42,6 +42,7 @@ class Part:
     # another stream than the part's when its map aliases records into this one
     map_versions: dict | None = None
     filtered: int = 0  # records (counted in ``records``) the map's filter dropped
+    filtered_by: dict | None = None  # of those, per map (its stream → records)
 
     def meta_key(self) -> str:
         """Records with different stream meta never share a batch."""
@@ -54,6 +55,13 @@ class Part:
         if self.map_versions is None:
             self.map_versions = {}
         self.map_versions[stream] = max(version, self.map_versions.get(stream, version))
+
+    def note_filtered(self, stream: str, n: int = 1) -> None:
+        """``n`` records of the part were dropped by ``stream``'s map's filter."""
+        if self.filtered_by is None:
+            self.filtered_by = {}
+        self.filtered += n
+        self.filtered_by[stream] = self.filtered_by.get(stream, 0) + n
 
     def note_record(self, topic_partition: str, offset: int, size: int, event_ms: int) -> None:
         self.records += 1
@@ -122,9 +130,10 @@ class Part:
         if other.activate_version is not None:
             self.activate_version = max(self.activate_version or other.activate_version,
                                         other.activate_version)
-        self.filtered += other.filtered
         for stream, version in (other.map_versions or {}).items():
             self.note_map(stream, version)
+        for stream, n in (other.filtered_by or {}).items():
+            self.note_filtered(stream, n)
         self.key_names = other.key_names
         self.schema = other.schema
 

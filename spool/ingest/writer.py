@@ -81,7 +81,8 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
         window_end=window_end.isoformat(), pane=pane, record_count=part.records,
         key_names=list(part.key_names), schema=part.schema,
         activate_version=part.activate_version, batched_at_ms=batched_at_ms,
-        map_versions=part.map_versions, records_filtered=part.filtered)
+        map_versions=part.map_versions, records_filtered=part.filtered,
+        records_filtered_by=part.filtered_by)
     data, meta = batchfile.encode(part.seal().table, meta, compression=compression)
     record = BatchRecord(
         batch_id=key,

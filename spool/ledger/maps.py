@@ -61,6 +61,22 @@ class MapStore:
 
         return self.ledger.run(q)
 
+    def counts(self, tenant_id: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """(the map's stream, version) → (batches it made records of, records its filter
+        dropped), from the tenant's batches in the ledger (``meta``: docs/ledger.md)."""
+
+        def q(cur):
+            cur.execute("""SELECT m.key, m.value::int, count(*),
+                                  coalesce(sum((b.meta -> 'records_filtered_by' ->> m.key)
+                                               ::bigint), 0)::bigint
+                           FROM batches b, jsonb_each_text(
+                               CASE jsonb_typeof(b.meta -> 'map_versions') WHEN 'object'
+                                    THEN b.meta -> 'map_versions' ELSE '{}'::jsonb END) m
+                           WHERE b.tenant_id = %s GROUP BY 1, 2""", (tenant_id,))
+            return {(s, v): (n, f) for s, v, n, f in cur.fetchall()}
+
+        return self.ledger.run(q)
+
     def versions(self) -> list[MapVersion]:
         """Every version of every map (the spool job picks one per window)."""
 

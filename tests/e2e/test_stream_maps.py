@@ -9,6 +9,8 @@ import hashlib
 import hmac
 import json
 import random
+import subprocess
+import sys
 import time
 
 import psycopg2
@@ -47,7 +49,7 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
     store.ledger.close()
 
     rng = random.Random(16)
-    messages, model = [], {}
+    messages, model, dropped = [], {}, 0
     for seq in range(1, 401):
         stream = "legacy_users" if seq % 5 == 0 else "users"
         data = {"email": f"user{rng.randrange(60)}@pii.example", "name": f"n{seq}",
@@ -55,6 +57,7 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
                 "profile": {"ssn": f"ssn-{seq}", "dob": f"1970-01-{seq % 28 + 1:02d}"}}
         messages.append(envelope(stream, seq, data))
         if stream == "users" and data["status"] == "test":
+            dropped += 1
             continue  # the users map filters these out; legacy_users has no filter
         digest = hmac.new(KEY.encode(), data["email"].encode(), hashlib.sha256).hexdigest()
         model[digest] = (data["name"], data["status"])  # the highest sequence wins
@@ -78,6 +81,13 @@ def test_a_mapped_tenant_loads_what_the_model_says_and_no_pii_anywhere(
     finally:
         conn.close()
     check_batch_files(ledger_dsn)
+    # what each version did, as its history says: the filter's drops counted, by version
+    res = subprocess.run([sys.executable, "-m", "spool.cli", "maps", "history", "acme",
+                          "--json"], env=env, capture_output=True, text=True, check=True)
+    history = {(r["stream"], r["version"]): r for r in map(json.loads, res.stdout.splitlines())}
+    assert history[("users", 1)]["records_filtered"] == dropped > 0
+    assert history[("legacy_users", 1)]["records_filtered"] == 0
+    assert min(r["batches"] for r in history.values()) > 0
 
 
 def check_warehouse(conn, schema: str, model: dict) -> None:
