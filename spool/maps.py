@@ -317,10 +317,14 @@ def compile_map(m: StreamMap, stream: str,
     key = resolve(m.secret).encode() if m.hash else b""
     target = m.alias or stream
     renames_a_key = any(len(path) == 1 for path, _new in m.rename)
+    keys_as_renamed: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def apply(data: dict, key_names: tuple[str, ...] = ()) -> Applied:
         if renames_a_key and key_names:
-            key_names = m.renamed_keys(key_names)
+            renamed = keys_as_renamed.get(key_names)
+            if renamed is None:
+                renamed = keys_as_renamed[key_names] = m.renamed_keys(key_names)
+            key_names = renamed
         if m.filter is not None and not _holds(m.filter, data):
             return Applied(None, target, key_names)
         out = _keep_only(data, m.keep) if m.keep is not None else dict(data)

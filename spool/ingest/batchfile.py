@@ -167,6 +167,9 @@ def _typed_columns(rows: list[dict]):
     keys = set().union(*rows)
     for key in sorted(keys):
         values = [r.get(key) for r in rows]
+        if key in SYSTEM_TYPES:  # typed by the spool job itself: nothing to sort out
+            yield key, None, values
+            continue
         classes = set(map(type, values))
         if len(classes) == 1 or (len(classes) == 2 and _NONE in classes):
             classes.discard(_NONE)

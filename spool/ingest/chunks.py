@@ -16,7 +16,6 @@ ACTIVATE_VERSION marks the stream's part so the loader can retire older table ve
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +145,8 @@ class ChunkShaper:
                     continue
                 part = self._part(decoded.tenant, decoded.stream, event_ms,
                                   tuple(decoded.key_names or ()))
-                if version is not None:
+                if version is not None and (part.map_versions is None or
+                                            part.map_versions.get(source) != version):
                     part.note_map(source, version)
                 part.rows.extend(rows)
                 self.rows += len(rows)
@@ -195,8 +195,10 @@ class ChunkShaper:
                                    "'spool maps test') or the record"), version, True
         if applied.data is None:
             self.stats.filter(decoded.tenant, decoded.stream, version)
-        return dataclasses.replace(decoded, data=applied.data, stream=applied.stream,
-                                   key_names=applied.key_names), version, True
+        # changed in place: each record's Decoded is its own (a copy cost 2 % of the job)
+        decoded.data, decoded.stream = applied.data, applied.stream
+        decoded.key_names = applied.key_names
+        return decoded, version, True
 
     def _reject(self, decoded: Decoded, rid: str, kafka_ms: int, event_ms: int, value,
                 tp: str, offset: int) -> None:
