@@ -48,6 +48,17 @@ class CannotApply(ValueError):
     """A record this map cannot be applied to; the message names the path."""
 
 
+class Inexact(Exception):
+    """A number the fast decoder may have rounded (a float beyond 64-bit integer range)
+    reached a hash or a comparison: decode the record exactly and apply the map again with
+    ``exact=True``."""
+
+
+# floats from the fast decoder this big may be rounded integers (spool.ingest.shape's
+# BIG_FLOAT, which makes shaping ask for an exact decode too)
+INEXACT_FLOAT = 9.2e18
+
+
 @dataclass(frozen=True)
 class StreamMap:
     """A checked map (:func:`parse`)."""
@@ -240,19 +251,26 @@ def _comparable(a, b) -> bool:
         (isinstance(a, str) and isinstance(b, str))
 
 
-def _holds(pred: dict, record: dict) -> bool:
+def _rounded(value, exact: bool) -> bool:
+    return not exact and value.__class__ is float and \
+        (value >= INEXACT_FLOAT or value <= -INEXACT_FLOAT)
+
+
+def _holds(pred: dict, record: dict, exact: bool) -> bool:
     (op, arg), = pred.items()
     if op == "and":
-        return all(_holds(p, record) for p in arg)
+        return all(_holds(p, record, exact) for p in arg)
     if op == "or":
-        return any(_holds(p, record) for p in arg)
+        return any(_holds(p, record, exact) for p in arg)
     if op == "not":
-        return not _holds(arg, record)
+        return not _holds(arg, record, exact)
     if op in ("exists", "is_null"):
         value = _get(record, arg)
         return value is not _MISSING if op == "exists" else value is _MISSING or value is None
     path, want = arg
     value = _get(record, path)
+    if _rounded(value, exact):
+        raise Inexact(_dotted(path))
     if op == "in":
         return value is not _MISSING and any(_equal(value, w) for w in want)
     if op == "eq":
@@ -275,9 +293,11 @@ def _equal(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _hashed(key: bytes, value, path: Path) -> str | None:
+def _hashed(key: bytes, value, path: Path, exact: bool) -> str | None:
     if value is None:
         return None
+    if _rounded(value, exact):
+        raise Inexact(_dotted(path))
     if isinstance(value, dict | list):
         raise CannotApply(f"hash {_dotted(path)}: the value is an "
                           f"{'object' if isinstance(value, dict) else 'array'}; hash its "
@@ -313,19 +333,21 @@ def compile_map(m: StreamMap, stream: str,
                 resolve: Callable[[str], str] = secrets.resolve
                 ) -> Callable[..., Applied]:
     """The map as one function of a record's data and key properties (a new dict; the input
-    is not changed). Raises CannotApply for a record it cannot be applied to."""
+    is not changed). Raises CannotApply for a record it cannot be applied to, and Inexact
+    (unless ``exact``) where a number the decoder may have rounded would be hashed or
+    compared."""
     key = resolve(m.secret).encode() if m.hash else b""
     target = m.alias or stream
     renames_a_key = any(len(path) == 1 for path, _new in m.rename)
     keys_as_renamed: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def apply(data: dict, key_names: tuple[str, ...] = ()) -> Applied:
+    def apply(data: dict, key_names: tuple[str, ...] = (), exact: bool = True) -> Applied:
         if renames_a_key and key_names:
             renamed = keys_as_renamed.get(key_names)
             if renamed is None:
                 renamed = keys_as_renamed[key_names] = m.renamed_keys(key_names)
             key_names = renamed
-        if m.filter is not None and not _holds(m.filter, data):
+        if m.filter is not None and not _holds(m.filter, data, exact):
             return Applied(None, target, key_names)
         out = _keep_only(data, m.keep) if m.keep is not None else dict(data)
         for path in m.drop:
@@ -335,7 +357,7 @@ def compile_map(m: StreamMap, stream: str,
         for path in m.hash:
             parent = _parent(out, path)
             if parent is not None and path[-1] in parent:
-                parent[path[-1]] = _hashed(key, parent[path[-1]], path)
+                parent[path[-1]] = _hashed(key, parent[path[-1]], path, exact)
         for path, value in m.mask:
             parent = _parent(out, path)
             if parent is not None and path[-1] in parent:

@@ -25,7 +25,7 @@ from spool.ingest.decode import Decoder
 from spool.ingest.messages import Decoded, Kind, Reason
 from spool.ingest.parts import Part, rejected_row, rejected_tenant, shape_decoded
 from spool.ingest.shape import InexactNumber, ShapeError, default_sequence
-from spool.maps import CannotApply
+from spool.maps import CannotApply, Inexact
 
 PartKey = tuple  # (tenant, stream, window_start_ms, key names)
 # A producer clock far ahead would carry its partition's event time (and every later record
@@ -107,34 +107,36 @@ class ChunkShaper:
             decoded = decode(value, headers)
             rid = sdc.record_id(topic, partition, offset)
             kind = decoded.kind
-            version = applied = None
+            version = applied = source = None
+            exact = False
             if kind is Kind.RECORD and self.maps is not None:
                 source = decoded.stream
-                decoded, version, applied = self._mapped(decoded, event_ms)
-                if decoded.kind is Kind.REJECTED:
-                    # without the message: the map exists to keep some of it out of the
-                    # warehouse (the record stays in the topic, at its _sdc_record_id)
-                    self._reject(decoded, rid, kafka_ms, event_ms, None, tp, offset)
-                    continue
-                if decoded.data is None:  # the map's filter dropped it: counted, not lost
-                    part = self._part(decoded.tenant, decoded.stream, event_ms,
-                                      tuple(decoded.key_names or ()))
-                    part.note_map(source, version)
-                    part.note_filtered(source)
-                    part.note_record(tp, offset, len(value), event_ms)
+                try:
+                    decoded, version, applied = self._mapped(decoded, event_ms, False)
+                except Inexact:  # a number the map meets may be rounded: decode exactly
+                    decoded, exact = decode(value, headers, exact=True), True
+                    if decoded.kind is not Kind.RECORD:
+                        self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                        continue
+                    decoded, version, applied = self._mapped(decoded, event_ms, True)
+                if self._filed(decoded, source, version, rid, kafka_ms, event_ms, len(value),
+                               tp, offset):
                     continue
             if kind is Kind.RECORD:
                 try:
                     try:
-                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset,
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=exact,
                                                   map_version=version if applied else None)
                     except InexactNumber:
                         decoded = decode(value, headers, exact=True)
                         if decoded.kind is not Kind.RECORD:
                             self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
                             continue
-                        if version is not None:  # decoded again: mapped again
-                            decoded, version, applied = self._mapped(decoded, event_ms)
+                        if version is not None:  # decoded again: mapped again, exactly
+                            decoded, version, applied = self._mapped(decoded, event_ms, True)
+                            if self._filed(decoded, source, version, rid, kafka_ms, event_ms,
+                                           len(value), tp, offset):
+                                continue
                         rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=True,
                                                   map_version=version if applied else None)
                 except ShapeError as exc:
@@ -174,10 +176,30 @@ class ChunkShaper:
             self.save_state(tenant, state, rid)
         return event_ms
 
-    def _mapped(self, decoded: Decoded, event_ms: int) -> tuple[Decoded, int | None, bool]:
+    def _filed(self, decoded: Decoded, source: str, version: int | None, rid: str,
+               kafka_ms: int, event_ms: int, size: int, tp: str, offset: int) -> bool:
+        """Whether the map rejected the record or its filter dropped it (it is filed
+        then: rejected without its message, or counted), so there is nothing to shape."""
+        if decoded.kind is Kind.REJECTED:
+            # without the message: the map exists to keep some of it out of the warehouse
+            # (the record stays in the topic, at its _sdc_record_id)
+            self._reject(decoded, rid, kafka_ms, event_ms, None, tp, offset)
+            return True
+        if decoded.data is None:  # the map's filter dropped it: counted, not lost
+            part = self._part(decoded.tenant, decoded.stream, event_ms,
+                              tuple(decoded.key_names or ()))
+            part.note_map(source, version)
+            part.note_filtered(source)
+            part.note_record(tp, offset, size, event_ms)
+            return True
+        return False
+
+    def _mapped(self, decoded: Decoded, event_ms: int,
+                exact: bool) -> tuple[Decoded, int | None, bool]:
         """The record as its stream's map makes it (data None: filtered out), or rejected
         with the reason; the map's version (of a removed map too: the version that removed
-        it); and whether a map was applied."""
+        it); and whether a map was applied. Raises maps.Inexact (unless ``exact``) where a
+        number the fast decoder may have rounded meets a hash or a comparison."""
         found = self.maps.at(decoded.tenant, decoded.stream,
                              event_ms - event_ms % self.window_ms)
         if found is None:
@@ -186,7 +208,7 @@ class ChunkShaper:
         if apply is None:  # removed
             return decoded, version, False
         try:
-            applied = apply(decoded.data, tuple(decoded.key_names or ()))
+            applied = apply(decoded.data, tuple(decoded.key_names or ()), exact)
         except CannotApply as exc:
             return Decoded(Kind.REJECTED, tenant=decoded.tenant, stream=decoded.stream,
                            reason=Reason.MAP_FAILED,

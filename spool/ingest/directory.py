@@ -143,7 +143,7 @@ class MapDirectory:
         except (maps.MapError, LookupError) as exc:  # LookupError: a SecretError
             message = str(exc)
 
-            def refuse(_data, _key_names=()):
+            def refuse(_data, _key_names=(), _exact=True):
                 raise maps.CannotApply(f"the map cannot be used here: {message}")
 
             return refuse
