@@ -108,6 +108,9 @@ class BatchMeta:
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchMeta:
+        if obj.get("map_version") is not None and obj.get("map_versions") is None:
+            # written before maps were named (Spool 0.3 development): the stream's own map
+            obj = {**obj, "map_versions": {obj.get("stream", ""): obj["map_version"]}}
         known = {f for f in cls.__dataclass_fields__}
         meta = cls(**{k: v for k, v in obj.items() if k in known})
         return meta if meta.key_names is not None else replace(meta, key_names=[])

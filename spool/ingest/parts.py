@@ -103,7 +103,9 @@ class Part:
     @classmethod
     def loads(cls, blob: bytes) -> Part:
         meta, ipc = pickle.loads(blob)  # noqa: S301 - our own bytes between pipeline steps
-        part = cls(**meta)
+        # a part pickled by an older Spool (in a streaming job's state across an upgrade)
+        known = cls.__dataclass_fields__
+        part = cls(**{k: v for k, v in meta.items() if k in known})
         part.table = batchfile.from_ipc(ipc)
         return part
 

@@ -35,7 +35,8 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
         mapped_before = {n for (s, _p), n in state.tables.items() if s == group.stream}
         root = plan.tables.get(ROOT_TABLE_KEY)
         root_name = root.name if root else state.tables.get((group.stream, ROOT_TABLE_KEY), "")
-        _map_changes(out, load_id, group, root_name, state, now)
+        if root_name:  # (a load of filtered records only, before the table: logged later)
+            _map_changes(out, load_id, group, root_name, state, now)
         for tpath in sorted(plan.tables, key=table_order):
             tp = plan.tables[tpath]
             st = group.tables.get(tpath)
@@ -101,23 +102,21 @@ def _map_changes(out: list, load_id: str, group: StagedGroup, table: str,
                 load_id, r.MAP_CHANGED, group.stream, table, source_path=map_stream,
                 old_type=f"v{before}" if before else None, new_type=f"v{version}",
                 batch_id=batch_id, changed_at=now, contract_version=CONTRACT_VERSION,
-                detail=f"records of {map_stream} made by its stream map v{version} from "
-                       f"this batch on{into}; before: "
-                       f"{f'v{before}' if before else 'no map'} ('spool maps history' shows "
-                       "each version; a removal is a version too)"))
+                detail=f"the stream map of {map_stream} is at version {version} from this "
+                       f"batch on{into}, at {f'v{before}' if before else 'no map'} before. "
+                       "'spool maps history' shows what each version does (a removal is a "
+                       "version too: its records load unmapped)"))
 
 
 def _made_by(group: StagedGroup, batch_id: str | None) -> str | None:
-    """Which stream maps made the records of a batch, in words (None: no map)."""
-    if batch_id is None or not group.map_versions:
+    """Under which stream map versions a batch's records came, in words (None: no map)."""
+    if batch_id not in group.batch_ids:
         return None
-    try:
-        versions = group.map_versions[group.batch_ids.index(batch_id)]
-    except ValueError:
-        return None
+    index = group.batch_ids.index(batch_id)
+    versions = group.map_versions[index] if index < len(group.map_versions) else None
     if not versions:
         return None
-    return "from records made by " + ", ".join(
+    return "in a batch under " + ", ".join(
         f"stream map v{v} of {s}" for s, v in sorted(versions.items()))
 
 

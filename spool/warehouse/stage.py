@@ -300,12 +300,16 @@ def without_batches(group: StagedGroup, done: set[str]) -> StagedGroup:
         return group
     renumber = {old: new for new, old in enumerate(keep)}
     mask_values = pa.array(keep, pa.int32())
+    # a row's batch index names its batch in the group's list: renumbered with the list
+    new_index = pa.array([renumber.get(i, -1) for i in range(len(group.batch_ids))],
+                         pa.int32())
     tables = {}
     for tpath, st in group.tables.items():
         mask = pc.is_in(st.system[BATCH_INDEX], value_set=mask_values)
         sub = StagedTable(path=tpath, observed=st.observed)
         sub.data = {k: pc.filter(v, mask) for k, v in st.data.items()}
         sub.system = {k: pc.filter(v, mask) for k, v in st.system.items()}
+        sub.system[BATCH_INDEX] = pc.take(new_index, sub.system[BATCH_INDEX])
         sub.source_keys = {k: pc.filter(v, mask) for k, v in st.source_keys.items()}
         sub.rows = pc.sum(mask).as_py() or 0
         tables[tpath] = sub

@@ -96,6 +96,31 @@ def test_rows_say_which_stream_map_made_them_and_each_newer_version_is_logged_on
         MAPPED_CHANGES
 
 
+def test_changes_of_a_load_retried_with_a_batch_loaded_before_name_their_own_batch(tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+    b1 = make_batch("users", [{"id": 1, "name": "a"}], key_names=["id"])
+    b2 = make_batch("users", [{"id": 2, "full_name": "b"}], key_names=["id"], map_version=2)
+    load(conn, "users", b1)
+    load(conn, "users", b1, b2)  # b1 is skipped: b2's rows are the load's first
+    conn.close()
+    assert rows(path, "SELECT batch_id, detail FROM tenant._sdc_schema_changes WHERE "
+                      "column_name = 'full_name'") == \
+        [(b2[0], "in a batch under stream map v2 of users")]
+
+
+def test_a_map_version_that_only_filtered_is_logged_with_the_first_rows_it_lets_through(
+        tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+    load(conn, "users", make_batch("users", [], key_names=["id"], map_version=1))
+    later = make_batch("users", [{"id": 1}], key_names=["id"], map_version=1)
+    load(conn, "users", later)
+    conn.close()
+    assert rows(path, "SELECT table_name, new_type, batch_id FROM tenant._sdc_schema_changes "
+                      "WHERE kind = 'map_changed'") == [("users", "v1", later[0])]
+
+
 def test_values_are_rendered_as_literals_that_round_trip():
     db = duckdb.connect()
     nasty = "it's %s; DROP TABLE x; -- 100% \\ \"q\""
