@@ -103,8 +103,9 @@ def set_map(args: LedgerArgs) -> int:
     _registered(store, args.tenant)
     try:
         doc = load_text(text)
-        m = parse(doc, key_names=store.key_names(args.tenant, args.stream))
-        _keys_agree(store, args.tenant, args.stream, m)
+        keys = Keys(store, args.tenant)
+        m = parse(doc, key_names=keys.sent(args.stream) or ())
+        _keys_agree(keys, args.stream, m)
     except MapError as exc:
         raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
             from None
@@ -114,25 +115,57 @@ def set_map(args: LedgerArgs) -> int:
     return 0
 
 
-def _keys_agree(store: MapStore, tenant: str, stream: str, m) -> None:
-    """An alias merges two streams into one table: their records must have the same key
-    properties (as the map renames them), or the table would hold rows of both under one
-    key. Streams not seen yet have nothing to compare."""
-    if m.alias is None or m.alias == stream:
-        return
-    own, theirs = store.known_keys(tenant, stream), store.known_keys(tenant, m.alias)
-    if own is None or theirs is None:
-        return
-    own = m.renamed_keys(own)
-    if own != theirs:
-        def said(keys):
-            return "no key properties" if not keys else \
-                f"key properties {', '.join(keys)}"
+class Keys:
+    """A tenant's streams' key properties, as sent and as their maps make them."""
 
-        raise MapError(f"alias {m.alias}: {stream}'s records have {said(own)}"
-                       f"{' (as the map renames them)' if m.rename else ''}, {m.alias}'s "
-                       f"have {said(theirs)}; their rows cannot share a table. Rename the "
-                       "key fields to agree, or alias to another stream")
+    def __init__(self, store: MapStore, tenant: str) -> None:
+        self.store, self.tenant = store, tenant
+        self.maps = {v.stream: parse(v.document, resolve_secret=False)
+                     for v in store.current() if v.tenant_id == tenant}
+
+    def sent(self, stream: str) -> tuple[str, ...] | None:
+        """As the stream's records arrive (None: never seen). Seen in a batch after the
+        stream's own map renamed them, they are named back."""
+        found = self.store.newest_keys(self.tenant, stream)
+        if found is None:
+            return None
+        keys, version = found
+        made_by = [v.document for v in self.store.history(self.tenant, stream)
+                   if v.version == version and v.document is not None]
+        if not made_by:
+            return keys
+        back = {new: path[0] for path, new in parse(made_by[0], resolve_secret=False).rename
+                if len(path) == 1}
+        return tuple(back.get(k, k) for k in keys)
+
+    def loaded(self, stream: str, m=None) -> tuple[str, ...] | None:
+        """As the stream's records load: after ``m``, by default the map in force."""
+        sent = self.sent(stream)
+        m = m if m is not None else self.maps.get(stream)
+        return sent if sent is None or m is None else m.renamed_keys(sent)
+
+
+def _keys_agree(keys: Keys, stream: str, m) -> None:
+    """An alias merges streams into one table: their records must have the same key
+    properties (as their maps rename them), or the table would hold rows of several under
+    one key. Streams not seen yet have nothing to compare."""
+
+    def said(names):
+        return "no key properties" if not names else f"key properties {', '.join(names)}"
+
+    pairs = []  # (stream aliased, its keys, the stream it loads into, that one's keys)
+    if m.alias is not None and m.alias != stream:
+        pairs.append((stream, keys.loaded(stream, m), m.alias, keys.loaded(m.alias)))
+    elif m.alias is None:  # streams aliased into this one meet its records as mapped now
+        pairs += [(other, keys.loaded(other), stream, keys.loaded(stream, m))
+                  for other, theirs in sorted(keys.maps.items())
+                  if theirs.alias == stream and other != stream]
+    for source, own, target, theirs in pairs:
+        if own is not None and theirs is not None and own != theirs:
+            raise MapError(f"alias {target}: {source}'s records have {said(own)} (as their "
+                           f"map makes them), {target}'s have {said(theirs)}; their rows "
+                           "cannot share a table. Rename the key fields to agree, or alias "
+                           "to another stream")
 
 
 def remove_map(args: LedgerArgs) -> int:
@@ -180,7 +213,7 @@ def _json_type(value) -> str:
 def test_map(args: LedgerArgs) -> int:
     """Mapped records as JSON lines, then the columns they would produce."""
     store = MapStore(ledger_from(args))
-    keys = store.key_names(args.tenant, args.stream)
+    keys = Keys(store, args.tenant).sent(args.stream) or ()
     if args.file:
         doc = load_text_or_exit(_read(args.file))
     else:

@@ -163,6 +163,9 @@ class ChunkShaper:
                                             decoded.schema, rid)
             elif kind is Kind.ACTIVATE_VERSION:
                 keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
+                if keys and self.maps is not None:  # as the records' map renames them
+                    keys = self.maps.key_names(decoded.tenant, decoded.stream,
+                                               event_ms - event_ms % self.window_ms, keys)
                 part = self._part(decoded.tenant, decoded.stream, event_ms, keys)
                 part.activate_version = max(part.activate_version or decoded.table_version,
                                             decoded.table_version)

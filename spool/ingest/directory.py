@@ -98,6 +98,7 @@ class MapDirectory:
         self._resolve = resolve
         self._by_stream: dict[tuple[str, str], list] = {}
         self._compiled: dict[tuple[str, str, int], Callable] = {}
+        self._parsed: dict[tuple[str, str, int], maps.StreamMap] = {}
         self._read_at_ms = -1
         self._read()
 
@@ -134,9 +135,17 @@ class MapDirectory:
             apply = self._compiled[key] = self._compile(current, stream)
         return current.version, apply
 
+    def key_names(self, tenant: str, stream: str, window_start_ms: int,
+                  key_names: tuple[str, ...]) -> tuple[str, ...]:
+        """Key properties as the map in force for a window renames them."""
+        found = self.at(tenant, stream, window_start_ms)
+        m = self._parsed.get((tenant, stream, found[0])) if found and found[1] else None
+        return m.renamed_keys(key_names) if m is not None else key_names
+
     def _compile(self, version, stream: str) -> Callable:
         try:
             m = maps.parse(version.document, resolve_secret=False)
+            self._parsed[(version.tenant_id, stream, version.version)] = m
             if self._resolve is None:
                 return maps.compile_map(m, stream)
             return maps.compile_map(m, stream, self._resolve)

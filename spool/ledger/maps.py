@@ -98,22 +98,25 @@ class MapStore:
 
         return self.ledger.run(q)
 
-    def key_names(self, tenant_id: str, stream: str) -> tuple[str, ...]:
-        """The stream's key properties as last seen; () when nothing says."""
-        return self.known_keys(tenant_id, stream) or ()
-
-    def known_keys(self, tenant_id: str, stream: str) -> tuple[str, ...] | None:
-        """The stream's key properties as last seen: its Singer SCHEMA, else its newest
-        batch; None when neither says (the stream was never seen)."""
+    def newest_keys(self, tenant_id: str, stream: str) -> tuple[tuple[str, ...], int | None] \
+            | None:
+        """The stream's key properties as last seen, and the version of the stream's own map
+        they were seen after (None: as sent). From its Singer SCHEMA (as sent), else the
+        newest batch holding its records (which may be another stream's, by an alias);
+        None when neither says (the stream was never seen)."""
 
         def q(cur):
             cur.execute("SELECT key_names FROM streams WHERE tenant_id = %s AND stream = %s",
                         (tenant_id, stream))
             row = cur.fetchone()
-            if row is None:
-                cur.execute("SELECT key_names FROM batches WHERE tenant_id = %s AND "
-                            "stream = %s ORDER BY created_at DESC LIMIT 1", (tenant_id, stream))
-                row = cur.fetchone()
-            return tuple(row[0]) if row else None
+            if row is not None:
+                return tuple(row[0]), None
+            cur.execute("""SELECT key_names, (meta -> 'map_versions' ->> %s)::int
+                           FROM batches WHERE tenant_id = %s
+                           AND (stream = %s OR meta -> 'map_versions' ? %s)
+                           ORDER BY created_at DESC LIMIT 1""",
+                        (stream, tenant_id, stream, stream))
+            row = cur.fetchone()
+            return (tuple(row[0]), row[1]) if row else None
 
         return self.ledger.run(q)

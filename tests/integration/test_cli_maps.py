@@ -45,9 +45,10 @@ def acme(ledger_dsn):
     ("drop: [id]", "key field 'id'"),
     ("filter: {like: [email, '%@x']}", "unknown predicate 'like'"),
     ("[1, 2", "neither JSON nor YAML"),
-    ("alias: people", "alias people: users's records have key properties id, people's have "
-                      "key properties email; their rows cannot share a table"),
-    ("rename: {id: uid}\nalias: people", "key properties uid (as the map renames them)"),
+    ("alias: people", "alias people: users's records have key properties id (as their map "
+                      "makes them), people's have key properties email; their rows cannot "
+                      "share a table"),
+    ("rename: {id: uid}\nalias: people", "key properties uid (as their map makes them)"),
 ])
 def test_a_refused_map_says_why_exits_1_and_stores_nothing(ledger_dsn, acme, doc, message):
     rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=doc)
@@ -61,6 +62,43 @@ def test_an_alias_is_stored_when_the_keys_agree_as_the_map_renames_them(ledger_d
                          stdin="rename: {id: email}\nalias: people")
     assert rc == 0, err
     assert [v.version for v in acme.history("acme", "users")] == [1]
+
+
+def spooled(store, stream, key_names, map_version):
+    """A batch of ``stream`` in the ledger, its records made by its map ``map_version``."""
+    from spool.ingest.parts import Part
+    from spool.ingest.shape import shape
+    from spool.ingest.writer import assemble
+
+    part = Part(key_names=key_names)
+    part.note_map(stream, map_version)
+    part.rows.extend(shape({key_names[0]: 1}, rid="q/0/1", sequence=1, received_at_ms=0,
+                           key_names=key_names))
+    part.note_record("q/0", 1, 10, 0)
+    part.note_sequence(1)
+    store.ledger.record_batches([assemble("acme", stream, 0, 60_000, 0, part, "/unused")[2]])
+
+
+def test_a_map_is_checked_against_the_keys_as_sent_not_as_the_last_version_renamed_them(
+        ledger_dsn, acme):
+    assert spool(ledger_dsn, "maps", "set", "acme", "orders",
+                 stdin="rename: {id: order_id}")[0] == 0
+    spooled(acme, "orders", ("order_id",), 1)  # the spool job's batch has the renamed key
+    rc, _out, err = spool(ledger_dsn, "maps", "set", "acme", "orders", stdin="drop: [id]")
+    assert rc == 1 and "key field 'id'" in err, err
+    rc, _out, err = spool(ledger_dsn, "maps", "set", "acme", "orders",
+                          stdin="keep: [id, total]\nrename: {id: order_id}")
+    assert rc == 0, err
+    # a stream aliased into orders must agree with its keys as orders' map makes them
+    rc, _out, err = spool(ledger_dsn, "maps", "set", "acme", "users",
+                          stdin="alias: orders")
+    assert rc == 1 and "users's records have key properties id" in err and \
+        "orders's have key properties order_id" in err, err
+    assert spool(ledger_dsn, "maps", "set", "acme", "users",
+                 stdin="rename: {id: order_id}\nalias: orders")[0] == 0
+    # and a new map of orders must keep agreeing with the streams aliased into it
+    rc, _out, err = spool(ledger_dsn, "maps", "set", "acme", "orders", stdin="drop: [total]")
+    assert rc == 1 and "alias orders: users's records have key properties order_id" in err
 
 
 def test_an_unregistered_tenant_gets_no_map(ledger_dsn, acme):

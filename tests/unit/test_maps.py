@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 import random
 
 import pytest
@@ -372,3 +373,30 @@ def test_numbers_beyond_64_bits_are_compared_and_hashed_as_sent_not_as_rounded()
     hashes = [v for r in part.table.to_pylist() for k, v in r.items() if '["n"]' in k]
     assert hashes == [hmac.new(KEY.encode(), str(n).encode(), hashlib.sha256).hexdigest()
                       for n in (10 ** 20, 10 ** 20 - 1)]
+
+
+def test_an_activation_joins_the_records_of_a_stream_whose_map_renames_its_key():
+    from spool.ingest.chunks import ChunkShaper
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.directory import MapDirectory
+    from tests.unit.test_shape import Rec
+
+    class Directory:
+        def schema(self, t, s):
+            return None
+
+        def stream_keys(self, t, s):
+            return ("id",)
+
+    maps = MapDirectory(lambda: [_version(1, {"rename": {"id": "user_id"}}, 0)],
+                        clock=lambda: 10_000.0, resolve=resolve)
+    sh = ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: ("id",)),
+                     Directory(), 60_000, lambda *a: None, maps=maps)
+    tenant = [("tenant", b"acme")]
+    sh.add_chunk("q", 0, 0, [
+        Rec(0, 120_000, json.dumps({"type": "RECORD", "stream": "users", "version": 2,
+                                    "record": {"id": 1}}).encode(), tenant),
+        Rec(1, 120_000, json.dumps({"type": "ACTIVATE_VERSION", "stream": "users",
+                                    "version": 2}).encode(), tenant)])
+    ((key, part),) = sh.take_parts()  # one part: one batch, one transaction
+    assert key[3] == ("user_id",) and part.activate_version == 2
