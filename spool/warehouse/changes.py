@@ -103,7 +103,8 @@ def _map_changes(out: list, load_id: str, group: StagedGroup, table: str,
                 old_type=f"v{before}" if before else None, new_type=f"v{version}",
                 batch_id=batch_id, changed_at=now, contract_version=CONTRACT_VERSION,
                 detail=f"the stream map of {map_stream} is at version {version} from this "
-                       f"batch on{into}, at {f'v{before}' if before else 'no map'} before. "
+                       f"batch on{into} (before: {f'version {before}' if before else 'no map'}"
+                       "). "
                        "'spool maps history' shows what each version does (a removal is a "
                        "version too: its records load unmapped)"))
 
