@@ -120,8 +120,13 @@ class Keys:
 
     def __init__(self, store: MapStore, tenant: str) -> None:
         self.store, self.tenant = store, tenant
-        self.maps = {v.stream: parse(v.document, resolve_secret=False)
-                     for v in store.current() if v.tenant_id == tenant}
+        self.maps = {}
+        for v in store.current():
+            if v.tenant_id == tenant:
+                try:
+                    self.maps[v.stream] = parse(v.document, resolve_secret=False)
+                except MapError:  # stored by an older Spool: replacing it must still work
+                    continue
 
     def sent(self, stream: str) -> tuple[str, ...] | None:
         """As the stream's records arrive (None: never seen). Seen in a batch after the
@@ -156,7 +161,7 @@ def _keys_agree(keys: Keys, stream: str, m) -> None:
     pairs = []  # (stream aliased, its keys, the stream it loads into, that one's keys)
     if m.alias is not None and m.alias != stream:
         pairs.append((stream, keys.loaded(stream, m), m.alias, keys.loaded(m.alias)))
-    elif m.alias is None:  # streams aliased into this one meet its records as mapped now
+    else:  # streams aliased into this one meet its records as mapped now
         pairs += [(other, keys.loaded(other), stream, keys.loaded(stream, m))
                   for other, theirs in sorted(keys.maps.items())
                   if theirs.alias == stream and other != stream]

@@ -143,7 +143,9 @@ class ChunkShaper:
                     decoded = Decoded(Kind.REJECTED, tenant=decoded.tenant,
                                       stream=decoded.stream, reason=Reason.TOO_DEEP,
                                       message=f"{exc}; flatten it before sending")
-                    self._reject(decoded, rid, kafka_ms, event_ms, value, tp, offset)
+                    # a mapped record's message is not kept (its stream may be an alias now)
+                    self._reject(decoded, rid, kafka_ms, event_ms,
+                                 value if version is None else None, tp, offset)
                     continue
                 part = self._part(decoded.tenant, decoded.stream, event_ms,
                                   tuple(decoded.key_names or ()))
@@ -163,10 +165,11 @@ class ChunkShaper:
                                             decoded.schema, rid)
             elif kind is Kind.ACTIVATE_VERSION:
                 keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
-                if keys and self.maps is not None:  # as the records' map renames them
-                    keys = self.maps.key_names(decoded.tenant, decoded.stream,
-                                               event_ms - event_ms % self.window_ms, keys)
-                part = self._part(decoded.tenant, decoded.stream, event_ms, keys)
+                stream = decoded.stream
+                if self.maps is not None:  # where the stream's map sends its records
+                    stream, keys = self.maps.routed(decoded.tenant, decoded.stream,
+                                                    event_ms - event_ms % self.window_ms, keys)
+                part = self._part(decoded.tenant, stream, event_ms, keys)
                 part.activate_version = max(part.activate_version or decoded.table_version,
                                             decoded.table_version)
                 part.note_record(tp, offset, len(value), event_ms)
@@ -212,6 +215,12 @@ class ChunkShaper:
             return decoded, version, False
         try:
             applied = apply(decoded.data, tuple(decoded.key_names or ()), exact)
+            if applied.data is not None:
+                for key in applied.key_names:
+                    if key not in applied.data:  # `maps set` refuses such maps, when it
+                        # knows the keys: a stream it had not seen may meet one
+                        raise CannotApply(f"the map removes the key field {key}, and the "
+                                          "record could not be upserted")
         except CannotApply as exc:
             return Decoded(Kind.REJECTED, tenant=decoded.tenant, stream=decoded.stream,
                            reason=Reason.MAP_FAILED,

@@ -135,12 +135,16 @@ class MapDirectory:
             apply = self._compiled[key] = self._compile(current, stream)
         return current.version, apply
 
-    def key_names(self, tenant: str, stream: str, window_start_ms: int,
-                  key_names: tuple[str, ...]) -> tuple[str, ...]:
-        """Key properties as the map in force for a window renames them."""
+    def routed(self, tenant: str, stream: str, window_start_ms: int,
+               key_names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        """The stream a window's records of ``stream`` load into (its map's alias) and
+        their key properties as the map renames them: where a control message for the
+        stream (an activation) belongs."""
         found = self.at(tenant, stream, window_start_ms)
         m = self._parsed.get((tenant, stream, found[0])) if found and found[1] else None
-        return m.renamed_keys(key_names) if m is not None else key_names
+        if m is None:
+            return stream, key_names
+        return m.alias or stream, m.renamed_keys(key_names)
 
     def _compile(self, version, stream: str) -> Callable:
         try:

@@ -136,6 +136,8 @@ class Part:
             self.note_map(stream, version)
         for stream, n in (other.filtered_by or {}).items():
             self.note_filtered(stream, n)
+        if other.filtered_by is None:  # a part pickled before counts were kept per map
+            self.filtered += other.filtered
         self.key_names = other.key_names
         self.schema = other.schema
 

@@ -102,8 +102,10 @@ class MapStore:
             | None:
         """The stream's key properties as last seen, and the version of the stream's own map
         they were seen after (None: as sent). From its Singer SCHEMA (as sent), else the
-        newest batch holding its records (which may be another stream's, by an alias);
-        None when neither says (the stream was never seen)."""
+        newest batch known to hold its records: one its own map made (which may be another
+        stream's batch, by an alias), or one of the stream that no map made (a batch of
+        the stream with only records aliased into it says nothing of its own keys); None
+        when neither says (the stream was never seen)."""
 
         def q(cur):
             cur.execute("SELECT key_names FROM streams WHERE tenant_id = %s AND stream = %s",
@@ -113,7 +115,9 @@ class MapStore:
                 return tuple(row[0]), None
             cur.execute("""SELECT key_names, (meta -> 'map_versions' ->> %s)::int
                            FROM batches WHERE tenant_id = %s
-                           AND (stream = %s OR meta -> 'map_versions' ? %s)
+                           AND (meta -> 'map_versions' ? %s OR stream = %s AND
+                                jsonb_typeof(meta -> 'map_versions') IS DISTINCT FROM
+                                'object')
                            ORDER BY created_at DESC LIMIT 1""",
                         (stream, tenant_id, stream, stream))
             row = cur.fetchone()
