@@ -69,15 +69,21 @@ def run_spool_job(args: list[str], env: dict, timeout: float = 300) -> None:
     assert res.returncode == 0, res.stderr[-4000:]
 
 
-def batches(ledger_dsn: str) -> list[tuple]:
+def ledger_rows(ledger_dsn: str, sql: str, *args) -> list[tuple]:
+    """The rows a query of the ledger returns (its connection closed)."""
     conn = psycopg2.connect(ledger_dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT batch_id, tenant_id, stream, uri, state, record_count, "
-                        "created_at, window_end FROM batches ORDER BY batch_id")
+            cur.execute(sql, args)
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def batches(ledger_dsn: str) -> list[tuple]:
+    return ledger_rows(ledger_dsn, "SELECT batch_id, tenant_id, stream, uri, state, "
+                                   "record_count, created_at, window_end FROM batches "
+                                   "ORDER BY batch_id")
 
 
 def store(stack) -> ObjectStore:

@@ -23,6 +23,7 @@ from tests.e2e.jobs import (
     ROOT,
     job_env,
     kill,
+    ledger_rows,
     run_spool_job,
     wait_for,
 )
@@ -474,12 +475,8 @@ def test_a_misconfigured_destination_fails_its_batches_at_once(stack, spooled_sm
     register(ledger_dsn, [broken], f"{unique}_a", dsn_env=f"SPOOL_UNSET_{unique.upper()}")
     res = run_loader(env, "--load_max_rows=100000")
     assert res.returncode == 0, res.stderr[-3000:]
-    conn = psycopg2.connect(ledger_dsn)
-    with conn.cursor() as cur:
-        cur.execute("SELECT tenant_id = %s, state, last_error FROM batches "
-                    "WHERE tenant_id <> '_unassigned'", (broken,))
-        rows = cur.fetchall()
-    conn.close()
+    rows = ledger_rows(ledger_dsn, "SELECT tenant_id = %s, state, last_error FROM batches "
+                                   "WHERE tenant_id <> '_unassigned'", broken)
     mine = [(state, error) for is_broken, state, error in rows if is_broken]
     assert len(mine) > 1 and {s for s, _ in mine} == {"FAILED"}
     assert all(f"SPOOL_UNSET_{unique.upper()}" in error for _, error in mine)

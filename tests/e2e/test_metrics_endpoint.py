@@ -24,6 +24,7 @@ from tests.e2e.jobs import (
     ROOT,
     job_env,
     kill,
+    ledger_rows,
     register_tenants,
     run_spool_job,
     start_spool_job,
@@ -48,16 +49,6 @@ def samples(page: str | None) -> dict[tuple, float]:
         for s in family.samples:
             out[(s.name, s.labels.get("tenant"), s.labels.get("state"))] = s.value
     return out
-
-
-def ledger_rows(ledger_dsn: str, sql: str, *args) -> list[tuple]:
-    conn = psycopg2.connect(ledger_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_an_idle_follow_loader_serves_the_ledger_figures_from_its_start(stack, ledger_dsn,

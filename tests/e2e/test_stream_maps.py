@@ -21,7 +21,7 @@ from spool.ledger.maps import MapStore
 from spool.ledger.store import Ledger
 from spool.objectstore import ObjectStore
 from tests.corpus import Message, produce
-from tests.e2e.jobs import job_env, run_spool_job
+from tests.e2e.jobs import job_env, ledger_rows, run_spool_job
 from tests.e2e.test_loader import drop_schemas, register, run_loader  # noqa: F401
 
 KEY = "e2e-map-key"
@@ -113,11 +113,7 @@ def check_warehouse(conn, schema: str, model: dict) -> None:
 
 def check_batch_files(ledger_dsn: str) -> None:
     """No PII in any batch file, its rows read back as text."""
-    ledger = psycopg2.connect(ledger_dsn)
-    with ledger.cursor() as cur:
-        cur.execute("SELECT uri, meta FROM batches WHERE tenant_id = 'acme'")
-        files = cur.fetchall()
-    ledger.close()
+    files = ledger_rows(ledger_dsn, "SELECT uri, meta FROM batches WHERE tenant_id = 'acme'")
     assert files
     for uri, meta in files:
         rows = pq.read_table(pa.BufferReader(ObjectStore().read(uri))).to_pylist()
@@ -217,12 +213,9 @@ def test_a_map_changed_mid_stream_loads_each_record_under_the_version_of_its_win
             assert "stream map v2 of users" in detail and batch == changes[-1][3]
     finally:
         conn.close()
-    ledger = psycopg2.connect(ledger_dsn)
-    with ledger.cursor() as cur:
-        cur.execute("SELECT meta->'map_versions', window_start < to_timestamp(%s / 1000.0) "
-                    "FROM batches WHERE tenant_id = 'acme' AND stream = 'users'", (t0_ms,))
-        seen = cur.fetchall()
-    ledger.close()
+    seen = ledger_rows(ledger_dsn, "SELECT meta->'map_versions', window_start < "
+                                   "to_timestamp(%s / 1000.0) FROM batches WHERE tenant_id = "
+                                   "'acme' AND stream = 'users'", t0_ms)
     assert [v for v, early in seen if early] and \
         {json.dumps(v, sort_keys=True) for v, early in seen if early} <= \
         {'{"users": 1}', '{"legacy_users": 1}', '{"legacy_users": 1, "users": 1}'}
