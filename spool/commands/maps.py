@@ -137,10 +137,13 @@ class Keys:
         keys, version = found
         made_by = [v.document for v in self.store.history(self.tenant, stream)
                    if v.version == version and v.document is not None]
-        if not made_by:
+        try:
+            m = parse(made_by[0], resolve_secret=False) if made_by else None
+        except MapError:  # a version an older Spool stored: its keys as they are
+            m = None
+        if m is None:
             return keys
-        back = {new: path[0] for path, new in parse(made_by[0], resolve_secret=False).rename
-                if len(path) == 1}
+        back = {new: path[0] for path, new in m.rename if len(path) == 1}
         return tuple(back.get(k, k) for k in keys)
 
     def loaded(self, stream: str, m=None) -> tuple[str, ...] | None:

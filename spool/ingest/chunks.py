@@ -145,7 +145,7 @@ class ChunkShaper:
                                       message=f"{exc}; flatten it before sending")
                     # a mapped record's message is not kept (its stream may be an alias now)
                     self._reject(decoded, rid, kafka_ms, event_ms,
-                                 value if version is None else None, tp, offset)
+                                 None if applied else value, tp, offset)
                     continue
                 part = self._part(decoded.tenant, decoded.stream, event_ms,
                                   tuple(decoded.key_names or ()))
@@ -165,11 +165,14 @@ class ChunkShaper:
                                             decoded.schema, rid)
             elif kind is Kind.ACTIVATE_VERSION:
                 keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
-                stream = decoded.stream
+                stream, made_by = decoded.stream, None
                 if self.maps is not None:  # where the stream's map sends its records
-                    stream, keys = self.maps.routed(decoded.tenant, decoded.stream,
-                                                    event_ms - event_ms % self.window_ms, keys)
+                    stream, keys, made_by = self.maps.routed(
+                        decoded.tenant, decoded.stream, event_ms - event_ms % self.window_ms,
+                        keys)
                 part = self._part(decoded.tenant, stream, event_ms, keys)
+                if made_by is not None:  # (the batch's keys come from that map)
+                    part.note_map(decoded.stream, made_by)
                 part.activate_version = max(part.activate_version or decoded.table_version,
                                             decoded.table_version)
                 part.note_record(tp, offset, len(value), event_ms)

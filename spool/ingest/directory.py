@@ -136,23 +136,24 @@ class MapDirectory:
         return current.version, apply
 
     def routed(self, tenant: str, stream: str, window_start_ms: int,
-               key_names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-        """The stream a window's records of ``stream`` load into (its map's alias) and
-        their key properties as the map renames them: where a control message for the
-        stream (an activation) belongs."""
+               key_names: tuple[str, ...]) -> tuple[str, tuple[str, ...], int | None]:
+        """The stream a window's records of ``stream`` load into (its map's alias), their
+        key properties as the map renames them, and the map's version (None: no map made
+        them): where a control message for the stream (an activation) belongs. A map that
+        cannot be used here (its records are rejected) sends nothing anywhere."""
         found = self.at(tenant, stream, window_start_ms)
         m = self._parsed.get((tenant, stream, found[0])) if found and found[1] else None
         if m is None:
-            return stream, key_names
-        return m.alias or stream, m.renamed_keys(key_names)
+            return stream, key_names, None
+        return m.alias or stream, m.renamed_keys(key_names), found[0]
 
     def _compile(self, version, stream: str) -> Callable:
         try:
             m = maps.parse(version.document, resolve_secret=False)
-            self._parsed[(version.tenant_id, stream, version.version)] = m
-            if self._resolve is None:
-                return maps.compile_map(m, stream)
-            return maps.compile_map(m, stream, self._resolve)
+            apply = maps.compile_map(m, stream) if self._resolve is None else \
+                maps.compile_map(m, stream, self._resolve)
+            self._parsed[(version.tenant_id, stream, version.version)] = m  # usable here
+            return apply
         except (maps.MapError, LookupError) as exc:  # LookupError: a SecretError
             message = str(exc)
 

@@ -403,6 +403,33 @@ def test_an_activation_joins_the_records_of_a_stream_whose_map_renames_its_key(d
                                     "version": 2}).encode(), tenant)])
     ((key, part),) = sh.take_parts()  # one part: one batch, one transaction
     assert (key[1], key[3]) == (stream, ("user_id",)) and part.activate_version == 2
+    assert part.map_versions == {"users": 1}
+
+
+def test_an_activation_stays_with_its_stream_when_the_map_cannot_be_used_on_the_worker():
+    from spool.ingest.chunks import ChunkShaper
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.directory import MapDirectory
+    from tests.unit.test_shape import Rec
+
+    def unreadable(ref):
+        raise LookupError(f"{ref}: not set on this worker")
+
+    class Directory:
+        def stream_keys(self, t, s):
+            return ("id",)
+
+    doc = {"hash": ["id"], "secret": "env:MAP_KEY", "alias": "people"}
+    maps = MapDirectory(lambda: [_version(1, doc, 0)], clock=lambda: 10_000.0,
+                        resolve=unreadable)
+    sh = ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: ("id",)),
+                     Directory(), 60_000, lambda *a: None, maps=maps)
+    sh.add_chunk("q", 0, 0, [Rec(0, 120_000, json.dumps(
+        {"type": "ACTIVATE_VERSION", "stream": "users", "version": 2}).encode(),
+        [("tenant", b"acme")])])
+    # its records are rejected (map_failed): the table they would have loaded into is not
+    # touched by their activation
+    assert [k[1] for k, _p in sh.take_parts()] == ["users"]
 
 
 def test_a_map_that_removes_a_key_rejects_the_record_never_crashes_the_bundle():
