@@ -73,9 +73,11 @@ class StreamMap:
     secret: str | None = None
     source: dict = field(default_factory=dict, compare=False)  # the document as given
 
-    def renamed_keys(self, key_names: tuple[str, ...]) -> tuple[str, ...]:
-        """The key properties of mapped records: a renamed key field stays the key."""
-        renamed = {path[0]: new for path, new in self.rename if len(path) == 1}
+    def renamed_keys(self, key_names: tuple[str, ...], back: bool = False) -> tuple[str, ...]:
+        """The key properties of mapped records: a renamed key field stays the key.
+        ``back``: the other way, mapped records' key properties as they were sent."""
+        pairs = [(path[0], new) for path, new in self.rename if len(path) == 1]
+        renamed = {new: old for old, new in pairs} if back else dict(pairs)
         return tuple(renamed.get(k, k) for k in key_names)
 
 
@@ -369,6 +371,11 @@ def compile_map(m: StreamMap, stream: str,
                     raise CannotApply(f"rename {_dotted(path)} to {new}: the record has a "
                                       f"field {new} already")
                 parent[new] = parent.pop(path[-1])
+        for k in key_names:
+            if k not in out:  # `maps set` refuses such maps when it knows the keys; a
+                # stream it had not seen may meet one
+                raise CannotApply(f"the map removes the key field {k}, and the record "
+                                  "could not be upserted")
         return Applied(out, target, key_names)
 
     return apply

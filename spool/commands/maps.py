@@ -138,13 +138,10 @@ class Keys:
         made_by = [v.document for v in self.store.history(self.tenant, stream)
                    if v.version == version and v.document is not None]
         try:
-            m = parse(made_by[0], resolve_secret=False) if made_by else None
+            return parse(made_by[0], resolve_secret=False).renamed_keys(keys, back=True) \
+                if made_by else keys
         except MapError:  # a version an older Spool stored: its keys as they are
-            m = None
-        if m is None:
             return keys
-        back = {new: path[0] for path, new in m.rename if len(path) == 1}
-        return tuple(back.get(k, k) for k in keys)
 
     def loaded(self, stream: str, m=None) -> tuple[str, ...] | None:
         """As the stream's records load: after ``m``, by default the map in force."""
@@ -208,16 +205,6 @@ def map_history(args: LedgerArgs) -> int:
     return 0
 
 
-def _json_type(value) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string"
-
-
 def test_map(args: LedgerArgs) -> int:
     """Mapped records as JSON lines, then the columns they would produce."""
     store = MapStore(ledger_from(args))
@@ -267,7 +254,7 @@ def test_map(args: LedgerArgs) -> int:
                 if not path.startswith("[") or value is None:
                     continue  # system columns, nulls
                 column = naming.path_name(json.loads(path), top_level_system=not table_path)
-                columns.setdefault((table, column), set()).add(_json_type(value))
+                columns.setdefault((table, column), set()).add(shaping.JSON_TYPE_NAMES[type(value)])
     print(f"-- {counts['mapped']} mapped, {counts['filtered']} filtered out, "
           f"{counts['rejected']} rejected; columns:", file=sys.stderr)
     for (table, column), types in sorted(columns.items()):

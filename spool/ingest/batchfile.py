@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spool import sdc
-from spool.ingest.shape import LEVEL_KEYS, SOURCE_KEY_PREFIX, TablePath
+from spool.ingest.shape import JSON_TYPE_NAMES, LEVEL_KEYS, SOURCE_KEY_PREFIX, TablePath
 
 FORMAT_VERSION = 1
 METADATA_KEY = b"spool"
@@ -59,13 +59,10 @@ SYSTEM_TYPES: dict[str, pa.DataType] = {
     "raw": pa.binary(),
     **{k: pa.int64() for k in LEVEL_KEYS},
 }
+_ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(),
+                type(None): pa.null()}
 JSON_TYPES: dict[type, tuple[str, pa.DataType]] = {
-    str: ("string", pa.string()),
-    int: ("integer", pa.int64()),
-    float: ("number", pa.float64()),
-    bool: ("boolean", pa.bool_()),
-    type(None): ("null", pa.null()),
-}
+    cls: (JSON_TYPE_NAMES[cls], dt) for cls, dt in _ARROW_TYPES.items()}
 _NONE = type(None)
 
 

@@ -218,12 +218,6 @@ class ChunkShaper:
             return decoded, version, False
         try:
             applied = apply(decoded.data, tuple(decoded.key_names or ()), exact)
-            if applied.data is not None:
-                for key in applied.key_names:
-                    if key not in applied.data:  # `maps set` refuses such maps, when it
-                        # knows the keys: a stream it had not seen may meet one
-                        raise CannotApply(f"the map removes the key field {key}, and the "
-                                          "record could not be upserted")
         except CannotApply as exc:
             return Decoded(Kind.REJECTED, tenant=decoded.tenant, stream=decoded.stream,
                            reason=Reason.MAP_FAILED,

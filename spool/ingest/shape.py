@@ -42,6 +42,9 @@ WHOLE_RECORD = "[]"  # the path key of the record object itself (no field name y
 VALUE_KEY = '["value"]'
 SOURCE_KEY_PREFIX = sdc.SOURCE_KEY.format("")
 LEVEL_KEYS = tuple(sdc.LEVEL_ID.format(n) for n in range(64))
+# the JSON type of each Python type a shaped value has (the batch file's and warehouse's)
+JSON_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean",
+                   type(None): "null"}
 
 # Path keys cached per parent path key, shared by every shaper of the worker process: the
 # keys are pure functions of the field names, so whichever bundle or thread fills an entry

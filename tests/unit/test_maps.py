@@ -463,3 +463,12 @@ def _old_part(**kw):
     part = Part(**kw)
     part.rows.append(((), {"_sdc_record_id": "q/0/1"}))
     return part
+
+
+def test_a_map_that_removes_a_key_is_refused_by_the_function_the_preview_runs_too():
+    apply = compile_map(parse({"drop": ["id"]}), "users", resolve)
+    with pytest.raises(CannotApply, match="removes the key field id"):
+        apply({"id": 1, "items": [1]}, ("id",))
+    renames = parse({"rename": {"id": "user_id"}})
+    assert renames.renamed_keys(("id", "n")) == ("user_id", "n")
+    assert renames.renamed_keys(("user_id", "n"), back=True) == ("id", "n")
