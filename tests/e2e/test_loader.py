@@ -111,22 +111,25 @@ def snapshot(stack, prefix) -> dict:
     out = {}
     with conn.cursor() as cur:
         for schema in sorted(schemas_of(stack, prefix)):
-            # the contract's tables, without the loader's own bookkeeping and helpers
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema "
-                        "= %s AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', "
-                        "'_sdc_tables', '_sdc_columns', '_sdc_stage', '_sdc_loads', "
-                        "'_sdc_schema_changes')", (schema,))
-            for (table,) in cur.fetchall():
-                cur.execute(f'SELECT * FROM "{schema}"."{table}"')
-                names = [d[0] for d in cur.description]
-                rows = sorted(tuple(sorted(zip(names, map(repr, r), strict=True)))
-                              for r in cur.fetchall())
-                out[(schema[len(prefix):], table)] = rows
-            out[(schema[len(prefix):], "_sdc_schema_changes: columns")] = \
-                columns_in_change_log(cur, schema)
-            out[(schema[len(prefix):], "_sdc_loads: rows")] = reported_rows(cur, schema)
+            snapshot_schema(cur, schema, schema[len(prefix):], out)
     conn.close()
     return out
+
+
+def snapshot_schema(cur, schema: str, name: str, out: dict) -> None:
+    """One schema's part of a snapshot, under ``name`` (a DB-API cursor of any target)."""
+    # the contract's tables, without the loader's own bookkeeping and helpers
+    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', '_sdc_tables', "
+                "'_sdc_columns', '_sdc_stage', '_sdc_loads', '_sdc_schema_changes')",
+                (schema,))
+    for (table,) in cur.fetchall():
+        cur.execute(f'SELECT * FROM "{schema}"."{table}"')
+        names = [d[0] for d in cur.description]
+        out[(name, table)] = sorted(tuple(sorted(zip(names, map(repr, r), strict=True)))
+                                    for r in cur.fetchall())
+    out[(name, "_sdc_schema_changes: columns")] = columns_in_change_log(cur, schema)
+    out[(name, "_sdc_loads: rows")] = reported_rows(cur, schema)
 
 
 def columns_in_change_log(cur, schema) -> list[tuple]:

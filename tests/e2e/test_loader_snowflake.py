@@ -21,13 +21,12 @@ from spool.warehouse.snowflake_session import SnowflakeConnection
 from tests import corpus
 from tests.e2e.test_loader import (
     batch_states,
-    columns_in_change_log,
     copy_ledger,
     differences,
     register,
-    reported_rows,
     run_loader,
     second_ledger,  # noqa: F401 - a fixture
+    snapshot_schema,
     spooled_small,  # noqa: F401 - a fixture
 )
 
@@ -57,19 +56,7 @@ def snapshot(url: str, prefix: str) -> dict:
         cur.execute("SELECT schema_name FROM information_schema.schemata "
                     "WHERE schema_name LIKE %s", (prefix + "%",))
         for (schema,) in sorted(cur.fetchall()):
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema "
-                        "= %s AND table_name NOT IN ('_sdc_load_log', '_sdc_contract', "
-                        "'_sdc_tables', '_sdc_columns', '_sdc_stage', '_sdc_loads', "
-                        "'_sdc_schema_changes')", (schema,))
-            for (table,) in cur.fetchall():
-                cur.execute(f'SELECT * FROM "{schema}"."{table}"')
-                names = [d[0] for d in cur.description]
-                out[(schema[len(prefix):], table)] = sorted(
-                    tuple(sorted(zip(names, map(repr, r), strict=True)))
-                    for r in cur.fetchall())
-            out[(schema[len(prefix):], "_sdc_schema_changes: columns")] = \
-                columns_in_change_log(cur, schema)
-            out[(schema[len(prefix):], "_sdc_loads: rows")] = reported_rows(cur, schema)
+            snapshot_schema(cur, schema, schema[len(prefix):], out)
         cur.execute("SELECT table_schema FROM information_schema.tables WHERE table_schema "
                     "LIKE %s AND table_name = '_sdc_load_log'", (prefix + "%",))
         logged: Counter = Counter()
