@@ -99,12 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                       "ylabel": "warehouse rows/s",
                       "bars": {f"{c} {f.split('_')[0]}": s[f] for c, s in summary.items()
                                for f in ("first_rows_per_s", "merge_rows_per_s")}}]}
-    path = harness.write("duckdb_load", out, args.out)
-    for f in ("first_rows_per_s", "merge_rows_per_s"):
-        print(harness.table(summary, f, " rows/s"))
-    print(out["ratios"])
-    print(f"written: {path}")
-    return 0
+    return harness.finish("duckdb_load", out, args.out,
+                          {"first_rows_per_s": " rows/s", "merge_rows_per_s": " rows/s"})
 
 
 if __name__ == "__main__":

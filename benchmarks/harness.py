@@ -129,6 +129,18 @@ def write(name: str, payload: dict, out: str | Path | None = None) -> Path:
     return path
 
 
+def finish(name: str, payload: dict, out: str | Path | None, figures: dict[str, str]) -> int:
+    """Write the results (``write``), then print each figure's table across the cases
+    (figure → unit), the ratios and where the results went; the exit code."""
+    path = write(name, payload, out)
+    for figure, unit in figures.items():
+        print(table(payload["cases"], figure, unit))
+    if payload.get("ratios"):
+        print(json.dumps(payload["ratios"], indent=2))
+    print(f"written: {path}")
+    return 0
+
+
 def draw(json_path: Path) -> Path | None:
     png = json_path.with_suffix(".png")
     python = chart_python()

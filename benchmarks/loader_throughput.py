@@ -411,12 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                                       for k in ("stage_rows_per_s_first",
                                                 "stage_rows_per_s_second",
                                                 "stage_rows_per_s_steady")}})
-    path = harness.write("loader_throughput", out, args.out)
-    for figure in ("end_to_end_records_per_s",):
-        print(harness.table(summary, figure, "records/s"))
-    print(json.dumps(ratios, indent=2))
-    print(f"written: {path}")
-    return 0
+    return harness.finish("loader_throughput", out, args.out,
+                          {"end_to_end_records_per_s": "records/s"})
 
 
 if __name__ == "__main__":

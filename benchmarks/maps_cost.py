@@ -15,7 +15,6 @@ max. Results: benchmarks/results/maps_cost.json (and .png).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -125,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                    "ylabel": "records/s",
                    "bars": {name: s["records_per_s"] for name, s in summary.items()}}],
     }
-    path = harness.write("maps_cost", out, args.out)
-    print(harness.table(summary, "records_per_s", "records/s"))
-    print(json.dumps(out["ratios"]))
-    print(f"written: {path}")
-    return 0
+    return harness.finish("maps_cost", out, args.out, {"records_per_s": "records/s"})
 
 
 if __name__ == "__main__":

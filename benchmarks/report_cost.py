@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                       for c in ("counters", "count_queries")},
            "chart": [{"title": f"second load into {args.tables:,} tables", "ylabel": "seconds",
                       "bars": {c: s["seconds"] for c, s in summary.items()}}]}
-    path = harness.write("report_cost", out, args.out)
-    print(harness.table(summary, "seconds", "s"))
-    print(out["ratios"])
-    print(f"written: {path}")
-    return 0
+    return harness.finish("report_cost", out, args.out, {"seconds": "s"})
 
 
 if __name__ == "__main__":

@@ -253,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                    "ylabel": "records/s",
                    "bars": {name: s["records_per_s"] for name, s in summary.items()}}],
     }
-    path = harness.write("spool_throughput", out, args.out)
-    print(harness.table(summary, "records_per_s", "records/s"))
-    print(json.dumps(out["ratios"]))
-    print(f"written: {path}")
-    return 0
+    return harness.finish("spool_throughput", out, args.out, {"records_per_s": "records/s"})
 
 
 if __name__ == "__main__":

@@ -184,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
            "cases": summary,
            "chart": [{"title": f"ledger of {args.batches:,} batches", "ylabel": "seconds",
                       "bars": {c: s["seconds"] for c, s in summary.items()}}]}
-    path = harness.write("status_speed", out, args.out)
-    print(harness.table(summary, "seconds", "s"))
-    print(f"written: {path}")
-    return 0
+    return harness.finish("status_speed", out, args.out, {"seconds": "s"})
 
 
 if __name__ == "__main__":

@@ -105,12 +105,9 @@ def main(argv: list[str] | None = None) -> int:
            "chart": [{"title": "CPU seconds per 1,000 records", "ylabel": "CPU s",
                       "bars": {f"{step}, {c}": summary[c][f"{step}_cpu_s_per_1000_records"]
                                for step in ("spool_job", "loader") for c in cases}}]}
-    path = harness.write("volume", out, args.out)
-    print(harness.table(summary, "spool_job_cpu_s_per_1000_records", "CPU s"))
-    print(harness.table(summary, "loader_cpu_s_per_1000_records", "CPU s"))
-    print(ratios)
-    print(f"written: {path}")
-    return 0
+    return harness.finish("volume", out, args.out,
+                          {"spool_job_cpu_s_per_1000_records": "CPU s",
+                           "loader_cpu_s_per_1000_records": "CPU s"})
 
 
 if __name__ == "__main__":
