@@ -36,6 +36,15 @@ KAFKA_DIR = VAR / "kafka"
 KAFKA = Daemon("kafka", KAFKA_DIR / "kafka.pid", marker="kafka.Kafka")
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (it names this local cluster, not data): 22 URL-safe base64
+    characters that never start with '-', which kafka-storage would read as an option, as
+    Kafka's own Uuid.randomUuid avoids."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
 def kafka_version() -> str:
     pom = (ROOT / "scripts/kafka/pom.xml").read_text()
     return pom.split("<kafka.version>")[1].split("</kafka.version>")[0]
@@ -158,11 +167,12 @@ def start() -> None:
     if not (KAFKA_DIR / "data" / "meta.properties").exists():
         cluster_id = (KAFKA_DIR / "cluster.id")
         if not cluster_id.exists():
-            # a random cluster id is fine: it names this local cluster, not data
-            raw = uuid.uuid4().bytes
-            cluster_id.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+            cluster_id.write_text(new_cluster_id())
         log("formatting Kafka storage (KRaft)")
-        run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id.read_text().strip(),
+        # '--cluster-id=' keeps an id written before ids avoided a leading '-' from being
+        # read as an option
+        run([*jvm, "kafka.tools.StorageTool", "format",
+             f"--cluster-id={cluster_id.read_text().strip()}",
              "-c", str(conf), "--ignore-formatted"], stdout=subprocess.DEVNULL)
     pid = KAFKA.spawn([*jvm, "kafka.Kafka", str(conf)], logs / "stdout.log")
     log(f"kafka starting (pid {pid}), waiting for a produce round trip ...")

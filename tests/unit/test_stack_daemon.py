@@ -37,3 +37,11 @@ def test_stop_ends_the_process_it_started(tmp_path):
     assert daemon.stop(deadline_s=10) is True
     assert not stack.pid_alive(pid)
     assert daemon.pid() is None
+
+
+def test_a_new_kafka_cluster_id_never_starts_with_a_dash_which_kafka_storage_reads_as_an_option():
+    # about one random id in 64 started with '-'; CI's broker then failed to format its storage
+    ids = [stack.kafka.new_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)
