@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import psycopg2
 import pytest
@@ -21,16 +22,17 @@ def produce(env, *args, stdin: bytes = b"", timeout: float = 120):
                           env=env, cwd=ROOT, timeout=timeout, check=False)
 
 
-def consume_all(bootstrap, topic, n):
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
+def consume_all(bootstrap, topic, n, deadline_s: float = 60):
+    """The topic's first ``n`` records, or fewer if they do not all come within the deadline
+    (a slow first fetch is waited for, not taken for an empty topic)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     got = []
-    for record in consumer:
-        got.append(record)
-        if len(got) >= n:
-            break
+    deadline = time.monotonic() + deadline_s
+    while len(got) < n and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=1000).values():
+            got.extend(records)
     consumer.close()
-    return got
+    return got[:n]
 
 
 def test_envelopes_are_delivered_keyed_by_stream(stack, make_topic, tmp_path):
