@@ -134,6 +134,13 @@ class BatchOptions(PipelineOptions):
             "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
             help="A batch closes once its records hold this many bytes (default 64 MiB).")
         group.add_argument(
+            "--allowed_lateness_seconds", type=float, default=600.0,
+            help="streaming: how long a window's batch state is kept after the window ends, "
+            "so a part that reaches it late (a runner's retried or split bundle) opens the "
+            "next pane; a late part is never dropped by Spool and is counted as late. Flink "
+            "and Dataflow drop data later than this: give them more than any stall they may "
+            "see (default 600).")
+        group.add_argument(
             "--parquet_compression", default="snappy", choices=["snappy", "zstd", "gzip", "none"],
             help="Compression of the batch files (default snappy: fast for many small files and "
             "readable by Redshift's COPY).")
@@ -184,13 +191,14 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
         tenant_refresh_seconds=dec.tenant_refresh_seconds,
         part_max_rows=part_rows, part_max_bytes=max(1, bat.batch_max_bytes // 4))
     batch = BatchConfig(window_seconds=bat.batch_seconds, max_rows=bat.batch_max_rows,
-                        max_bytes=bat.batch_max_bytes)
-    write = WriteConfig(spool_location=spool_location, ledger_dsn=ledger_dsn,
+                        max_bytes=bat.batch_max_bytes,
+                        allowed_lateness_seconds=bat.allowed_lateness_seconds)
+    write = WriteConfig(topic=src.topic, spool_location=spool_location, ledger_dsn=ledger_dsn,
                         window_seconds=bat.batch_seconds,
                         compression=bat.parquet_compression,
                         s3=s3_config(options))
     commit = CommitConfig(bootstrap=bootstrap, group=src.consumer_group,
-                          window_seconds=bat.batch_seconds, kafka_config=kafka_config)
+                          kafka_config=kafka_config)
 
     shaped = (pipeline
               | "ReadFromKafka" >> ReadFromKafka(read)

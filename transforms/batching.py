@@ -12,21 +12,37 @@ that have data in an open window: an idle stream has no state, no timer, no file
 thread. Event-time timers and counts, rather than GroupIntoBatches or processing-time timers,
 keep this runnable on Prism, Flink and Dataflow.
 
+Late parts (the lateness rule): a part may reach its window after the window's timer fired:
+a runner that splits a bundle hands the rest back to be processed later (Prism does, with
+timers in it: apache/beam#35771), or a reader's watermark ran ahead. Such a part is never
+dropped: it opens a later pane of its window, whose timer is set again at the window's end
+(already passed, so it fires at the next watermark step), and that batch is marked late, so
+its records are counted (``spool.records_late``, the batch's ``records_late``). A part is late
+when its window's timer has fired for its key, or when any window timer at or after its
+window's end has fired in this process (the watermark passed it). The window keeps its state
+``allowed_lateness`` past its end (a late part after that opens a fresh state, pane 0 again,
+still written and counted); runners that drop data later than that (Flink, Dataflow) must be
+given an ``--allowed_lateness_seconds`` longer than any stall they may see.
+
 Drain (bounded input): every window is complete when the input ends, so a GroupByKey per
 (key, window) followed by the same cutting rule gives the same batches without per-element
 state traffic (Beam's in-process runner weighs every state value it caches, which costs
 about half a millisecond per access).
 
-Output: ``((tenant, stream), (window_start_ms, pane, [part blobs]))``, where ``pane`` counts
-the batches closed so far in that (key, window).
+Output: ``((tenant, stream), (window_start_ms, pane, [part blobs], late))``, where ``pane``
+counts the batches closed so far in that (key, window) and ``late`` says that every part of
+the batch reached the window after it had closed.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder, StrUtf8Coder, TupleCoder, VarIntCoder
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec,
@@ -35,6 +51,7 @@ from apache_beam.transforms.userstate import (
     on_timer,
 )
 from apache_beam.transforms.window import FixedWindows
+from apache_beam.utils.timestamp import Duration
 
 
 @dataclass(frozen=True)
@@ -42,12 +59,31 @@ class BatchConfig:
     window_seconds: float = 60.0
     max_rows: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
+    allowed_lateness_seconds: float = 600.0
 
 
 PART_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), BytesCoder()])
-# (rows, bytes, meta key, next pane) of the open batch: one state value, one read and one
-# write per element (each state access has a cost on the SDK side)
-OPEN_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), StrUtf8Coder(), VarIntCoder()])
+# (rows, bytes, meta key, next pane, flags) of the window's batch: one state value, one read
+# and one write per element (each state access has a cost on the SDK side)
+OPEN_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), StrUtf8Coder(), VarIntCoder(),
+                         VarIntCoder()])
+# Per batch step (its token): the latest window end whose timer fired in this process, in
+# microseconds. The step's input watermark has passed it, so a part of a window that ends
+# there or before is late. Process-wide on purpose (every key's timer tells of the one input
+# watermark; DoFn instances are many) and safe: it only grows, and only decides whether a
+# part is counted as late, never where it goes.
+_PASSED: dict[str, int] = {}
+_PASSED_LOCK = threading.Lock()
+
+
+def _note_passed(token: str, micros: int) -> None:
+    if micros > _PASSED.get(token, 0):
+        with _PASSED_LOCK:
+            _PASSED[token] = max(_PASSED.get(token, 0), micros)
+
+
+ARMED = 1  # the close timer is set: it has not fired since the last part came
+LATE = 2  # the open batch's parts came after the window's timer fired
 
 
 class _BatchFn(beam.DoFn):
@@ -57,6 +93,9 @@ class _BatchFn(beam.DoFn):
 
     def __init__(self, cfg: BatchConfig) -> None:
         self.cfg = cfg
+        self.late_parts = Metrics.counter("spool", "parts_late")
+        # names this pipeline's step in _PASSED (a worker process may run several jobs)
+        self.token = uuid.uuid4().hex
 
     def process(
         self,
@@ -69,19 +108,27 @@ class _BatchFn(beam.DoFn):
         key, (n_rows, n_bytes, meta_key, blob) = element
         current = state.read()
         if current is None:
-            close.set(window.max_timestamp())
-            rows, size, pane = 0, 0, 0
+            rows, size, meta, pane, flags = 0, 0, meta_key, 0, 0
         else:
-            rows, size, meta, pane = current
-            if (rows or size) and meta != meta_key:
-                yield from self._close(key, window, parts, pane)
-                rows, size, pane = 0, 0, pane + 1
+            rows, size, meta, pane, flags = current
+        if not flags & ARMED:
+            # the window's first part, or the first since its timer fired (a late part):
+            # the timer is set again; at a time the watermark has passed, it fires at once
+            late = current is not None or \
+                window.max_timestamp().micros <= _PASSED.get(self.token, 0)
+            close.set(window.max_timestamp())
+            flags = ARMED | (LATE if late else 0)
+        if flags & LATE:
+            self.late_parts.inc()
+        if (rows or size) and meta != meta_key:
+            yield from self._close(key, window, parts, pane, flags)
+            rows, size, pane = 0, 0, pane + 1
         parts.add((n_rows, n_bytes, blob))
         rows, size = rows + n_rows, size + n_bytes
         if rows >= self.cfg.max_rows or size >= self.cfg.max_bytes:
-            yield from self._close(key, window, parts, pane)
+            yield from self._close(key, window, parts, pane, flags)
             rows, size, pane = 0, 0, pane + 1
-        state.write((rows, size, meta_key, pane))
+        state.write((rows, size, meta_key, pane, flags))
 
     @on_timer(CLOSE)
     def on_close(
@@ -91,18 +138,23 @@ class _BatchFn(beam.DoFn):
         parts=beam.DoFn.StateParam(PARTS),
         state=beam.DoFn.StateParam(OPEN),
     ):
+        _note_passed(self.token, window.max_timestamp().micros)
         current = state.read()
-        if current and (current[0] or current[1]):  # rows or bytes still open
-            _, _, meta, pane = current
-            yield from self._close(key, window, parts, pane)
-            state.write((0, 0, meta, pane + 1))
+        if current is None:
+            return
+        rows, size, meta, pane, flags = current
+        if rows or size:  # rows or bytes still open
+            yield from self._close(key, window, parts, pane, flags)
+            pane += 1
+        # the timer is spent: a part that still comes opens a later, late pane
+        state.write((0, 0, meta, pane, 0))
 
     @staticmethod
-    def _close(key, window, parts, pane):
+    def _close(key, window, parts, pane, flags):
         blobs = [blob for _, _, blob in parts.read()]
         parts.clear()
         if blobs:
-            yield key, (window.start.micros // 1000, pane, blobs)
+            yield key, (window.start.micros // 1000, pane, blobs, bool(flags & LATE))
 
 
 def cut(parts, max_rows: int, max_bytes: int):
@@ -135,10 +187,10 @@ class _CutGroupFn(beam.DoFn):
         # of one meta (key names, schema) together so a change of meta cuts only once
         ordered = sorted(parts, key=lambda p: (p[2], p[3]))
         for pane, blobs in enumerate(cut(ordered, self.cfg.max_rows, self.cfg.max_bytes)):
-            yield key, (window.start.micros // 1000, pane, blobs)
+            yield key, (window.start.micros // 1000, pane, blobs, False)
 
 
-BATCH_TYPE = tuple[tuple[str, str], tuple[int, int, list[bytes]]]
+BATCH_TYPE = tuple[tuple[str, str], tuple[int, int, list[bytes], bool]]
 
 
 class BatchByTable(beam.PTransform):
@@ -148,7 +200,14 @@ class BatchByTable(beam.PTransform):
         self.streaming = streaming
 
     def expand(self, parts):
-        windowed = parts | "Window" >> beam.WindowInto(FixedWindows(self.cfg.window_seconds))
+        if self.streaming:
+            # the window's state is kept this long after its end, so a late part finds its
+            # pane count; no step of Spool drops a part for lateness (the module docstring)
+            windowed = parts | "Window" >> beam.WindowInto(
+                FixedWindows(self.cfg.window_seconds),
+                allowed_lateness=Duration(seconds=self.cfg.allowed_lateness_seconds))
+        else:
+            windowed = parts | "Window" >> beam.WindowInto(FixedWindows(self.cfg.window_seconds))
         if self.streaming:
             return windowed | "CloseBatches" >> beam.ParDo(
                 _BatchFn(self.cfg)).with_output_types(BATCH_TYPE)

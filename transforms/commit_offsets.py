@@ -1,23 +1,30 @@
 """CommitOffsets: a partition's group offset passes only records already in the ledger.
 
-Read positions ``((topic, partition), next_offset)`` carry the event time of the chunk's last
-record; event times are non-decreasing within a partition (ReadFromKafka clamps them), so
-every record before ``next_offset`` lies in that window or an earlier one. Positions and the
-markers WriteBatches emits after recording batches are windowed alike and grouped under one
-key: the group for window W fires only when the watermark has passed W's end on *both*
-inputs, that is, after every batch holding records of W or earlier is in the ledger. Then
-the largest position per partition is committed to the consumer group.
+Two inputs meet under one key (the topic), in the global window: DecodeAndShape's *takes*
+(which offsets a set of parts accounts for) and WriteBatches' markers (which parts of which
+takes the batches it recorded hold). A stateful DoFn keeps the bookkeeping of
+spool.ingest.progress and commits each partition's offset as far as every record before it
+is in a recorded batch. Nothing here waits for a watermark: a part a runner delivers late
+is written in a later pane, and the commit waits for it like for any other.
+
+The offset commit rides through a broker outage: a failed commit is logged (once a minute)
+and tried again with the next input, which comes as soon as the reader reads again; the
+bookkeeping keeps what is due meanwhile. A take whose parts stay unrecorded for
+``stall_seconds`` is named in a warning once a minute: its partition's commits wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import FixedWindows
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from spool.ingest.progress import Progress
 from spool.kafka_config import consumer_config
 
 log = logging.getLogger(__name__)
@@ -27,53 +34,93 @@ log = logging.getLogger(__name__)
 class CommitConfig:
     bootstrap: str
     group: str
-    window_seconds: float
     kafka_config: tuple[str, ...] = ()
+    stall_seconds: float = 300.0
 
 
 class _CommitFn(beam.DoFn):
+    PROGRESS = ReadModifyWriteStateSpec("progress", PickleCoder())
+
     def __init__(self, cfg: CommitConfig) -> None:
         self.cfg = cfg
         self.commits = Metrics.counter("spool", "offset_commits")
+        self.failures = Metrics.counter("spool", "offset_commit_failures")
 
     def setup(self):
-        from kafka import KafkaConsumer
+        self._consumer = None
+        self._committed: dict = {}  # (topic, partition) → offset committed by this worker
+        self._said: dict[str, float] = {}  # what was logged when (once a minute each)
 
-        self._consumer = KafkaConsumer(**consumer_config(
-            self.cfg.bootstrap, self.cfg.kafka_config, group_id=self.cfg.group))
-        self._committed: dict = {}
+    def _say(self, what: str, level: int, text: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._said.get(what, -1e9) >= 60:
+            self._said[what] = now
+            log.log(level, text, *args)
 
-    def process(self, element):
+    def _kafka(self):
+        if self._consumer is None:
+            from kafka import KafkaConsumer
+
+            self._consumer = KafkaConsumer(**consumer_config(
+                self.cfg.bootstrap, self.cfg.kafka_config, group_id=self.cfg.group))
+        return self._consumer
+
+    def process(self, element, progress=beam.DoFn.StateParam(PROGRESS)):
+        topic, (kind, value) = element
+        book = progress.read() or Progress()
+        if kind == "take":
+            take_id, ranges, origins, parts = value
+            book.add_take(take_id, ranges, origins, parts, time.time())
+        else:
+            book.add_recorded(value)
+        book.advance()
+        self._commit(topic, book)
+        for stall in book.waiting(time.time(), self.cfg.stall_seconds):
+            self._say(f"stall:{stall['partition']}", logging.WARNING,
+                      "offsets of %s/%d from %d are not committed yet: %d of the %d parts "
+                      "read with them (take %s) are not in a recorded batch after %d s",
+                      topic, stall["partition"], stall["offset"], stall["missing"],
+                      stall["parts"], stall["take"], stall["seconds"])
+        progress.write(book)
+
+    def _commit(self, topic: str, book: Progress) -> None:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        _, items = element
-        best: dict = {}
-        for kind, value in items:
-            if kind == "pos":
-                (topic, partition), offset = value
+        due = {p: o for p, o in book.cursor.items()
+               if o > self._committed.get((topic, p), -1)}
+        if not due:
+            return
+        try:
+            consumer = self._kafka()
+            todo = {}
+            for partition, offset in due.items():
                 tp = TopicPartition(topic, partition)
-                if offset > best.get(tp, -1):
-                    best[tp] = offset
-        todo = {}
-        for tp, offset in best.items():
-            known = self._committed.get(tp)
-            if known is None:
-                known = self._consumer.committed(tp) or 0
-            if offset > known:
-                todo[tp] = OffsetAndMetadata(offset, "", -1)
-        if todo:
-            self._consumer.commit(todo)
-            for tp, om in todo.items():
-                self._committed[tp] = om.offset
-            self.commits.inc(len(todo))
-            log.info("committed offsets %s", {f"{tp.topic}/{tp.partition}": om.offset
-                                              for tp, om in todo.items()})
+                if (topic, partition) not in self._committed:
+                    # never move a group's offset back (another job may own the partition)
+                    self._committed[(topic, partition)] = consumer.committed(tp) or 0
+                if offset > self._committed[(topic, partition)]:
+                    todo[tp] = OffsetAndMetadata(offset, "", -1)
+            if todo:
+                consumer.commit(todo)
+        except Exception as exc:  # noqa: BLE001 - any broker trouble: kept, tried again
+            self.failures.inc()
+            self._say("commit", logging.WARNING,
+                      "could not commit offsets of %s to Kafka (%s: %s); they stay due and "
+                      "are committed once the broker answers", topic, type(exc).__name__, exc)
+            if self._consumer is not None:
+                self._consumer.close(autocommit=False)
+                self._consumer = None
+            return
+        for tp, om in todo.items():
+            self._committed[(tp.topic, tp.partition)] = om.offset
+        self.commits.inc(len(todo))
+        log.info("committed offsets %s", {f"{tp.topic}/{tp.partition}": om.offset
+                                          for tp, om in todo.items()})
 
     def teardown(self):
-        consumer = getattr(self, "_consumer", None)
-        if consumer is not None:
-            consumer.close(autocommit=False)
+        if getattr(self, "_consumer", None) is not None:
+            self._consumer.close(autocommit=False)
 
 
 class CommitOffsets(beam.PTransform):
@@ -82,17 +129,12 @@ class CommitOffsets(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, inputs):
-        positions, written = inputs
-        window = FixedWindows(self.cfg.window_seconds)
-        pos = (positions
-               | "WindowPositions" >> beam.WindowInto(window)
-               | "TagPositions" >> beam.Map(lambda kv: ("offsets", ("pos", kv))))
-        done = (written
-                | "WindowMarkers" >> beam.WindowInto(window)
-                | "TagMarkers" >> beam.Map(lambda batch_id: ("offsets", ("batch", batch_id))))
+        takes, written = inputs
+        tagged_takes = takes | "TagTakes" >> beam.Map(lambda kv: (kv[0], ("take", kv[1])))
+        tagged_written = written | "TagMarkers" >> beam.Map(
+            lambda kv: (kv[0], ("recorded", kv[1])))
         return (
-            (pos, done)
+            (tagged_takes, tagged_written)
             | "Merge" >> beam.Flatten()
-            | "AfterBatchesRecorded" >> beam.GroupByKey()
             | "Commit" >> beam.ParDo(_CommitFn(self.cfg))
         )

@@ -9,8 +9,10 @@ Outputs:
 
 * main: ``((tenant, stream), (rows, bytes, meta_key, blob))`` timestamped at the part's
   first record, where ``blob`` is the pickled :class:`spool.ingest.parts.Part`;
-* ``positions``: ``((topic, partition), next_offset)`` per chunk, timestamped at the chunk's
-  last record, for CommitOffsets.
+* ``positions``: one element per *take* (the parts emitted together, and the chunks whose
+  records they hold): ``(topic, (take_id, [(partition, start, stop)], {partition: origin},
+  parts))``, for CommitOffsets (spool.ingest.progress). Each part of the take carries
+  ``takes = {take_id: 1 << its index}``.
 """
 
 from __future__ import annotations
@@ -65,34 +67,54 @@ class _DecodeShapeFn(beam.DoFn):
 
     def start_bundle(self):
         self._shaper.take_parts()
+        self._chunks: list[tuple] = []  # (topic, partition, origin, start, stop, floor)
 
     def process(self, chunk):
-        topic, partition, floor_ms, records = chunk
-        last_event_ms = self._shaper.add_chunk(topic, partition, floor_ms, records)
+        topic, partition, floor_ms, records, (origin, start, stop) = chunk
+        self._shaper.add_chunk(topic, partition, floor_ms, records)
         self.records_read.inc(len(records))
-        yield beam.pvalue.TaggedOutput(
-            POSITIONS, beam.window.TimestampedValue(
-                ((topic, partition), records[-1].offset + 1),
-                Timestamp(micros=last_event_ms * 1000)))
+        self._chunks.append((topic, partition, origin, start, stop, floor_ms))
         if self._shaper.rows >= self.cfg.flush_rows:
-            for key, value, ts in self._take():
-                yield beam.window.TimestampedValue((key, value), ts)
+            for tag, value, ts in self._take():
+                out = beam.window.TimestampedValue(value, ts)
+                yield out if tag is None else beam.pvalue.TaggedOutput(tag, out)
 
     def finish_bundle(self):
-        for key, value, ts in self._take():
-            yield WindowedValue((key, value), ts, [GlobalWindow()])
+        for tag, value, ts in self._take():
+            out = WindowedValue(value, ts, [GlobalWindow()])
+            yield out if tag is None else beam.pvalue.TaggedOutput(tag, out)
 
     def _take(self):
+        """The take: every part so far, then the position that names them (the order of
+        the two outputs does not matter to CommitOffsets)."""
         stats = self._shaper.take_stats()
         for code, n in (stats.rejected or {}).items():
             Metrics.counter("spool.rejected", code).inc(n)
         for (tenant, stream, version), n in (stats.filtered or {}).items():
             # records a stream map's filter dropped, by map version: never silently gone
             Metrics.counter("spool.filtered", f"{tenant}/{stream}/v{version}").inc(n)
-        for (tenant, stream, _window, _keys), part in self._shaper.take_parts():
+        chunks, self._chunks = self._chunks, []
+        parts = self._shaper.take_parts()
+        if not chunks:
+            return
+        topic, first_partition, _, first_start, _, floor_ms = chunks[0]
+        take_id = f"{first_partition}:{first_start}"  # a chunk is in one take only
+        ranges: list[list[int]] = []
+        origins = {}
+        for _topic, partition, origin, start, stop, _floor in chunks:
+            origins[partition] = origin
+            last = next((r for r in reversed(ranges) if r[0] == partition), None)
+            if last is not None and last[2] == start:
+                last[2] = stop
+            else:
+                ranges.append([partition, start, stop])
+        for index, ((tenant, stream, _window, _keys), part) in enumerate(parts):
             self.parts_out.inc()
+            part.takes = {take_id: 1 << index}
             value = (part.n_rows, part.bytes, part.meta_key(), part.dumps())
-            yield (tenant, stream), value, Timestamp(micros=part.min_event_ms * 1000)
+            yield None, ((tenant, stream), value), Timestamp(micros=part.min_event_ms * 1000)
+        yield POSITIONS, (topic, (take_id, [tuple(r) for r in ranges], origins, len(parts))), \
+            Timestamp(micros=max(floor_ms, 0) * 1000)
 
     def teardown(self):
         if getattr(self, "_ledger", None) is not None:

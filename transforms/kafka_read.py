@@ -5,11 +5,18 @@ committed offset (or the earliest/latest offset when the group has none) and end
 offset seen at start (drain mode, or earlier with ``max_records``) or never (streaming).
 
 Each output element is a *chunk*: up to ``chunk_records`` consecutive records of one
-partition, as ``(topic, partition, floor_ms, records)`` with kafka-python's records (offset,
-timestamp, value, headers). A record's *event time* is its Kafka timestamp (at most ten
-minutes ahead of the clock: see ``spool.ingest.chunks.MAX_FUTURE_MS``) clamped to be
-non-decreasing within the partition: ``max(floor_ms, timestamps so far)``, so no record is
-ever behind the partition's watermark (late data would be dropped by windows). The chunk's
+partition, as ``(topic, partition, floor_ms, records, (origin, start, stop))`` with
+kafka-python's records (offset, timestamp, value, headers); the chunk accounts for the
+offsets ``[start, stop)`` (from the offset after the previous chunk's claim to the end of its
+own, so the chunks of a partition tile its offsets without a hole even where the log has
+gaps) and ``origin`` is the offset this job started the partition at (CommitOffsets
+commits a partition only through chunks whose every record is in a recorded batch).
+
+A record's *event time* is its Kafka timestamp (at most ten minutes ahead of the clock: see
+``spool.ingest.chunks.MAX_FUTURE_MS``) clamped to be non-decreasing within the partition:
+``max(floor_ms, timestamps so far)``, so no record is behind its own partition's watermark.
+(A runner may still deliver a part after its window closed: BatchByTable puts it in a later
+pane and counts it as late; nothing is dropped for lateness.) The chunk's
 element timestamp is its first record's event time.
 
 Watermark: a partition's *floor* is its last ``event_ms``; when a partition has nothing new
@@ -279,6 +286,7 @@ class _ReadPartitionFn(beam.DoFn):
         _SETTLED[me] = floor
         shared = cfg.watermark_scope == "process"
         deadline = self._bundle_deadline
+        claimed_from = restriction.start  # the next chunk accounts for offsets from here
 
         def report(floor: int) -> None:
             _FLOORS[me] = floor
@@ -315,8 +323,10 @@ class _ReadPartitionFn(beam.DoFn):
                 ceiling = timestamp_ceiling(time.time())
                 first = max(floor, queue_time(records[0].timestamp, ceiling))
                 yield beam.window.TimestampedValue(
-                    (element.topic, element.partition, floor, records),
+                    (element.topic, element.partition, floor, records,
+                     (element.start, claimed_from, end + 1)),
                     Timestamp(micros=first * 1000))
+                claimed_from = end + 1
                 floor = max(floor, queue_time(max(r.timestamp for r in records), ceiling))
                 report(floor)
                 if last_of_range:

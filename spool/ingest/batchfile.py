@@ -87,6 +87,9 @@ class BatchMeta:
     map_versions: dict | None = None
     records_filtered: int = 0  # of record_count, those the map's filter dropped
     records_filtered_by: dict | None = None  # of those, per map: {the map's stream: records}
+    # records that reached their window after it had closed (all of a late pane's): counted,
+    # never dropped (docs/spool-job.md, "Late records")
+    records_late: int = 0
     tables: list = field(default_factory=list)  # table paths, in file order
     row_count: int = 0
     columns: dict = field(default_factory=dict)  # the column summary (ColumnSummary)
@@ -101,7 +104,8 @@ class BatchMeta:
                 "schema": self.schema, "activate_version": self.activate_version,
                 "batched_at_ms": self.batched_at_ms, "map_versions": self.map_versions,
                 "records_filtered": self.records_filtered,
-                "records_filtered_by": self.records_filtered_by}
+                "records_filtered_by": self.records_filtered_by,
+                **({"records_late": self.records_late} if self.records_late else {})}
 
     @classmethod
     def from_json(cls, obj: dict) -> BatchMeta:
@@ -117,7 +121,8 @@ class BatchMeta:
         return {"tables": self.tables, "schema": self.schema,
                 "activate_version": self.activate_version, "batched_at_ms": self.batched_at_ms,
                 "map_versions": self.map_versions, "records_filtered": self.records_filtered,
-                "records_filtered_by": self.records_filtered_by}
+                "records_filtered_by": self.records_filtered_by,
+                **({"records_late": self.records_late} if self.records_late else {})}
 
 
 @dataclass

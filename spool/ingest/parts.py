@@ -43,6 +43,9 @@ class Part:
     map_versions: dict | None = None
     filtered: int = 0  # records (counted in ``records``) the map's filter dropped
     filtered_by: dict | None = None  # of those, per map (its stream → records)
+    # which parts of which takes this is (spool.ingest.progress): take id → bitmask of part
+    # indexes; a batch's is the union of its parts', and CommitOffsets commits by them
+    takes: dict | None = None
 
     def meta_key(self) -> str:
         """Records with different stream meta never share a batch."""
@@ -138,6 +141,10 @@ class Part:
             self.note_filtered(stream, n)
         if other.filtered_by is None:  # a part pickled before counts were kept per map
             self.filtered += other.filtered
+        for take_id, mask in (other.takes or {}).items():
+            if self.takes is None:
+                self.takes = {}
+            self.takes[take_id] = self.takes.get(take_id, 0) | mask
         self.key_names = other.key_names
         self.schema = other.schema
 

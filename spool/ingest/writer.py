@@ -66,9 +66,10 @@ def merge_parts(parts: list[Part]) -> Part:
 
 def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pane: int,
              part: Part, base_uri: str, batched_at_ms: int | None = None,
-             compression: str = "snappy") -> tuple[str, bytes, BatchRecord]:
+             compression: str = "snappy", late: bool = False) -> tuple[str, bytes, BatchRecord]:
     """(uri, Parquet bytes, ledger record) of one batch. ``batched_at_ms`` defaults to the
-    newest queue time (event time) of the batch's records: by then it held all of them."""
+    newest queue time (event time) of the batch's records: by then it held all of them.
+    ``late``: every record of the batch reached its window after the window had closed."""
     part.seal()
     key = batch_key(tenant, stream, window_start_ms, pane, part)
     uri = f"{base_uri.rstrip('/')}/{key}.parquet"
@@ -82,7 +83,7 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
         key_names=list(part.key_names), schema=part.schema,
         activate_version=part.activate_version, batched_at_ms=batched_at_ms,
         map_versions=part.map_versions, records_filtered=part.filtered,
-        records_filtered_by=part.filtered_by)
+        records_filtered_by=part.filtered_by, records_late=part.records if late else 0)
     data, meta = batchfile.encode(part.seal().table, meta, compression=compression)
     record = BatchRecord(
         batch_id=key,
@@ -128,13 +129,16 @@ class BatchWriter:
         self.pending: list[BatchRecord] = []
 
     def add(self, tenant: str, stream: str, window_start_ms: int, pane: int,
-            parts: list[Part]) -> BatchRecord:
+            parts: list[Part], late: bool = False) -> tuple[BatchRecord, Part]:
+        """The batch's ledger record, and its merged part (whose ``takes`` say which parts
+        of which takes it holds)."""
+        merged = merge_parts(parts)
         uri, data, record = assemble(tenant, stream, window_start_ms, self.window_ms, pane,
-                                     merge_parts(parts), self.spool_location,
-                                     compression=self.compression)
+                                     merged, self.spool_location,
+                                     compression=self.compression, late=late)
         self.store.put_atomic(uri, data, durable=False)  # made durable in flush()
         self.pending.append(record)
-        return record
+        return record, merged
 
     def flush(self) -> list[BatchRecord]:
         """Steps 2 and 3 for every batch added since the last flush; returns them."""

@@ -12,7 +12,6 @@ import time
 
 import psycopg2
 import pytest
-from apache_beam.transforms.window import IntervalWindow
 
 from spool.ingest.decode import Decoder, DecodeRules
 from spool.ingest.parts import Part, rejected_row
@@ -28,6 +27,7 @@ START_MS = 1_700_000_040_000  # a window start: a multiple of 60 s
 def window_parts() -> list[bytes]:
     """Two parts of one (tenant, stream, window), as DecodeAndShape hands them on."""
     a, b = Part(key_names=("id",)), Part(key_names=("id",))
+    a.takes, b.takes = {"0:0": 0b01}, {"0:0": 0b10}  # parts 0 and 1 of one take
     for part, offsets in ((a, range(0, 3)), (b, range(3, 5))):
         for offset in offsets:
             event_ms = START_MS + 1_000 * offset
@@ -42,16 +42,18 @@ def window_parts() -> list[bytes]:
 def rejected_parts() -> list[bytes]:
     decoded = Decoder(DecodeRules(), lambda t: True, lambda t, s: None).decode(b"{oops")
     part = Part()
+    part.takes = {"0:0": 0b11}
     part.rows.append(((), rejected_row(decoded, "q/0/9", START_MS + 9, START_MS + 9,
                                        b"{oops")))
     part.note_record("q/0", 9, 5, START_MS + 9)
     return [part.dumps()]
 
 
-def ledger_row(ledger_dsn: str, batch_id: str) -> dict:
+def ledger_row(ledger_dsn: str, stream: str) -> dict:
     conn = psycopg2.connect(ledger_dsn)
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM batches WHERE batch_id = %s", (batch_id,))
+        cur.execute("SELECT * FROM batches WHERE tenant_id = 'acme' AND stream = %s", (stream,))
+        assert cur.rowcount == 1
         row = dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
     conn.close()
     # the database's own clock columns are not what the bundle writes
@@ -77,20 +79,21 @@ def test_a_retried_bundle_writes_the_same_object_and_ledger_row(stack, ledger_ds
     location = str(tmp_path / "spool") if where == "local" else \
         f"s3://{stack.s3_bucket}/{s3_prefix}spool"
     Ledger(ledger_dsn).migrate()
-    cfg = WriteConfig(spool_location=location, ledger_dsn=ledger_dsn,
+    cfg = WriteConfig(topic="q", spool_location=location, ledger_dsn=ledger_dsn,
                       window_seconds=WINDOW_MS / 1000, s3=s3)
-    window = IntervalWindow(START_MS / 1000, (START_MS + WINDOW_MS) / 1000)
-    element = (("acme", stream), (START_MS, 0, blobs))
+    element = (("acme", stream), (START_MS, 0, blobs, False))
 
     def bundle() -> tuple[str, bytes, dict]:
         fn = _WriteBatchFn(cfg)
         fn.setup()
         fn.start_bundle()
-        fn.process(element, window=window)
+        fn.process(element)
         (marker,) = list(fn.finish_bundle())
         fn.teardown()
-        row = ledger_row(ledger_dsn, marker.value)
-        return marker.value, ObjectStore(s3).read(row["uri"]), row
+        # the marker CommitOffsets waits for: both parts of the take are recorded
+        assert marker.value == ("q", {"0:0": 0b11})
+        row = ledger_row(ledger_dsn, stream)
+        return row["batch_id"], ObjectStore(s3).read(row["uri"]), row
 
     first = bundle()
     # retried later: wait until the wall clock has moved on by more than its resolution

@@ -29,8 +29,8 @@ def test_drain_batches_per_key_and_window():
         ]).with_output_types(tuple[tuple[str, str], tuple[int, int, str, bytes]])
         out = parts | BatchByTable(cfg, streaming=False)
         assert_that(out, equal_to([
-            (("t", "s"), (0, 0, [b"p1", b"p2"])),
-            (("t", "s"), (0, 1, [b"p3"])),
-            (("t", "s"), (60_000, 0, [b"p4"])),
-            (("u", "s"), (0, 0, [b"p5"])),
+            (("t", "s"), (0, 0, [b"p1", b"p2"], False)),
+            (("t", "s"), (0, 1, [b"p3"], False)),
+            (("t", "s"), (60_000, 0, [b"p4"], False)),
+            (("u", "s"), (0, 0, [b"p5"], False)),
         ]))
