@@ -50,6 +50,7 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
+from spool.failpoints import stall
 from spool.ingest.chunks import queue_time, timestamp_ceiling
 from spool.kafka_config import consumer_config
 
@@ -320,6 +321,7 @@ class _ReadPartitionFn(beam.DoFn):
                     if not records:
                         return
                 self._next[tp] = records[-1].offset + 1
+                stall(f"read.partition.{element.partition}")  # tests: a reader held up
                 ceiling = timestamp_ceiling(time.time())
                 first = max(floor, queue_time(records[0].timestamp, ceiling))
                 yield beam.window.TimestampedValue(
