@@ -18,11 +18,19 @@ timers in it: apache/beam#35771), or a reader's watermark ran ahead. Such a part
 dropped: it opens a later pane of its window, whose timer is set again at the window's end
 (already passed, so it fires at the next watermark step), and that batch is marked late, so
 its records are counted (``spool.records_late``, the batch's ``records_late``). A part is late
-when its window's timer has fired for its key, or when any window timer at or after its
-window's end has fired in this process (the watermark passed it). The window keeps its state
-``allowed_lateness`` past its end (a late part after that opens a fresh state, pane 0 again,
-still written and counted); runners that drop data later than that (Flink, Dataflow) must be
-given an ``--allowed_lateness_seconds`` longer than any stall they may see.
+when its window's timer has fired for its key, or when a window timer later than its window's
+end plus the allowed lateness has fired in this process (its state was collected). A part that
+only waited in the step's queue while the watermark passed its window is not late: its key's
+timer has not fired, and Prism runs a key's queued parts before that key's timer. The window
+keeps its state ``allowed_lateness`` past its end (a late part after that opens a fresh state,
+pane 0 again, still written and counted); runners that drop data later than that (Flink,
+Dataflow) must be given an ``--allowed_lateness_seconds`` longer than any stall they may see.
+
+On Prism the job runs with the experiment ``prism_disable_sdf_split``: Prism's dynamic split
+of a bundle of a stateful step releases the rest's keys while the first part still runs, so
+one key's state can be written by two bundles at once, and a bag cleared by a closing timer
+in one can swallow a part appended in the other (a lost part; apache/beam#35771 is the same
+split).
 
 Drain (bounded input): every window is complete when the input ends, so a GroupByKey per
 (key, window) followed by the same cutting rule gives the same batches without per-element
@@ -96,6 +104,7 @@ class _BatchFn(beam.DoFn):
         self.late_parts = Metrics.counter("spool", "parts_late")
         # names this pipeline's step in _PASSED (a worker process may run several jobs)
         self.token = uuid.uuid4().hex
+        self.lateness_us = int(cfg.allowed_lateness_seconds * 1_000_000)
 
     def process(
         self,
@@ -115,7 +124,7 @@ class _BatchFn(beam.DoFn):
             # the window's first part, or the first since its timer fired (a late part):
             # the timer is set again; at a time the watermark has passed, it fires at once
             late = current is not None or \
-                window.max_timestamp().micros <= _PASSED.get(self.token, 0)
+                window.max_timestamp().micros + self.lateness_us <= _PASSED.get(self.token, 0)
             close.set(window.max_timestamp())
             flags = ARMED | (LATE if late else 0)
         if flags & LATE:

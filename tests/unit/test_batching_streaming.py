@@ -48,21 +48,23 @@ def test_a_part_that_reaches_its_window_after_it_closed_is_batched_in_a_later_la
               .advance_watermark_to(70)                                      # window 0 closed
               .add_elements([(KEY, (1, 1, "m", b"late-1"))], event_timestamp=5)
               .add_elements([(KEY, (1, 1, "m", b"late-2"))], event_timestamp=59)
-              .advance_watermark_to(80)
+              .add_elements([(KEY, (1, 1, "m", b"next-window"))], event_timestamp=61)
+              .advance_watermark_to(130)  # window 0's state is collected (lateness 5 s)
               .add_elements([(("t", "other"), (1, 1, "m", b"late-fresh-key"))],
                             event_timestamp=30)
-              .advance_watermark_to(90)
+              .advance_watermark_to(140)
               .advance_watermark_to_infinity())
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     with TestPipeline(options=options) as p:
         out = (p | stream.with_output_types(tuple[tuple[str, str], tuple[int, int, str, bytes]])
-               | BatchByTable(BatchConfig(window_seconds=60, max_rows=100, max_bytes=10**9),
-                              streaming=True))
+               | BatchByTable(BatchConfig(window_seconds=60, max_rows=100, max_bytes=10**9,
+                                          allowed_lateness_seconds=5), streaming=True))
         assert_that(out, equal_to_per_window({
             # the re-set timer is already due: each late part closes at the next step
             IntervalWindow(0, 60): [(KEY, (0, 0, [b"on-time"], False)),
                                     (KEY, (0, 1, [b"late-1"], True)),
                                     (KEY, (0, 2, [b"late-2"], True)),
                                     (("t", "other"), (0, 0, [b"late-fresh-key"], True))],
+            IntervalWindow(60, 120): [(KEY, (60_000, 0, [b"next-window"], False))],
         }))
