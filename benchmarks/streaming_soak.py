@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/streaming_soak.py [--minutes 10] [--rate 1000]
         [--tenants 10] [--streams 5] [--partitions 6] [--batch_seconds 10]
-        [--poll_seconds 2] [--kill spool_job@0.3 --kill loader@0.6] [--out FILE]
+        [--poll_seconds 2] [--kill spool_job@0.3 --kill loader@0.6] [--out FILE] [--keep]
 
 Starts what a user starts: the spool job (``--mode=streaming`` on Prism) and the loader
 (``--mode=follow``), each as its own process group, against a fresh ledger, warehouse and
@@ -14,6 +14,14 @@ record carrying its send time. Every loaded table gets a user column
 ``observed_at`` minus its send time: how old it was when its row was written in the
 warehouse.
 
+``--outage SERVICE@FRACTION:SECONDS`` stops a service of the local stack (kafka, s3 or
+postgres, which holds both the ledger and the warehouse) at that fraction of the run for that
+many seconds, with ``scripts/stack.py stop``/``start`` as a user would; the jobs must ride
+through it (a job that ends fails the run). An s3 outage puts the spool on the stack's S3
+bucket instead of a local folder; the emulator forgets its objects when it stops, so batches
+not loaded by then are lost with them (a real S3 keeps them). Each outage is reported with
+the catch-up after it, as a kill is.
+
 ``--kill JOB@FRACTION`` SIGKILLs the job's whole process group (a crash) at that fraction
 of the run and starts it again at once, as an operator or a supervisor would. After the
 producer stops, the run waits (up to ``--settle_seconds``) for every acknowledged record to
@@ -23,10 +31,14 @@ Written to benchmarks/results/streaming_soak.json (and a PNG): freshness p50/p95
 overall and per minute of send time, per 10 s in the plot; records acknowledged, lost
 (acknowledged, not in the warehouse) and duplicated (rows beyond one per id), exact; the
 RSS and CPU of each job's process group (and the machine's CPU) every few seconds; window
-end to READY per minute; each kill, and the catch-up after it: seconds from the restart
-until the records sent are fresh again (the first of three consecutive 10 s slices of send
-time with p95 within ``--target_p95`` seconds), and the worst slice p95 from one window
-before the kill to a minute after the restart.
+end to READY per minute; records late (``records.late``: loaded in a later pane than their
+window's); ``offset_check``, what ``spool check offsets`` says of the soak's topic and
+consumer group once the jobs stopped (offsets committed but in no batch are lost); each
+kill, and the catch-up after it: seconds from the restart until the records sent are fresh
+again (the first of three consecutive 10 s slices of send time with p95 within
+``--target_p95`` seconds), and the worst slice p95 from one window before the kill to a
+minute after the restart. ``--keep`` keeps the ledger and warehouse
+databases (and the spool folder) for a look afterwards and prints where they are.
 """
 
 from __future__ import annotations
@@ -257,6 +269,32 @@ def ledger_legs(ledger_dsn: str, since: float) -> dict:
     return out
 
 
+def offset_check(env: dict, ledger_dsn: str, topic: str, group: str) -> tuple[dict, int]:
+    """(spool check offsets' answer, records late in total) of the soak's ledger."""
+    from spool.ledger.coverage import records_late
+    from spool.ledger.store import Ledger
+    from spool.offset_check import CheckError, check_offsets
+
+    ledger = Ledger(ledger_dsn)
+    try:
+        try:
+            checked = check_offsets(ledger, env["SPOOL_KAFKA_BOOTSTRAP"], topic, group)
+        except CheckError as exc:
+            checked = {"error": str(exc)}
+        return checked, records_late(ledger)
+    finally:
+        ledger.close()
+
+
+OUTAGE_SERVICES = ("kafka", "s3", "postgres")
+
+
+def stack(command: str, service: str) -> None:
+    """``scripts/stack.py COMMAND SERVICE``: stop or start a service as a user does."""
+    subprocess.run([sys.executable, str(ROOT / "scripts/stack.py"), command, service],
+                   check=True, capture_output=True)
+
+
 def wait_for(what: str, check, deadline_s: float, interval: float = 1.0):
     end = time.monotonic() + deadline_s
     while True:
@@ -309,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="SIGKILL JOB (spool_job or loader) at this fraction of the run "
                         "and restart it (default: spool_job@0.3 and loader@0.6; "
                         "--kill none for no kills)")
+    parser.add_argument("--outage", action="append", default=[],
+                        metavar="SERVICE@FRACTION:SECONDS",
+                        help="stop SERVICE (kafka, s3 or postgres) of the local stack at this "
+                        "fraction of the run for SECONDS, then start it again; repeatable")
     parser.add_argument("--target_p95", type=float, default=13.0,
                         help="freshness a slice must be within to count as caught up")
     parser.add_argument("--settle_seconds", type=float, default=300.0)
@@ -317,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader_arg", action="append", default=[],
                         help="extra loader option, repeatable")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the soak's ledger and warehouse databases (and its spool "
+                        "folder) at the end, and print where they are")
     args = parser.parse_args(argv)
     kills = []
     for spec in args.kill if args.kill is not None else ["spool_job@0.3", "loader@0.6"]:
@@ -327,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--kill {spec!r}: give JOB@FRACTION, JOB one of {', '.join(JOBS)}")
         kills.append((float(frac) * args.minutes * 60, job))
     kills.sort()
+    outages = []
+    for spec in args.outage:
+        service, _, when = spec.partition("@")
+        frac, _, seconds = when.partition(":")
+        try:
+            outages.append((float(frac) * args.minutes * 60, service, float(seconds)))
+        except ValueError:
+            service = ""
+        if service not in OUTAGE_SERVICES:
+            parser.error(f"--outage {spec!r}: give SERVICE@FRACTION:SECONDS, SERVICE one of "
+                         f"{', '.join(OUTAGE_SERVICES)}, e.g. kafka@0.5:30")
+    outages.sort()
 
     import psycopg2
 
@@ -343,9 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     work = ROOT / "var" / "bench" / f"soak_{tag}"
     work.mkdir(parents=True, exist_ok=True)
     job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, SOAK_WAREHOUSE_DSN=warehouse)
+    spool = f"s3://{env['SPOOL_S3_BUCKET']}/bench/soak_{tag}" \
+        if any(service == "s3" for _at, service, _s in outages) else work / "spool"
+    down: dict[str, dict] = {}  # service → its outage, while it is stopped
+    outage_events: list[dict] = []
     jobs = {
         "spool_job": Job("spool_job", [f"--topic={topic}", f"--consumer_group=soak-{tag}",
-                                       f"--spool_location={work / 'spool'}", "--mode=streaming",
+                                       f"--spool_location={spool}", "--mode=streaming",
                                        f"--batch_seconds={args.batch_seconds}",
                                        *args.spool_arg], job_env, work),
         "loader": Job("loader", ["--mode=follow", f"--poll_seconds={args.poll_seconds}",
@@ -381,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         producer.start()
         duration = args.minutes * 60
         pending = list(kills)
+        pending_outages = list(outages)
         while (elapsed := time.time() - t0) < duration:
             for name, job in jobs.items():
                 mib, cpu_s = group_usage(job.proc.pid)
@@ -408,7 +470,28 @@ def main(argv: list[str] | None = None) -> int:
                 events.append({"job": name, "killed_s": round(killed - t0, 1),
                                "restarted_s": round(time.time() - t0, 1)})
                 print(f"[soak] {name} killed at {killed - t0:.0f} s and restarted", flush=True)
-            time.sleep(RSS_EVERY_S)
+            while pending_outages and pending_outages[0][0] <= elapsed:
+                _at, service, seconds = pending_outages.pop(0)
+                stack("stop", service)
+                down[service] = {"service": service, "seconds": seconds,
+                                 "stopped_s": round(time.time() - t0, 1)}
+                print(f"[soak] {service} stopped at {time.time() - t0:.0f} s", flush=True)
+            for service, outage in list(down.items()):
+                if time.time() - t0 >= outage["stopped_s"] + outage["seconds"]:
+                    stack("start", service)
+                    outage["restarted_s"] = round(time.time() - t0, 1)
+                    outage_events.append(down.pop(service))
+                    print(f"[soak] {service} started again at {time.time() - t0:.0f} s",
+                          flush=True)
+            time.sleep(max(0.1, min([RSS_EVERY_S] + [
+                o["stopped_s"] + o["seconds"] - (time.time() - t0) for o in down.values()])))
+        for service, outage in list(down.items()):  # the run ended first
+            stack("start", service)
+            outage["restarted_s"] = round(time.time() - t0, 1)
+            outage_events.append(down.pop(service))
+        if any(o["service"] == "postgres" for o in outage_events):
+            conn.close()  # the warehouse restarted under it
+            conn = psycopg2.connect(warehouse)
         producer.stop_event.set()
         producer.join()
         stopped = time.time()
@@ -430,13 +513,20 @@ def main(argv: list[str] | None = None) -> int:
         settle_s = time.time() - stopped
     finally:
         producer.stop_event.set()
+        for service in down:  # a run that failed during an outage leaves the stack up
+            stack("start", service)
         for job in jobs.values():
             job.stop()
     rows = read_rows(conn, tables, first_id)
     conn.close()
     legs = ledger_legs(ledger_dsn, t0)
-    drop_databases(env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres",
-                   [f"soak_wh_{tag}", f"soak_ledger_{tag}"])
+    checked, late = offset_check(env, ledger_dsn, topic, f"soak-{tag}")
+    if args.keep:
+        print(f"[soak] kept: ledger {ledger_dsn}, warehouse {warehouse}, spool folder "
+              f"{work / 'spool'}, topic {topic}, consumer group soak-{tag}", flush=True)
+    else:
+        drop_databases(env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres",
+                       [f"soak_wh_{tag}", f"soak_ledger_{tag}"])
 
     counts: dict[int, int] = {}
     for i, *_ in rows:
@@ -463,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         # records sent from a window before the kill to a minute after the restart
         event["worst_p95_near_s"] = worst_p95_near(
             fresh, event["killed_s"] - args.batch_seconds, restart + 60)
+    for outage in outage_events:
+        outage["catch_up_s"] = catch_up(fresh, outage["restarted_s"], args.target_p95,
+                                        stopped - t0)
+        outage["worst_p95_near_s"] = worst_p95_near(
+            fresh, outage["stopped_s"] - args.batch_seconds, outage["restarted_s"] + 60)
     # growth over the last half of the run, from the job's last restart if that came later
     growth = {}
     for name, samples in rss.items():
@@ -477,10 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         "versions": harness.versions(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "kills": events,
+        "outages": outage_events,
         "records": {"sent": producer.sent, "acknowledged": len(acked),
                     "in_warehouse": len(counts), "lost": len(lost),
                     "lost_ids_sample": lost[:20], "duplicated_rows": duplicated,
-                    "all_arrived": settled, "settle_s": round(settle_s, 1)},
+                    "all_arrived": settled, "settle_s": round(settle_s, 1), "late": late},
+        # spool check offsets on the soak's topic and group, after the jobs stopped
+        "offset_check": checked,
         "freshness_s": figures(ages),
         "where_the_seconds_go": legs,
         "freshness_s_per_minute": {str(m): figures(v) for m, v in sorted(per_minute.items())},
@@ -508,9 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = harness.write("streaming_soak", result, args.out)
     print(json.dumps({k: result[k] for k in ("records", "freshness_s", "where_the_seconds_go",
-                                             "kills", "rss_growth_last_half")}, indent=2))
+                                             "kills", "outages", "rss_growth_last_half")},
+                     indent=2))
+    print("[soak] offset check: " + (checked["error"] if "error" in checked else
+                                      f"lost {checked['lost']}, unread {checked['unread']}, "
+                                      f"{checked['checked']} offsets checked"))
     print(f"[soak] results: {path}")
-    return 0 if not lost and not duplicated and settled else 1
+    return 0 if not lost and not duplicated and settled and not checked.get("lost") else 1
 
 
 if __name__ == "__main__":

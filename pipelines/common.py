@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import (
+    DebugOptions,
     DirectOptions,
     PipelineOptions,
     PrismRunnerOptions,
@@ -109,6 +110,25 @@ def require_topic(bootstrap: str, topic: str, kafka_config, given_bootstrap: str
                              if given_bootstrap else "")
     except kafka_topics.TopicError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def ready_ledger(ledger_dsn: str) -> None:
+    """Bring the ledger's schema up to date before launch. A ledger that does not answer or
+    refuses the job's credentials ends the job at once, in one line: at start that is a
+    wrong --ledger_dsn more often than an outage (a running job waits outages out)."""
+    import psycopg2
+
+    from spool.ledger.store import Ledger
+
+    ledger = Ledger(ledger_dsn, patience=0)
+    try:
+        ledger.migrate()
+    except psycopg2.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SystemExit(f"error: cannot reach the ledger ({secrets.redact(first)}); check "
+                         "--ledger_dsn or SPOOL_LEDGER_DSN") from None
+    finally:
+        ledger.close()
 
 
 class MetricsOptions(PipelineOptions):
@@ -220,6 +240,15 @@ def choose_runner(options: PipelineOptions, streaming: bool) -> None:
         worker = options.view_as(WorkerOptions)
         if not worker.default_sdk_harness_log_level:
             worker.default_sdk_harness_log_level = "WARNING"
+    if streaming:
+        # Prism (also as the job server of a portable run) splits a slow bundle of a stateful
+        # step and releases the keys of the rest while the first part still runs: one key's
+        # state then has two writers at once (apache/beam#35771 is the same split). Spool's
+        # reads checkpoint themselves, so no step needs the runner to split; other runners
+        # ignore an experiment they do not know
+        debug = options.view_as(DebugOptions)
+        if "prism_disable_sdf_split" not in (debug.experiments or []):
+            debug.add_experiment("prism_disable_sdf_split")
     if std.runner in ("PrismRunner", "prism"):
         prism = options.view_as(PrismRunnerOptions)
         if not prism.prism_location:

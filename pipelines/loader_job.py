@@ -32,13 +32,13 @@ from pipelines.common import (
     configure_logging,
     job_mode,
     positive_seconds,
+    ready_ledger,
     report_metrics,
     resolve_common,
     s3_config,
     serve_metrics,
     wait_or_stop,
 )
-from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig
 from spool.webhooks.delivery import Background, DeliveryConfig
 from transforms.load_batches import ListDueTables, LoadBatches, LoadConfig
@@ -162,7 +162,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     ledger_dsn, _location = resolve_common(options)
     follow = mode == "follow"
     choose_runner(options, streaming=follow)
-    Ledger(ledger_dsn).migrate()
+    ready_ledger(ledger_dsn)
     pipeline = build(beam.Pipeline(options=options), options, ledger_dsn)
     log.info("loader: %s mode", mode)
     # the launcher serves the job's metrics from now until the job ends (spool.metrics)

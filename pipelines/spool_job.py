@@ -29,6 +29,7 @@ from pipelines.common import (
     configure_logging,
     job_mode,
     positive_seconds,
+    ready_ledger,
     report_metrics,
     require_topic,
     resolve_common,
@@ -37,7 +38,6 @@ from pipelines.common import (
     wait_or_stop,
 )
 from spool.ingest.decode import DecodeRules
-from spool.ledger.store import Ledger
 from transforms.batching import BatchByTable, BatchConfig
 from transforms.commit_offsets import CommitConfig, CommitOffsets
 from transforms.decode_shape import POSITIONS, DecodeAndShape, ShapeConfig
@@ -182,7 +182,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
         chunk_records=src.read_chunk_records, poll_timeout_ms=src.poll_timeout_ms,
         max_bundle_seconds=positive_seconds("--read_bundle_seconds", src.read_bundle_seconds),
         idle_lag_seconds=src.idle_watermark_lag_seconds, kafka_config=kafka_config,
-        watermark_scope=watermark_scope(options), partitions=partitions(src.partitions))
+        watermark_scope=watermark_scope(options), partitions=partitions(src.partitions),
+        ledger_dsn=ledger_dsn)
     part_rows = max(1, min(25_000, bat.batch_max_rows // 4))
     shape = ShapeConfig(
         ledger_dsn=ledger_dsn, window_seconds=bat.batch_seconds,
@@ -225,7 +226,7 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
     require_topic(bootstrap, src.topic, src.kafka_config, given_bootstrap)
     ledger_dsn, spool_location = resolve_common(options)
     choose_runner(options, streaming=mode == "streaming")
-    Ledger(ledger_dsn).migrate()
+    ready_ledger(ledger_dsn)
 
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options, ledger_dsn, spool_location, bootstrap)

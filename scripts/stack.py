@@ -23,6 +23,11 @@ passes. ``stop`` stops exactly the processes this script started, identified by 
 files and command lines. ``status`` reports each service, ``env`` prints the connection
 settings as shell exports.
 
+A throwaway second instance of a service (a test that stops it, say) runs from the same
+script with ``SPOOL_VAR_DIR`` pointing elsewhere and its port variables set
+(``SPOOL_KAFKA_PORT``/``SPOOL_KAFKA_CONTROLLER_PORT``, ``SPOOL_PG_PORT``, ``SPOOL_S3_PORT``);
+tests/e2e/outages.py does this, with that directory's ``cache`` and ``venvs`` linked to these.
+
 Run it with the project's venv (``.venv/bin/python scripts/stack.py ...``): readiness checks
 use kafka-python, psycopg2 and boto3.
 """

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spool.commands import (
         batches,
         changes,
+        check,
         loads,
         maps,
         produce,
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for module in (produce, topics, tenants, maps, status, batches, loads, changes, rejected,
-                   webhooks):
+                   webhooks, check):
         module.register(sub)
     return parser
 

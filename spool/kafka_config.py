@@ -55,3 +55,20 @@ def producer_config(bootstrap: str, extra: Iterable[str] | None = None, **overri
     cfg.update(overrides)
     cfg.update(parse_extra(extra))
     return cfg
+
+
+def transient(exc: BaseException) -> bool:
+    """True for an outage of the queue that passes on its own (a broker down, restarting,
+    changing leaders, a request that timed out); False for anything that will not pass by
+    waiting: rejected credentials, a SASL or TLS failure, missing authorization, a bad
+    setting. The spool job waits out the first and ends on the second."""
+    import ssl
+
+    from kafka import errors
+
+    if isinstance(exc, (errors.AuthorizationError, errors.SaslAuthenticationFailedError,
+                        errors.KafkaConfigurationError, ssl.SSLError)):
+        return False
+    if isinstance(exc, errors.KafkaError):
+        return bool(exc.retriable) or isinstance(exc, errors.BrokerNotAvailableError)
+    return isinstance(exc, (ConnectionError, TimeoutError))

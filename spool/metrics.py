@@ -7,12 +7,16 @@ ledger at scrape time (spool.ledger.gauges), so one endpoint describes the whole
 many workers and machines run it: per tenant, batches READY / LOADING / FAILED, batches a
 loader may claim, the age of the oldest batch not loaded, the age of the newest loaded row,
 rows loaded; the age of the newest batch written; and whether the ledger answered. The
-spool job's page adds, per tenant, the batches written and the age of the newest one's
-window end. Where SDK workers run inside the launcher (Prism's default LOOPBACK environment,
-the local default), their counters are on the same page.
+spool job's page adds, per tenant, the batches written, the age of the newest one's
+window end and the records that reached their window after it had closed. Where SDK
+workers run inside the launcher (Prism's default LOOPBACK environment, the local default),
+their counters are on the same page.
 
 **Workers' own counters** (rows and batches by outcome, seconds per warehouse transaction)
-are what each loader worker process did since it started. Workers in processes of their own
+are what each loader worker process did since it started; a spool job worker process adds
+how long each partition it reads has been unreachable and how often it retried
+(:func:`reader_stall`), while the launcher's page has the same stalls from the ledger for
+every worker. Workers in processes of their own
 (a portable job server's worker pools, Flink, Dataflow) serve them only when asked
 (``--worker_metrics_port``), each process on the first free port from that one up, since
 several workers on one machine cannot share a port. Beam's counters and distributions
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _STARTED: dict[int, int | None] = {}  # asked port → the port serving (None: none free)
 _METRICS: dict = {}
+_READER: dict = {}
 WORKER_PORTS = 16  # a worker tries its port and the next 15
 
 
@@ -46,6 +51,27 @@ def loader_metrics() -> dict:
                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
             )
         return _METRICS
+
+
+def reader_stall(topic: str, partition: int, seconds: float | None) -> None:
+    """A spool job reader's partition is unreachable for ``seconds`` (a retry), or answers
+    again (None): this process's gauge and retry count (spool.read_stalls)."""
+    with _LOCK:
+        if not _READER:
+            from prometheus_client import Counter, Gauge
+
+            _READER.update(
+                unreachable=Gauge("spool_kafka_partition_unreachable_seconds",
+                                  "Seconds this worker process has not reached the "
+                                  "partition (0: it reads)", ["topic", "partition"]),
+                retries=Counter("spool_kafka_read_retries",
+                                "Reads of the partition that failed with an outage and are "
+                                "tried again", ["topic", "partition"]),
+            )
+    labels = (topic, str(partition))
+    _READER["unreachable"].labels(*labels).set(seconds or 0.0)
+    if seconds is not None:
+        _READER["retries"].labels(*labels).inc()
 
 
 def serve_worker(port: int, addr: str = "127.0.0.1") -> int | None:
@@ -83,14 +109,16 @@ class LedgerCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from spool.ledger import gauges
+        from spool.ledger import gauges, stalls
         from spool.ledger.store import Ledger
 
         up = GaugeMetricFamily("spool_ledger_up", "1 if the ledger answered this scrape")
-        ledger = Ledger(self.ledger_dsn, application_name=f"spool-{self.job}-metrics")
+        ledger = Ledger(self.ledger_dsn, application_name=f"spool-{self.job}-metrics",
+                        patience=0)  # a scrape reports the ledger down, it does not wait
         try:
             tenants, newest_batch = gauges.read(ledger)
             written = gauges.written(ledger) if self.job == "spool_job" else []
+            stalled = stalls.open_stalls(ledger) if self.job == "spool_job" else []
         except Exception as exc:  # noqa: BLE001 - a scrape reports the ledger down, not a 500
             log.warning("metrics: the ledger did not answer: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -137,10 +165,23 @@ class LedgerCollector:
             window = GaugeMetricFamily("spool_newest_window_end_age_seconds",
                                        "Seconds since the end of the window of the tenant's "
                                        "newest batch", labels=["tenant"])
+            late = CounterMetricFamily("spool_records_late",
+                                       "Records that reached their window after it had "
+                                       "closed, spooled in a later pane", labels=["tenant"])
             for w in written:
                 count.add_metric([w.tenant], w.batches)
                 window.add_metric([w.tenant], w.newest_window_end_age_seconds)
-            yield from (count, window)
+                late.add_metric([w.tenant], w.records_late)
+            yield from (count, window, late)
+            stall = GaugeMetricFamily("spool_read_stalled_seconds",
+                                      "Seconds since the spool job last could read the "
+                                      "partition, while it cannot (read_stalls, every "
+                                      "reader together)",
+                                      labels=["consumer_group", "topic", "partition"])
+            for st in stalled:
+                stall.add_metric([st.consumer_group, st.topic, str(st.partition)],
+                                 st.stalled_seconds)
+            yield stall
 
 
 class _ThisProcess:

@@ -11,22 +11,54 @@ FileSystems; this package imports no Beam).
 
 A file becomes visible atomically: an S3 PUT is atomic by itself; a local file is written
 beside its name and renamed over it.
+
+S3 outages are waited out: botocore retries a request a few times (standard mode), and a
+request that still fails with a connection error, a timeout, throttling or a 5xx
+(:func:`transient`) is tried again with a backoff of 1 s to 15 s, with a warning once a
+minute, for as long as the store's ``patience`` (spool.retry.patiently): without end by
+default, which the spool job's writer needs; the loader gives its reads a bound and then
+treats the batch as a transient failure. Every S3 call here is safe to repeat: a PUT writes
+the same bytes under the same key, a GET, HEAD or DELETE changes nothing twice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from spool import retry
+
+log = logging.getLogger(__name__)
 # One boto3 client per S3Config per worker process, shared by every DoFn instance, bundle
 # and thread of it: boto3 clients are thread-safe, the key is a frozen (hashable) config,
 # and the lock makes sure one is built per key. Nothing about a bundle is kept in them.
 _CLIENTS: dict = {}
 _LOCK = threading.Lock()
 MULTIPART_BYTES = 64 * 1024 * 1024
+# S3 error codes that pass on their own (throttling, a node restarting, a slow request)
+TRANSIENT_S3_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                      "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "500", "502",
+                      "503", "504"}
+
+
+def transient(exc: BaseException) -> bool:
+    """True for an S3 outage that passes on its own: the endpoint unreachable, a connection
+    reset, a timeout, throttling, a 5xx. False for what waiting cannot fix (a missing key or
+    bucket, access denied, bad credentials)."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, (ConnectionError, TimeoutError, BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in TRANSIENT_S3_CODES or status >= 500 or status == 429
+    return False
 
 
 @dataclass(frozen=True)
@@ -78,15 +110,25 @@ class FileSystem(Protocol):
 
 
 class ObjectStore:
-    """put/read/exists/delete for local paths and s3://; other schemes go to ``fallback``."""
+    """put/read/exists/delete for local paths and s3://; other schemes go to ``fallback``.
+    ``patience``: how many seconds an S3 outage is retried before a call fails (None: until
+    S3 answers; 0: botocore's own retries only)."""
 
-    def __init__(self, s3: S3Config | None = None, fallback: FileSystem | None = None) -> None:
+    def __init__(self, s3: S3Config | None = None, fallback: FileSystem | None = None,
+                 patience: float | None = None) -> None:
         self.s3 = s3 or S3Config()
         self.fallback = fallback
+        self.patience = patience
+        self._once = retry.OncePer()
         # local directories this store made or found: a window's batch files each sit in
         # a new directory, and asking the OS again for each file cost 3 % of the spool job
         # at 10,000 streams
         self._dirs: set[Path] = set()
+
+    def _patiently(self, call, bucket: str):
+        return retry.patiently(call, f"S3 bucket {bucket}", log, transient,
+                               patience=self.patience, backoff=retry.Backoff(1.0, 15.0),
+                               once=self._once)
 
     def _other(self, uri: str) -> FileSystem:
         if self.fallback is None:
@@ -101,11 +143,13 @@ class ObjectStore:
             bucket, key = split_s3(uri)
             client = self.s3.client()
             if len(data) < MULTIPART_BYTES:
-                client.put_object(Bucket=bucket, Key=key, Body=data)
+                self._patiently(lambda: client.put_object(Bucket=bucket, Key=key, Body=data),
+                                bucket)
             else:
                 import io
 
-                client.upload_fileobj(io.BytesIO(data), bucket, key)
+                self._patiently(lambda: client.upload_fileobj(io.BytesIO(data), bucket, key),
+                                bucket)
         elif "://" in uri:
             self._other(uri).write(uri, data)
         else:
@@ -142,7 +186,9 @@ class ObjectStore:
     def read(self, uri: str) -> bytes:
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
-            return self.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            client = self.s3.client()
+            return self._patiently(
+                lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), bucket)
         if "://" in uri:
             return self._other(uri).read(uri)
         return Path(uri).read_bytes()
@@ -150,9 +196,10 @@ class ObjectStore:
     def exists(self, uri: str) -> bool:
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
+            client = self.s3.client()
             try:
-                self.s3.client().head_object(Bucket=bucket, Key=key)
-            except self.s3.client().exceptions.ClientError as exc:
+                self._patiently(lambda: client.head_object(Bucket=bucket, Key=key), bucket)
+            except client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                     return False
                 raise
@@ -164,7 +211,8 @@ class ObjectStore:
     def delete(self, uri: str) -> None:
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
-            self.s3.client().delete_object(Bucket=bucket, Key=key)
+            client = self.s3.client()
+            self._patiently(lambda: client.delete_object(Bucket=bucket, Key=key), bucket)
         elif "://" in uri:
             self._other(uri).delete(uri)
         else:

@@ -27,6 +27,7 @@ class BeamFileSystems:
         FileSystems.delete([uri])
 
 
-def object_store(s3: S3Config) -> ObjectStore:
-    """The object store a DoFn uses: local and S3 natively, anything else through Beam."""
-    return ObjectStore(s3, fallback=BeamFileSystems())
+def object_store(s3: S3Config, patience: float | None = None) -> ObjectStore:
+    """The object store a DoFn uses: local and S3 natively, anything else through Beam; an
+    S3 outage is waited out for ``patience`` seconds (None: until S3 answers)."""
+    return ObjectStore(s3, fallback=BeamFileSystems(), patience=patience)

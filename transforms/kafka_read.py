@@ -34,6 +34,18 @@ committed yet.
 Streaming restrictions are split only by checkpoints (never fractionally: an unbounded offset
 range has no meaningful middle).
 
+Outages: a broker that is down, restarting or changing leaders is waited out, never
+treated as an idle partition and never a reason to end the job. When the consumer cannot be
+made, a poll fails, or the check that an empty poll means "caught up" (the partition's end
+offset, asked of its leader) fails with a transient error (spool.kafka_config.transient),
+the reader hands the partition back to the runner for a backoff of 1 s to 30 s
+(spool.read_stalls) with nothing claimed beyond what it emitted and its watermark where it
+was, so windows wait for it; the consumer is made again if it failed. It logs one line per
+partition a minute at most, counts the retries, and notes the stall in the ledger for
+``spool status``. Only errors that waiting cannot fix (credentials, SASL, TLS,
+authorization, configuration) end the job. Listing the partitions at start retries
+transient errors the same way (the topic was already confirmed by the launcher).
+
 Beam 2.77's MonotonicWatermarkEstimator default provider starts from ``None`` and crashes
 once an SDF defers; this module's provider always carries a real timestamp.
 """
@@ -41,22 +53,28 @@ once an SDF defers; this module's provider always carries a real timestamp.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
+from spool import metrics, retry
 from spool.failpoints import stall
 from spool.ingest.chunks import queue_time, timestamp_ceiling
-from spool.kafka_config import consumer_config
+from spool.kafka_config import consumer_config, transient
+from spool.read_stalls import ReadStalls, StallLedger
 
 log = logging.getLogger(__name__)
 
 UNBOUNDED = 2**63 - 1
+CHECK_MS = 3000  # how long asking a partition's end offset may take before it is an outage
+BOOTSTRAP_MS = 10_000  # a new consumer's first metadata (kafka-python's default: 30 s)
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class ReadConfig:
     watermark_scope: str = "partition"  # or "process", see the module docstring
     kafka_config: tuple[str, ...] = ()
     partitions: tuple[int, ...] = ()  # read only these (default: every partition)
+    ledger_dsn: str | None = None  # where read stalls are noted (spool status); None: not
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,23 @@ class PartitionRange:
 _FLOORS: dict[tuple[str, int], int] = {}
 _SETTLED: dict[tuple[str, int], int] = {}
 _NO_FLOOR = MIN_TIMESTAMP.micros // 1000
+# Per consumer group, the partitions' outages as this worker process sees them
+# (spool.read_stalls), shared by the process's readers because a partition's restriction
+# moves between DoFn instances: one stall is one stall, logged once a minute, however many
+# instances retry it. Safe: only the wait before a retry, logs, metrics and best-effort
+# ledger notes depend on it, never which records are read or the watermark.
+_STALLS: dict[str, ReadStalls] = {}
+_STALLS_LOCK = threading.Lock()
+
+
+def _read_stalls(cfg: ReadConfig) -> ReadStalls:
+    with _STALLS_LOCK:
+        stalls = _STALLS.get(cfg.group)
+        if stalls is None:
+            ledger = StallLedger(cfg.ledger_dsn) if cfg.ledger_dsn else None
+            stalls = _STALLS[cfg.group] = ReadStalls(cfg.group, ledger,
+                                                     gauge=metrics.reader_stall)
+        return stalls
 
 
 def allocate(limit: int, backlog: dict[int, int]) -> dict[int, int]:
@@ -123,6 +159,13 @@ class _ListPartitionsFn(beam.DoFn):
         self.cfg = cfg
 
     def process(self, _):
+        # the launcher confirmed the topic: a broker that is away now is waited for
+        tps, parts, starts, end = retry.patiently(
+            self._offsets, f"kafka: topic {self.cfg.topic} on {self.cfg.bootstrap}", log,
+            transient)
+        yield from self._ranges(tps, parts, starts, end)
+
+    def _offsets(self):
         from kafka import KafkaConsumer, TopicPartition
 
         cfg = self.cfg
@@ -155,6 +198,10 @@ class _ListPartitionsFn(beam.DoFn):
                     starts[tp] = begin[tp] if cfg.start_offset == "earliest" else end[tp]
         finally:
             consumer.close()
+        return tps, parts, starts, end
+
+    def _ranges(self, tps, parts, starts, end):
+        cfg = self.cfg
         if cfg.streaming:
             stops = {tp: UNBOUNDED for tp in tps}
         else:
@@ -244,11 +291,14 @@ class _ReadPartitionFn(beam.DoFn):
 
     def __init__(self, cfg: ReadConfig) -> None:
         self.cfg = cfg
+        self.retries = Metrics.counter("spool.kafka", "unreachable_retries")
+        self.stalled = Metrics.gauge("spool.kafka", "unreachable_seconds")
 
     def setup(self):
         self._consumers: dict = {}
         self._next: dict = {}
         self._closing = False
+        self._stalls = _read_stalls(self.cfg)
 
     def start_bundle(self):
         # a runner may put several partitions' reads in one bundle (Prism takes every pending
@@ -265,13 +315,55 @@ class _ReadPartitionFn(beam.DoFn):
         if consumer is None:
             consumer = KafkaConsumer(**consumer_config(
                 self.cfg.bootstrap, self.cfg.kafka_config,
-                max_poll_records=self.cfg.chunk_records))
+                max_poll_records=self.cfg.chunk_records, bootstrap_timeout_ms=BOOTSTRAP_MS))
             consumer.assign([tp])
             self._consumers[tp] = consumer
         if self._next.get(tp) != start:
             consumer.seek(tp, start)
             self._next[tp] = start
         return consumer, tp
+
+    def _drop(self, topic: str, partition: int) -> None:
+        """Forget a consumer in an unknown state; the next read makes a new one."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        self._next.pop(tp, None)
+        consumer = self._consumers.pop(tp, None)
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=1000)
+            except Exception as exc:  # noqa: BLE001 - a broken consumer is let go either way
+                log.debug("closing a broken consumer: %s", retry.brief(exc))
+
+    def _wait_out(self, element: PartitionRange, exc: BaseException, tracker,
+                  drop: bool) -> None:
+        """An outage of the partition: hand it back to the runner for the backoff's delay.
+        Nothing past the last emitted chunk was claimed and the watermark was not moved, so
+        the residual starts at the next unread offset and windows wait for it. An error
+        that waiting cannot fix is raised."""
+        if self._closing:
+            # the worker is stopping and teardown closed the consumer under this call: hand
+            # the rest back unread (nothing of it was claimed) instead of a traceback
+            tracker.defer_remainder()
+            return
+        if not transient(exc):
+            raise exc
+        if drop:
+            self._drop(element.topic, element.partition)
+        delay, lasted = self._stalls.failed(element.topic, element.partition, exc)
+        self.retries.inc()
+        self.stalled.set(int(lasted))
+        tracker.defer_remainder(Duration(seconds=delay))
+
+    def _caught_up(self, consumer, tp, position: int | None) -> bool:
+        """An empty poll means "nothing new" only if the partition's leader says its end
+        offset is our position: a broker that is away raises (an outage, not an idle
+        partition), and records not fetched yet keep the watermark where it is."""
+        if position is None:
+            return False
+        end = consumer.end_offsets([tp], timeout_ms=CHECK_MS).get(tp)
+        return end is not None and end <= position
 
     def process(
         self,
@@ -281,7 +373,11 @@ class _ReadPartitionFn(beam.DoFn):
     ):
         cfg = self.cfg
         restriction = tracker.current_restriction()
-        consumer, tp = self._consumer(element.topic, element.partition, restriction.start)
+        try:
+            consumer, tp = self._consumer(element.topic, element.partition, restriction.start)
+        except Exception as exc:  # noqa: BLE001 - _wait_out raises all but outages
+            self._wait_out(element, exc, tracker, drop=True)
+            return
         me = (element.topic, element.partition)
         floor = max(watermark.current_watermark().micros // 1000, _FLOORS.get(me, _NO_FLOOR))
         _SETTLED[me] = floor
@@ -303,15 +399,12 @@ class _ReadPartitionFn(beam.DoFn):
             try:
                 polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms,
                                        max_records=cfg.chunk_records)
-            except Exception:
-                if not self._closing:
-                    raise
-                # the worker is stopping and teardown closed the consumer under this poll:
-                # hand the rest back unread (nothing of it was claimed) instead of a traceback
-                tracker.defer_remainder()
+            except Exception as exc:  # noqa: BLE001 - _wait_out raises all but outages
+                self._wait_out(element, exc, tracker, drop=True)
                 return
             records = polled.get(tp)
             if records:
+                self._stalls.read(element.topic, element.partition)
                 end = tracker.try_claim(UpTo(records[-1].offset))
                 if end is None:
                     return
@@ -334,11 +427,19 @@ class _ReadPartitionFn(beam.DoFn):
                 if last_of_range:
                     return
             else:
-                position = consumer.position(tp)
-                if position >= stop:
+                try:
+                    position = consumer.position(tp, timeout_ms=CHECK_MS)
+                    done = position is not None and position >= stop
+                    idle = cfg.streaming and not done and self._caught_up(consumer, tp,
+                                                                          position)
+                except Exception as exc:  # noqa: BLE001 - _wait_out raises all but outages
+                    self._wait_out(element, exc, tracker, drop=False)
+                    return
+                if done:
                     tracker.try_claim(stop)
                     return
-                if cfg.streaming:
+                if idle:
+                    self._stalls.read(element.topic, element.partition)
                     floor = max(floor, int((time.time() - cfg.idle_lag_seconds) * 1000))
                     report(floor)
                     tracker.defer_remainder(Duration(seconds=cfg.idle_defer_seconds))

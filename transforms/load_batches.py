@@ -35,6 +35,9 @@ class LoadConfig:
     worker_metrics_port: int = 0  # each worker process's counters from this port up; 0: off
     worker_metrics_address: str = "127.0.0.1"
     s3: S3Config = field(default_factory=S3Config)
+    # how long a batch file's read waits out an S3 outage before the load counts as a
+    # transient failure (its batches retry later): well within a claim's lease
+    s3_patience_seconds: float = 60.0
 
 
 class _ListDueTablesFn(beam.DoFn):
@@ -64,8 +67,8 @@ class _LoadTenantFn(beam.DoFn):
     def setup(self):
         self._ledger = Ledger(self.cfg.ledger_dsn, application_name="spool-loader")
         owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self._loader = TenantLoader(self._ledger, object_store(self.cfg.s3), self.cfg.loader,
-                                    owner)
+        store = object_store(self.cfg.s3, patience=self.cfg.s3_patience_seconds)
+        self._loader = TenantLoader(self._ledger, store, self.cfg.loader, owner)
         # counted in the process's registry: on the launcher's page where the worker runs
         # in the launcher, on a port of its own when asked (spool.metrics)
         self._prom = metrics.loader_metrics()

@@ -1,4 +1,5 @@
-"""moto's standalone server: an S3-compatible HTTP endpoint on 127.0.0.1 with one bucket.
+"""moto's standalone server: an S3-compatible HTTP endpoint on 127.0.0.1 with one bucket,
+made before the server answers its first request (a restart empties the emulator).
 
 moto lives in a venv of its own under ``var/venvs`` so its many dependencies never meet
 Beam's; ready means an object was written and read back. It is an emulator: it checks the
@@ -67,7 +68,12 @@ def ready() -> bool:
 def start() -> None:
     if S3.pid() is None:
         exe = moto_bin()
-        pid = S3.spawn([str(exe), "-H", HOST, "-p", str(PORT)], S3_DIR / "logs" / "moto.log")
+        # moto's own server, with the bucket made before the first request (a restarted
+        # emulator forgets it; see moto_server_with_bucket.py); "moto_server" in the command
+        # line is the daemon's marker
+        boot = Path(__file__).resolve().parent / "moto_server_with_bucket.py"
+        pid = S3.spawn([str(exe.parent / "python"), str(boot), HOST, str(PORT), BUCKET],
+                       S3_DIR / "logs" / "moto.log")
         log(f"s3 (moto) starting (pid {pid}), waiting for a put/get round trip ...")
     try:
         wait_until("s3", ready, 60)

@@ -32,7 +32,8 @@ def ledger_from(args: LedgerArgs) -> Ledger:
         secrets.resolve(ref)
     except secrets.SecretError as exc:
         raise SystemExit(f"error: {exc}") from None
-    ledger = Ledger(ref, application_name="spool-cli")
+    # patience=0: a command answers in seconds, it does not wait out a ledger outage
+    ledger = Ledger(ref, application_name="spool-cli", patience=0)
     try:
         ledger.migrate()
     except Exception as exc:  # noqa: BLE001 - any connection problem ends here, explained

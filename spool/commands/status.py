@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, timedelta
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ledger import outbox, queries
@@ -50,6 +51,7 @@ def status(args: LedgerArgs) -> int:
             print(f"{UNASSIGNED_TENANT}: {messages} messages held (no tenant matched); "
                   f"{HELD_HINT}")
     _failing_webhooks(ledger, args)
+    _stalled_reads(ledger, args)
     if not rows and not batches and not args.json:
         print("(no batches yet: run the spool job, see 'python -m pipelines.spool_job --help')")
     return 0
@@ -70,3 +72,25 @@ def _failing_webhooks(ledger, args: LedgerArgs) -> None:
             print(f"{tenant}: webhook failing: {pending} event(s) waiting, the oldest "
                   f"{age} old, after {attempts} attempt(s); last error: {error}; "
                   f"'spool webhooks list --tenant {tenant} --failing'")
+
+
+def _stalled_reads(ledger, args: LedgerArgs) -> None:
+    """Partitions the spool job cannot read now (a broker down or restarting): no batch of
+    their new records comes until they answer; the job retries on its own (docs/spool-job.md,
+    "Outages")."""
+    for st in queries.read_stalls(ledger):
+        since = st.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if args.json:
+            print(json.dumps({"topic": st.topic, "partition": st.partition,
+                              "consumer_group": st.consumer_group,
+                              "stalled_seconds": round(st.stalled_seconds),
+                              "since": st.started_at.isoformat(), "error": st.error}))
+        else:
+            print(f"reading {st.topic} partition {st.partition} (group {st.consumer_group}): "
+                  f"stalled for {_age(st.stalled_seconds)} since {since}: {st.error}; the "
+                  "spool job retries until the partition answers")
+
+
+def _age(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 120 else str(timedelta(seconds=seconds))

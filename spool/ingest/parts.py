@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from spool import sdc
 from spool.ingest import batchfile
+from spool.ingest import offsets as offset_sets
 from spool.ingest import shape as shaping
 from spool.ingest.messages import Decoded, Kind, Reason
 
@@ -46,6 +47,13 @@ class Part:
     # which parts of which takes this is (spool.ingest.progress): take id → bitmask of part
     # indexes; a batch's is the union of its parts', and CommitOffsets commits by them
     takes: dict | None = None
+    # the exact offsets of the records (spool.ingest.offsets) per "topic/partition":
+    # appended while shaping, packed when sealed (``offsets`` above holds only their span)
+    offset_log: dict = field(default_factory=dict)  # "topic/partition" → [offset, ...]
+    offset_sets: dict = field(default_factory=dict)  # "topic/partition" → [packed, ...]
+    # "topic/partition" → [first, last] of records whose offsets are not known one by one
+    # (a part pickled by a Spool without offset sets): its batch's set is not exact there
+    offsets_inexact: dict | None = None
 
     def meta_key(self) -> str:
         """Records with different stream meta never share a batch."""
@@ -78,6 +86,11 @@ class Part:
             if offset > rng[1]:
                 rng[1] = offset
             rng[2] += 1
+        log = self.offset_log.get(topic_partition)
+        if log is None:
+            self.offset_log[topic_partition] = [offset]
+        else:
+            log.append(offset)
         if self.min_event_ms is None or event_ms < self.min_event_ms:
             self.min_event_ms = event_ms
         if self.max_event_ms is None or event_ms > self.max_event_ms:
@@ -90,12 +103,36 @@ class Part:
             self.max_seq = seq
 
     def seal(self) -> Part:
-        """Columnarise the shaped rows (once); the row dicts are dropped."""
+        """Columnarise the shaped rows (once); the row dicts are dropped. The offsets noted
+        so far are packed."""
         if self.table is None:
             self.n_rows = len(self.rows)
             self.table = batchfile.rows_to_table(self.rows)
             self.rows = []
+        self._pack_offsets()
         return self
+
+    def _pack_offsets(self) -> None:
+        if self.offset_log:
+            for tp, log in self.offset_log.items():
+                self.offset_sets.setdefault(tp, []).append(offset_sets.pack(log))
+            self.offset_log = {}
+
+    def packed_offsets(self) -> dict[str, tuple[int, int, int, bytes, bool]]:
+        """Per "topic/partition": (first, last, how many, packed set, exact) of the offsets
+        of the part's records, as the ledger keeps them with a batch (``batch_offsets``).
+        Not exact: the set covers [first, last] of records of an older part whole."""
+        self.seal()
+        out = {}
+        loose = self.offsets_inexact or {}
+        for tp in sorted(set(self.offset_sets) | set(loose)):
+            blobs = self.offset_sets.get(tp, [])
+            if tp in loose:
+                lo, hi = loose[tp]
+                blobs = [*blobs, offset_sets.pack(range(lo, hi + 1))]
+            first, last, n, packed = offset_sets.combine(blobs)
+            out[tp] = (first, last, n, packed, tp not in loose)
+        return out
 
     def dumps(self) -> bytes:
         self.seal()
@@ -110,10 +147,23 @@ class Part:
         known = cls.__dataclass_fields__
         part = cls(**{k: v for k, v in meta.items() if k in known})
         part.table = batchfile.from_ipc(ipc)
+        if "offset_sets" not in meta:  # older than offset sets: a dense span is exact
+            for tp, (lo, hi, n) in part.offsets.items():
+                if hi - lo + 1 == n:
+                    part.offset_sets[tp] = [offset_sets.pack(range(lo, hi + 1))]
+                else:
+                    part.offsets_inexact = {**(part.offsets_inexact or {}), tp: [lo, hi]}
         return part
 
     def merge_meta(self, other: Part) -> None:
         """Fold another part's counts and ranges into this one (not its rows)."""
+        other._pack_offsets()
+        for tp, packed in other.offset_sets.items():
+            self.offset_sets.setdefault(tp, []).extend(packed)
+        for tp, (lo, hi) in (other.offsets_inexact or {}).items():
+            was = (self.offsets_inexact or {}).get(tp, [lo, hi])
+            self.offsets_inexact = {**(self.offsets_inexact or {}),
+                                    tp: [min(was[0], lo), max(was[1], hi)]}
         self.n_rows += other.n_rows
         self.records += other.records
         self.bytes += other.bytes

@@ -103,6 +103,7 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
         key_names=tuple(part.key_names),
         columns=meta.columns,
         meta={**meta.ledger_meta(), **rejection_summary(part.table)},
+        exact_offsets=part.packed_offsets(),
     )
     return uri, data, record
 

@@ -89,6 +89,7 @@ class TenantWritten:
     tenant: str
     batches: int  # batches the spool job recorded for the tenant, in every state
     newest_window_end_age_seconds: float  # since the end of its newest batch's window
+    records_late: int = 0  # records that reached their window after it closed
 
 
 def written(ledger: Ledger) -> list[TenantWritten]:
@@ -97,9 +98,11 @@ def written(ledger: Ledger) -> list[TenantWritten]:
     def q(cur):
         _bounded(cur)
         cur.execute("""
-            SELECT tenant_id, count(*), extract(epoch FROM now() - max(window_end))
+            SELECT tenant_id, count(*), extract(epoch FROM now() - max(window_end)),
+                   sum(records_late)
             FROM batches GROUP BY 1 ORDER BY 1""")
-        return [TenantWritten(t, int(n), float(age)) for t, n, age in cur.fetchall()]
+        return [TenantWritten(t, int(n), float(age), int(late))
+                for t, n, age, late in cur.fetchall()]
 
     return ledger.run(q)
 

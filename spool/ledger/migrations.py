@@ -190,4 +190,47 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "exact offsets per batch and partition (spool check offsets); late records per batch",
+        """
+        -- one row per batch and partition it holds records of; written with the batch, in
+        -- the same transaction, and gone with it (docs/ledger.md)
+        CREATE TABLE batch_offsets (
+            batch_id     text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+            topic        text NOT NULL,
+            partition    integer NOT NULL,
+            first_offset bigint NOT NULL,
+            last_offset  bigint NOT NULL,
+            records      integer NOT NULL,  -- offsets in the set
+            offsets      bytea NOT NULL,    -- the set, packed (spool/ingest/offsets.py)
+            exact        boolean NOT NULL DEFAULT true,  -- false: [first, last] assumed whole
+            PRIMARY KEY (batch_id, topic, partition)
+        );
+        CREATE INDEX batch_offsets_first ON batch_offsets (topic, partition, first_offset);
+        CREATE INDEX batch_offsets_last ON batch_offsets (topic, partition, last_offset);
+
+        -- meta's records_late as a column: summed by every metrics scrape, which must not
+        -- read (and decompress) each batch's meta
+        ALTER TABLE batches ADD COLUMN records_late integer NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        9,
+        "read stalls: partitions the spool job cannot reach, for spool status and metrics",
+        """
+        -- one row per (consumer group, topic, partition): its current stall (ended_at NULL)
+        -- or its last one; written best-effort by the spool job's reader (docs/spool-job.md)
+        CREATE TABLE read_stalls (
+            consumer_group text NOT NULL,
+            topic          text NOT NULL,
+            partition      integer NOT NULL,
+            started_at     timestamptz NOT NULL,
+            ended_at       timestamptz,
+            error          text NOT NULL,
+            updated_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer_group, topic, partition)
+        );
+        """,
+    ),
 ]

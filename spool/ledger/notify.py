@@ -9,8 +9,9 @@ claimable batches as soon as a notice arrives, instead of on its next poll.
 Polling stays the rule: a notice only cuts a wait short. A listener whose connection fails
 (a restarted ledger, a connection pooler in transaction mode that cannot ``LISTEN``) waits
 out the poll interval, as if no notice had come, and connects again on the next wait, so a
-loader never depends on a notice arriving. Batches due again after a retry delay, or whose
-lease expired, are found by polling alone.
+loader never depends on a notice arriving. While the ledger is away the listener says so
+once a minute, and once when it listens again. Batches due again after a retry delay, or
+whose lease expired, are found by polling alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import psycopg2
 import psycopg2.extensions
 
-from spool import secrets
+from spool import retry, secrets
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class ReadyListener:
         self._dsn = dsn
         self._app = application_name
         self._conn = None
-        self._warned = False
+        self._away = retry.Backoff()  # how long LISTEN has failed (the waits are the polls')
+        self._once = retry.OncePer()
 
     def _connect(self):
         if self._conn is None or self._conn.closed:
@@ -51,9 +53,10 @@ class ReadyListener:
             with conn.cursor() as cur:
                 cur.execute(f"LISTEN {READY_CHANNEL}")
             self._conn = conn
-            if self._warned:
-                log.info("listening for new batches again")
-            self._warned = False
+            lasted = self._away.succeeded()
+            if lasted is not None:
+                self._once.forget("listen")
+                log.info("listening for new batches again after %.0f s", lasted)
         return self._conn
 
     def wait(self, timeout: float) -> bool:
@@ -72,11 +75,11 @@ class ReadyListener:
                     return False
                 select.select([conn], [], [], left)
         except (psycopg2.Error, OSError) as exc:
-            if not self._warned:
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                log.warning("cannot listen for new batches (%s: %s); polling only until the "
-                            "ledger accepts LISTEN again", type(exc).__name__, first_line)
-                self._warned = True
+            self._away.failed()
+            if self._once.allow("listen"):
+                log.warning("cannot listen for new batches for %.0f s (%s); polling only "
+                            "until the ledger accepts LISTEN again", self._away.down_for(),
+                            retry.brief(exc))
             self.close()
             time.sleep(max(0.0, deadline - time.monotonic()))
             return False

@@ -12,7 +12,7 @@ from spool.ledger.store import Ledger
 from spool.sdc import REJECTED, UNASSIGNED_TENANT
 
 STATUS_COLUMNS = ["tenant", "table", "ready", "loading", "loaded", "failed", "records_spooled",
-                  "records_loaded", "records_filtered", "oldest_unloaded", "last_load",
+                  "records_loaded", "records_filtered", "late", "oldest_unloaded", "last_load",
                   "newest_row_age", "last_error"]
 BATCH_COLUMNS = ["batch_id", "tenant", "table", "state", "records", "rows", "attempts",
                  "created", "loaded", "last_error"]
@@ -47,6 +47,9 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
                        -- records a stream map's filter dropped (docs/stream-maps.md)
                        coalesce(sum((meta ->> 'records_filtered')::bigint), 0)
                            AS records_filtered,
+                       -- records that reached their window after it closed, loaded in a
+                       -- later pane (meta's records_late, kept as a column)
+                       coalesce(sum(records_late), 0) AS late,
                        date_trunc('second', now() - min(created_at)
                                   FILTER (WHERE state <> '{_S[BatchState.LOADED]}'))
                            AS oldest_unloaded,
@@ -129,3 +132,11 @@ def rejection_summaries(ledger: Ledger, tenant: str | None = None) -> list[tuple
         return [(t, m if isinstance(m, dict) else json.loads(m)) for t, m in cur.fetchall()]
 
     return ledger.run(q)
+
+
+def read_stalls(ledger: Ledger) -> list:
+    """Partitions the spool job cannot read now, the longest stalled first
+    (spool.ledger.stalls.Stall: group, topic, partition, since, seconds, error)."""
+    from spool.ledger import stalls
+
+    return stalls.open_stalls(ledger)

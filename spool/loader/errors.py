@@ -9,12 +9,8 @@ from __future__ import annotations
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from spool.objectstore import TRANSIENT_S3_CODES
 from spool.warehouse.dialects import Dialect, TerminalError, TransientError
-
-# S3 error codes that pass on their own (throttling, a node restarting, a slow request)
-TRANSIENT_S3_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
-                      "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "500", "502",
-                      "503", "504"}
 
 
 def classify(dialect: Dialect, exc: BaseException) -> type[Exception]:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from spool import secrets
+from spool import retry, secrets
 from spool.ledger import outbox
 from spool.ledger.store import Ledger
 from spool.webhooks import events, signing
@@ -207,14 +207,22 @@ class Deliverer:
         """Deliver until ``stop`` is set, looking every ``poll_seconds``. A ledger that is
         unreachable is logged and tried again next time: delivery waits, nothing else.
         Once an hour it forgets events delivered ``keep_delivered_days`` ago."""
+        import psycopg2
+
         pruned_at = None
+        once = retry.OncePer()
         while not stop.is_set():
             try:
                 self.drain()
                 if pruned_at is None or time.monotonic() - pruned_at > 3600:
                     outbox.prune_delivered(self.ledger, self.cfg.keep_delivered_days)
                     pruned_at = time.monotonic()
-            except Exception:  # a deliverer outlives a ledger outage; logged
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self.ledger.close()  # the ledger is away: one line a minute, no traceback
+                if once.allow("ledger"):
+                    log.warning("webhook delivery waits for the ledger (%s); trying again "
+                                "every %.0f s", retry.brief(exc), self.cfg.poll_seconds)
+            except Exception:  # a deliverer outlives any failed round; logged
                 log.exception("webhook delivery round failed; trying again in %.0f s",
                               self.cfg.poll_seconds)
                 self.ledger.close()
@@ -227,8 +235,9 @@ class Background:
 
     def __init__(self, ledger_dsn: str, config: DeliveryConfig = DeliveryConfig(),
                  owner: str | None = None) -> None:
-        self._deliverer = Deliverer(Ledger(ledger_dsn, application_name="spool-webhooks"),
-                                    config, owner)
+        # patience=0: the deliverer's own loop waits out a ledger outage (and can stop)
+        self._deliverer = Deliverer(Ledger(ledger_dsn, application_name="spool-webhooks",
+                                           patience=0), config, owner)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._deliverer.run, args=(self._stop,),
                                         name="spool-webhooks", daemon=True)

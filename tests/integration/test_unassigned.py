@@ -66,7 +66,7 @@ def test_status_holds_them_apart_until_unassigned_has_a_destination(
     # no table row, so no "oldest unloaded" age that only grows: one line that says what to do
     assert out.splitlines() == [
         "tenant  table  ready  loading  loaded  failed  records_spooled  records_loaded  "
-        "records_filtered  oldest_unloaded  last_load  newest_row_age  last_error",
+        "records_filtered  late  oldest_unloaded  last_load  newest_row_age  last_error",
         f"_unassigned: 3 messages held (no tenant matched); {HINT}"]
     rc, out, _ = spool_cli(ledger_dsn, "status", "--json")
     assert (rc, [json.loads(line) for line in out.splitlines()]) == (0, [
@@ -83,9 +83,9 @@ def test_status_holds_them_apart_until_unassigned_has_a_destination(
     assert (rc, err) == (0, "")
     assert "held" not in out
     row = next(r for r in status_rows(out) if r[:2] == ["_unassigned", "_sdc_rejected"])
-    # ready loading loaded failed records_spooled records_loaded records_filtered, then the
-    # age of the backlog
-    assert row[2:9] == ["1", "0", "0", "0", "3", "0", "0"] and ":" in row[9]
+    # ready loading loaded failed records_spooled records_loaded records_filtered late, then
+    # the age of the backlog
+    assert row[2:10] == ["1", "0", "0", "0", "3", "0", "0", "0"] and ":" in row[10]
 
 
 def test_once_it_has_a_destination_the_loader_loads_them_into_that_schema(

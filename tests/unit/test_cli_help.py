@@ -14,7 +14,7 @@ COMMANDS = [["produce"], ["topics"], ["topics", "create"], ["topics", "list"], [
             ["tenants", "show"], ["tenants", "remove"], ["status"], ["batches"],
             ["batches", "list"], ["batches", "show"], ["batches", "retry"], ["rejected"],
             ["tenants", "update"], ["webhooks"], ["webhooks", "deliver"], ["webhooks", "list"],
-            ["webhooks", "retry"], ["webhooks", "test"]]
+            ["webhooks", "retry"], ["webhooks", "test"], ["check"], ["check", "offsets"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
