@@ -15,6 +15,7 @@ bookkeeping keeps what is due meanwhile. A take whose parts stay unrecorded for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from spool import kafka_config
 from spool.ingest.progress import Progress
 from spool.kafka_config import consumer_config
+from spool.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class _CommitFn(beam.DoFn):
         self._consumer = None
         self._committed: dict = {}  # (topic, partition) → offset committed by this worker
         self._said: dict[str, float] = {}  # what was logged when (once a minute each)
+        self._backoff = Backoff(base=1.0, cap=30.0)
+        self._next_try = 0.0
 
     def _say(self, what: str, level: int, text: str, *args) -> None:
         now = time.monotonic()
@@ -89,8 +94,8 @@ class _CommitFn(beam.DoFn):
 
         due = {p: o for p, o in book.cursor.items()
                if o > self._committed.get((topic, p), -1)}
-        if not due:
-            return
+        if not due or time.monotonic() < self._next_try:
+            return  # nothing new, or the broker was down a moment ago: the next input tries
         try:
             consumer = self._kafka()
             todo = {}
@@ -103,15 +108,23 @@ class _CommitFn(beam.DoFn):
                     todo[tp] = OffsetAndMetadata(offset, "", -1)
             if todo:
                 consumer.commit(todo)
-        except Exception as exc:  # noqa: BLE001 - any broker trouble: kept, tried again
+        except Exception as exc:  # an outage is waited out, anything else raised
+            if not kafka_config.transient(exc):
+                raise RuntimeError(f"cannot commit offsets of {topic} for consumer group "
+                                   f"{self.cfg.group!r}: {type(exc).__name__}: {exc}; check "
+                                   "the group's authorization and that no other consumer "
+                                   "uses the group") from exc
             self.failures.inc()
+            self._next_try = time.monotonic() + self._backoff.failed()
             self._say("commit", logging.WARNING,
                       "could not commit offsets of %s to Kafka (%s: %s); they stay due and "
                       "are committed once the broker answers", topic, type(exc).__name__, exc)
-            if self._consumer is not None:
-                self._consumer.close(autocommit=False)
-                self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    consumer.close(autocommit=False)
             return
+        self._backoff.succeeded()
         for tp, om in todo.items():
             self._committed[(tp.topic, tp.partition)] = om.offset
         self.commits.inc(len(todo))

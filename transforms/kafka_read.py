@@ -315,7 +315,10 @@ class _ReadPartitionFn(beam.DoFn):
         if consumer is None:
             consumer = KafkaConsumer(**consumer_config(
                 self.cfg.bootstrap, self.cfg.kafka_config,
-                max_poll_records=self.cfg.chunk_records, bootstrap_timeout_ms=BOOTSTRAP_MS))
+                max_poll_records=self.cfg.chunk_records, bootstrap_timeout_ms=BOOTSTRAP_MS,
+                # an offset retention has deleted moves to the oldest record left, never to
+                # the end of the log (kafka-python's default), which would skip what is there
+                auto_offset_reset="earliest"))
             consumer.assign([tp])
             self._consumers[tp] = consumer
         if self._next.get(tp) != start:
@@ -407,13 +410,18 @@ class _ReadPartitionFn(beam.DoFn):
                 self._stalls.read(element.topic, element.partition)
                 end = tracker.try_claim(UpTo(records[-1].offset))
                 if end is None:
+                    # the range was split away under the poll: the consumer has moved past
+                    # records this reader does not own; whoever reads them next must seek
+                    self._next.pop(tp, None)
                     return
                 last_of_range = end < records[-1].offset
                 if last_of_range:  # the range ends inside this chunk (a split or drain's end)
                     records = [r for r in records if r.offset <= end]
+                    self._next.pop(tp, None)  # the consumer is past ``end``: seek next time
                     if not records:
                         return
-                self._next[tp] = records[-1].offset + 1
+                else:
+                    self._next[tp] = records[-1].offset + 1
                 stall(f"read.partition.{element.partition}")  # tests: a reader held up
                 ceiling = timestamp_ceiling(time.time())
                 first = max(floor, queue_time(records[0].timestamp, ceiling))
