@@ -14,13 +14,17 @@ record carrying its send time. Every loaded table gets a user column
 ``observed_at`` minus its send time: how old it was when its row was written in the
 warehouse.
 
-``--outage SERVICE@FRACTION:SECONDS`` stops a service of the local stack (kafka, s3 or
-postgres, which holds both the ledger and the warehouse) at that fraction of the run for that
-many seconds, with ``scripts/stack.py stop``/``start`` as a user would; the jobs must ride
-through it (a job that ends fails the run). An s3 outage puts the spool on the stack's S3
-bucket instead of a local folder; the emulator forgets its objects when it stops, so batches
-not loaded by then are lost with them (a real S3 keeps them). Each outage is reported with
-the catch-up after it, as a kill is.
+``--outage SERVICE@FRACTION:SECONDS`` takes a service of the local stack (kafka, s3 or
+postgres, which holds both the ledger and the warehouse) away at that fraction of the run for
+that many seconds; the jobs must ride through it (a job that ends fails the run). Kafka and
+PostgreSQL are stopped and started with ``scripts/stack.py stop``/``start``, as a user would.
+S3 is not stopped (moto keeps its objects in memory only, so a stopped emulator would lose
+every batch file not loaded yet, which a real S3 keeps): with any s3 outage the spool is on
+the stack's S3 bucket instead of a local folder, and both jobs reach it through a
+fault-injecting proxy in this process (benchmarks/s3_fault_proxy.py, given to them as
+``--s3_endpoint_url``), which answers every request with 503 ServiceUnavailable for those
+seconds while moto keeps running behind it; the outage's record counts the requests refused.
+Each outage is reported with the catch-up after it, as a kill is.
 
 ``--kill JOB@FRACTION`` SIGKILLs the job's whole process group (a crash) at that fraction
 of the run and starts it again at once, as an operator or a supervisor would. After the
@@ -38,7 +42,8 @@ kill, and the catch-up after it: seconds from the restart until the records sent
 again (the first of three consecutive 10 s slices of send time with p95 within
 ``--target_p95`` seconds), and the worst slice p95 from one window before the kill to a
 minute after the restart. ``--keep`` keeps the ledger and warehouse
-databases (and the spool folder) for a look afterwards and prints where they are.
+databases (and the spool folder, or with an s3 outage the batch files on S3, which are
+deleted otherwise) for a look afterwards and prints where they are.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import harness  # noqa: E402
+from benchmarks.s3_fault_proxy import S3FaultProxy  # noqa: E402
 from benchmarks.spool_throughput import drop_databases, fresh_database, stack_env  # noqa: E402
 
 SLICE_S = 10  # freshness slices in the plot and for catch-up
@@ -295,6 +301,34 @@ def stack(command: str, service: str) -> None:
                    check=True, capture_output=True)
 
 
+def take_down(service: str, proxy: S3FaultProxy | None) -> None:
+    """Begin an outage: S3 answers 503 through the proxy; kafka or postgres is stopped."""
+    if service == "s3":
+        proxy.down = True
+    else:
+        stack("stop", service)
+
+
+def bring_back(service: str, proxy: S3FaultProxy | None) -> None:
+    if service == "s3":
+        proxy.down = False
+    else:
+        stack("start", service)
+
+
+def remove_prefix(env: dict, uri: str) -> None:
+    """Delete the soak's batch files from the stack's S3 (moto keeps them in memory)."""
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    s3 = boto3.client("s3", endpoint_url=env["SPOOL_S3_ENDPOINT"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                            Prefix=prefix + "/"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
 def wait_for(what: str, check, deadline_s: float, interval: float = 1.0):
     end = time.monotonic() + deadline_s
     while True:
@@ -349,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                         "--kill none for no kills)")
     parser.add_argument("--outage", action="append", default=[],
                         metavar="SERVICE@FRACTION:SECONDS",
-                        help="stop SERVICE (kafka, s3 or postgres) of the local stack at this "
-                        "fraction of the run for SECONDS, then start it again; repeatable")
+                        help="stop SERVICE (kafka or postgres) of the local stack at this "
+                        "fraction of the run for SECONDS, then start it again; for s3, answer "
+                        "every S3 request with 503 for SECONDS through a proxy; repeatable")
     parser.add_argument("--target_p95", type=float, default=13.0,
                         help="freshness a slice must be within to count as caught up")
     parser.add_argument("--settle_seconds", type=float, default=300.0)
@@ -400,17 +435,27 @@ def main(argv: list[str] | None = None) -> int:
     work = ROOT / "var" / "bench" / f"soak_{tag}"
     work.mkdir(parents=True, exist_ok=True)
     job_env = dict(os.environ, SPOOL_LEDGER_DSN=ledger_dsn, SOAK_WAREHOUSE_DSN=warehouse)
-    spool = f"s3://{env['SPOOL_S3_BUCKET']}/bench/soak_{tag}" \
-        if any(service == "s3" for _at, service, _s in outages) else work / "spool"
+    spool = work / "spool"
+    proxy = None  # between the jobs and moto, with an s3 outage
+    s3_args: list[str] = []
+    if any(service == "s3" for _at, service, _s in outages):
+        spool = f"s3://{env['SPOOL_S3_BUCKET']}/bench/soak_{tag}"
+        proxy = S3FaultProxy(env["SPOOL_S3_ENDPOINT"]).start()
+        # the loader has no --spool_location and so would not take SPOOL_S3_ENDPOINT
+        job_env["SPOOL_S3_ENDPOINT"] = proxy.url
+        s3_args = [f"--s3_endpoint_url={proxy.url}"]
+        print(f"[soak] S3 through {proxy.url} (to moto at {env['SPOOL_S3_ENDPOINT']})",
+              flush=True)
     down: dict[str, dict] = {}  # service → its outage, while it is stopped
     outage_events: list[dict] = []
     jobs = {
         "spool_job": Job("spool_job", [f"--topic={topic}", f"--consumer_group=soak-{tag}",
                                        f"--spool_location={spool}", "--mode=streaming",
                                        f"--batch_seconds={args.batch_seconds}",
-                                       *args.spool_arg], job_env, work),
+                                       *s3_args, *args.spool_arg], job_env, work),
         "loader": Job("loader", ["--mode=follow", f"--poll_seconds={args.poll_seconds}",
-                                 "--metrics_port=0", *args.loader_arg], job_env, work),
+                                 "--metrics_port=0", *s3_args, *args.loader_arg], job_env,
+                      work),
     }
     conn = psycopg2.connect(warehouse)
     producer = Producer(env["SPOOL_KAFKA_BOOTSTRAP"], topic, args.partitions, streams,
@@ -419,6 +464,16 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, list[list[float]]] = {j: [] for j in [*JOBS, "machine"]}
     last_cpu: dict[str, tuple[float, float]] = {}
     events: list[dict] = []
+
+    def end_outage(service: str, outage: dict) -> None:
+        bring_back(service, proxy)
+        outage["restarted_s"] = round(time.time() - t0, 1)
+        if service == "s3":
+            outage["refused_requests"] = proxy.refused - outage.pop("refused_before")
+        outage_events.append(down.pop(service))
+        print(f"[soak] {service} " + ("answering again" if service == "s3" else "started again")
+              + f" at {time.time() - t0:.0f} s", flush=True)
+
     try:
         for job in jobs.values():
             job.start()
@@ -472,23 +527,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[soak] {name} killed at {killed - t0:.0f} s and restarted", flush=True)
             while pending_outages and pending_outages[0][0] <= elapsed:
                 _at, service, seconds = pending_outages.pop(0)
-                stack("stop", service)
+                if service in down:  # overlapping outages of one service make one longer
+                    down[service]["seconds"] = max(
+                        down[service]["seconds"],
+                        time.time() - t0 - down[service]["stopped_s"] + seconds)
+                    continue
+                refused = proxy.refused if service == "s3" else 0
+                take_down(service, proxy)
                 down[service] = {"service": service, "seconds": seconds,
                                  "stopped_s": round(time.time() - t0, 1)}
-                print(f"[soak] {service} stopped at {time.time() - t0:.0f} s", flush=True)
+                if service == "s3":
+                    down[service]["refused_before"] = refused
+                print(f"[soak] {service} " + ("answering 503" if service == "s3" else "stopped")
+                      + f" at {time.time() - t0:.0f} s", flush=True)
             for service, outage in list(down.items()):
                 if time.time() - t0 >= outage["stopped_s"] + outage["seconds"]:
-                    stack("start", service)
-                    outage["restarted_s"] = round(time.time() - t0, 1)
-                    outage_events.append(down.pop(service))
-                    print(f"[soak] {service} started again at {time.time() - t0:.0f} s",
-                          flush=True)
+                    end_outage(service, outage)
             time.sleep(max(0.1, min([RSS_EVERY_S] + [
                 o["stopped_s"] + o["seconds"] - (time.time() - t0) for o in down.values()])))
         for service, outage in list(down.items()):  # the run ended first
-            stack("start", service)
-            outage["restarted_s"] = round(time.time() - t0, 1)
-            outage_events.append(down.pop(service))
+            end_outage(service, outage)
         if any(o["service"] == "postgres" for o in outage_events):
             conn.close()  # the warehouse restarted under it
             conn = psycopg2.connect(warehouse)
@@ -514,19 +572,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         producer.stop_event.set()
         for service in down:  # a run that failed during an outage leaves the stack up
-            stack("start", service)
+            bring_back(service, proxy)
         for job in jobs.values():
             job.stop()
+        if proxy is not None:
+            proxy.stop()
     rows = read_rows(conn, tables, first_id)
     conn.close()
     legs = ledger_legs(ledger_dsn, t0)
     checked, late = offset_check(env, ledger_dsn, topic, f"soak-{tag}")
     if args.keep:
-        print(f"[soak] kept: ledger {ledger_dsn}, warehouse {warehouse}, spool folder "
-              f"{work / 'spool'}, topic {topic}, consumer group soak-{tag}", flush=True)
+        print(f"[soak] kept: ledger {ledger_dsn}, warehouse {warehouse}, spool {spool}, "
+              f"topic {topic}, consumer group soak-{tag}", flush=True)
     else:
         drop_databases(env["SPOOL_LEDGER_DSN"].rsplit("/", 1)[0] + "/postgres",
                        [f"soak_wh_{tag}", f"soak_ledger_{tag}"])
+        if proxy is not None:
+            remove_prefix(env, spool)
 
     counts: dict[int, int] = {}
     for i, *_ in rows:
