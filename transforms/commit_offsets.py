@@ -48,6 +48,9 @@ class _CommitFn(beam.DoFn):
         self.cfg = cfg
         self.commits = Metrics.counter("spool", "offset_commits")
         self.failures = Metrics.counter("spool", "offset_commit_failures")
+        # takes read but not yet passed by their partitions' commits: a number that only
+        # grows says a part never reached a recorded batch (the warning names it)
+        self.waiting = Metrics.gauge("spool", "takes_waiting")
 
     def setup(self):
         self._consumer = None
@@ -79,6 +82,7 @@ class _CommitFn(beam.DoFn):
         else:
             book.add_recorded(value)
         book.advance()
+        self.waiting.set(len(book.takes))
         self._commit(topic, book)
         for stall in book.waiting(time.time(), self.cfg.stall_seconds):
             self._say(f"stall:{stall['partition']}", logging.WARNING,

@@ -167,6 +167,7 @@ class _ListPartitionsFn(beam.DoFn):
 
     def _offsets(self):
         from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaTimeoutError
 
         cfg = self.cfg
         consumer = KafkaConsumer(**consumer_config(cfg.bootstrap, cfg.kafka_config,
@@ -176,8 +177,11 @@ class _ListPartitionsFn(beam.DoFn):
             parts = consumer.partitions_for_topic(cfg.topic)
             while not parts:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"topic {cfg.topic!r} not found on {cfg.bootstrap}; "
-                                       "create it or fix --topic")
+                    # the launcher found the topic: no metadata now is a broker away (waited
+                    # out, logged once a minute), or the topic was deleted under the job
+                    raise KafkaTimeoutError(f"topic {cfg.topic!r} not found on "
+                                            f"{cfg.bootstrap}; waiting for it (create it "
+                                            "again if it was deleted)")
                 time.sleep(0.5)
                 parts = consumer.partitions_for_topic(cfg.topic)
             if cfg.partitions:
@@ -298,6 +302,7 @@ class _ReadPartitionFn(beam.DoFn):
         self._consumers: dict = {}
         self._next: dict = {}
         self._closing = False
+        self._gauged = False  # the unreachable gauge shows an outage
         self._stalls = _read_stalls(self.cfg)
 
     def start_bundle(self):
@@ -357,6 +362,7 @@ class _ReadPartitionFn(beam.DoFn):
         delay, lasted = self._stalls.failed(element.topic, element.partition, exc)
         self.retries.inc()
         self.stalled.set(int(lasted))
+        self._gauged = True
         tracker.defer_remainder(Duration(seconds=delay))
 
     def _caught_up(self, consumer, tp, position: int | None) -> bool:
@@ -408,6 +414,9 @@ class _ReadPartitionFn(beam.DoFn):
             records = polled.get(tp)
             if records:
                 self._stalls.read(element.topic, element.partition)
+                if self._gauged:  # the outage is over: the gauge says so
+                    self.stalled.set(0)
+                    self._gauged = False
                 end = tracker.try_claim(UpTo(records[-1].offset))
                 if end is None:
                     # the range was split away under the poll: the consumer has moved past

@@ -89,6 +89,7 @@ class Ledger:
         self.patience = patience
         self._connect_timeout = connect_timeout
         self._once = _ONCE
+        self._connected_once = False
 
     # -- connection -----------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class Ledger:
             self._conn = psycopg2.connect(secrets.resolve(self._dsn),
                                           application_name=self._app,
                                           connect_timeout=self._connect_timeout)
+            self._connected_once = True
         return self._conn
 
     def close(self) -> None:
@@ -130,6 +132,8 @@ class Ledger:
         if self._conn is not None and not self._conn.closed:
             return False  # the statement failed on a live connection: its own error
         text = str(exc).lower()
+        if self._connected_once and "could not translate host name" in text:
+            return True  # it resolved before: a DNS hiccup during a failover, not a typo
         return not any(marker in text for marker in _CONFIG_ERRORS)
 
     def _run_once(self, fn: Callable, args: tuple):
