@@ -624,9 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     growth = {}
     for name, samples in rss.items():
         since = max([duration / 2] + [e["restarted_s"] for e in events if e["job"] == name])
-        late = [m for t, m in samples if t >= since]
-        if len(late) >= 2:
-            growth[name] = round(statistics.mean(late[-3:]) / statistics.mean(late[:3]) - 1, 4)
+        tail = [m for t, m in samples if t >= since]
+        if len(tail) >= 2:
+            growth[name] = round(statistics.mean(tail[-3:]) / statistics.mean(tail[:3]) - 1, 4)
     result = {
         "benchmark": "streaming_soak",
         "commit": harness.commit(),
