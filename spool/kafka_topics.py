@@ -79,7 +79,7 @@ def retention_text(ms: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """kafka-python logs every refused connection while it bootstraps; the answer here is
     the exception's one line, so its log stays quiet for the question's few seconds."""
     kafka_log = logging.getLogger("kafka")
@@ -135,7 +135,7 @@ def describe(bootstrap: str, names: list[str] | None = None,
     does not exist is left out."""
     from kafka.errors import KafkaError
 
-    with _quiet():
+    with quiet():
         admin = _admin(bootstrap, extra, timeout_s, flag)
         try:
             meta = [t for t in admin.describe_topics(names)
@@ -172,7 +172,7 @@ def create(bootstrap: str, name: str, partitions: int, retention_ms: int | None 
     spec: dict = {"num_partitions": partitions, "replication_factor": replication_factor or -1}
     if retention_ms is not None:
         spec["configs"] = {"retention.ms": str(retention_ms)}
-    with _quiet():
+    with quiet():
         admin = _admin(bootstrap, extra, timeout_s, "--bootstrap")
         try:
             admin.create_topics({name: spec}, timeout_ms=int(timeout_s * 1000),

@@ -34,11 +34,9 @@ lost record so that the spool job, started again, spools from there.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -61,18 +59,6 @@ BITMAP_MIN = 1 << 20  # offsets a sweep step may map as a bitmap however few it 
 
 class CheckError(Exception):
     """The check could not run (Kafka or the ledger); the text says why and what to do."""
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """kafka-python logs each refused connection; the check's answer is its own line."""
-    kafka_log = logging.getLogger("kafka")
-    level = kafka_log.level
-    kafka_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        kafka_log.setLevel(level)
 
 
 # -- 2. the ledger: gaps ----------------------------------------------------------------------
@@ -247,7 +233,7 @@ def check_offsets(ledger: Ledger, bootstrap: str, topic: str = "spool.fatq",
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
-    with _quiet():
+    with kafka_topics.quiet():
         try:
             found = kafka_topics.require(bootstrap, topic, kafka_config, timeout_s)
         except kafka_topics.TopicError as exc:
@@ -339,7 +325,7 @@ def rewind(bootstrap: str, topic: str, group: str, to: dict[int, int],
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
-    with _quiet():
+    with kafka_topics.quiet():
         try:
             consumer = KafkaConsumer(**consumer_config(
                 bootstrap, kafka_config, group_id=group, client_id="spool-check",

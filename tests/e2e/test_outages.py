@@ -117,6 +117,18 @@ def drop_schemas(dsn: str, prefix: str) -> None:
             cur.execute(f'DROP SCHEMA IF EXISTS "{prefix}_{t}" CASCADE')
     conn.close()
 
+def through_outage(service, jobs: dict, feed, warehouse_dsn: str, prefix: str):
+    """The outage of ``service`` while ``feed`` sends, then records after it; the
+    acknowledged ids and what the warehouse holds once every one of them arrived."""
+    outage(service, jobs)
+    sent_at_restart = feed.sent
+    wait_for("records sent after the outage", lambda: feed.sent > sent_at_restart + 100, 60)
+    acked = feed.finish()
+    wait_for("every acknowledged record in the warehouse",
+             lambda: set(warehouse_ids(warehouse_dsn, prefix)) >= acked, 150, interval=2)
+    alive(jobs)
+    return acked, warehouse_ids(warehouse_dsn, prefix)
+
 
 def test_the_spool_job_rides_through_a_kafka_outage(stack, prism, ledger_dsn, unique,
                                                     tmp_path):
@@ -182,16 +194,7 @@ def test_both_jobs_ride_through_a_ledger_outage(stack, prism, make_topic, unique
             feed.start()
             wait_for("first rows in the warehouse",
                      lambda: warehouse_ids(stack.warehouse_dsn, unique), 90)
-            outage(pg, jobs)
-            sent_at_restart = feed.sent
-            wait_for("records sent after the outage",
-                     lambda: feed.sent > sent_at_restart + 100, 60)
-            acked = feed.finish()
-            wait_for("every acknowledged record in the warehouse",
-                     lambda: set(warehouse_ids(stack.warehouse_dsn, unique)) >= acked, 150,
-                     interval=2)
-            alive(jobs)
-            found = warehouse_ids(stack.warehouse_dsn, unique)
+            acked, found = through_outage(pg, jobs, feed, stack.warehouse_dsn, unique)
         finally:
             feed.stop()
             kill(job, signal.SIGTERM, timeout=60)
@@ -229,16 +232,7 @@ def test_both_jobs_ride_through_an_object_store_outage(stack, prism, make_topic,
                      lambda: set(warehouse_ids(stack.warehouse_dsn, unique)) >= before, 90,
                      interval=1)
             feed.resume()
-            outage(s3, jobs)
-            sent_at_restart = feed.sent
-            wait_for("records sent after the outage",
-                     lambda: feed.sent > sent_at_restart + 100, 60)
-            acked = feed.finish()
-            wait_for("every acknowledged record in the warehouse",
-                     lambda: set(warehouse_ids(stack.warehouse_dsn, unique)) >= acked, 150,
-                     interval=2)
-            alive(jobs)
-            found = warehouse_ids(stack.warehouse_dsn, unique)
+            acked, found = through_outage(s3, jobs, feed, stack.warehouse_dsn, unique)
         finally:
             feed.stop()
             kill(job, signal.SIGTERM, timeout=60)
