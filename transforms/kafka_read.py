@@ -66,6 +66,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from spool import metrics, retry
 from spool.failpoints import stall
+from spool.ingest.budget import allocate
 from spool.ingest.chunks import queue_time, timestamp_ceiling
 from spool.kafka_config import consumer_config, transient
 from spool.read_stalls import ReadStalls, StallLedger
@@ -134,22 +135,6 @@ def _read_stalls(cfg: ReadConfig) -> ReadStalls:
             stalls = _STALLS[cfg.group] = ReadStalls(cfg.group, ledger,
                                                      gauge=metrics.reader_stall)
         return stalls
-
-
-def allocate(limit: int, backlog: dict[int, int]) -> dict[int, int]:
-    """Split a record budget over partitions in proportion to their backlog (deterministic)."""
-    total = sum(backlog.values())
-    if total <= limit:
-        return dict(backlog)
-    share = {p: backlog[p] * limit // total for p in backlog}
-    left = limit - sum(share.values())
-    for p in sorted(backlog, key=lambda p: (-(backlog[p] * limit % total), p)):
-        if left <= 0:
-            break
-        if share[p] < backlog[p]:
-            share[p] += 1
-            left -= 1
-    return share
 
 
 class _ListPartitionsFn(beam.DoFn):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from spool import secrets
+from spool.ingest.budget import allocate
 from spool.ingest.directory import Directory
 from spool.ledger.claims import Claimed
 from spool.loader import transactions
 from spool.warehouse.plan import source_key_column
-from transforms.kafka_read import allocate
 
 
 def test_secret_references(tmp_path, monkeypatch):
