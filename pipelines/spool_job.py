@@ -134,12 +134,13 @@ class BatchOptions(PipelineOptions):
             "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
             help="A batch closes once its records hold this many bytes (default 64 MiB).")
         group.add_argument(
-            "--allowed_lateness_seconds", type=float, default=600.0,
+            "--allowed_lateness_seconds", type=float, default=None,
             help="streaming: how long a window's batch state is kept after the window ends, "
             "so a part that reaches it late (a runner's retried or split bundle) opens the "
-            "next pane; a late part is never dropped by Spool and is counted as late. Flink "
-            "and Dataflow drop data later than this: give them more than any stall they may "
-            "see (default 600).")
+            "next pane of its window. A late part is never dropped by Spool and is counted "
+            "as late either way. Default: one --batch_seconds; Prism copies every kept "
+            "window's state into each bundle, so more costs throughput there. Flink and "
+            "Dataflow drop data later than this: give them more than any stall they may see.")
         group.add_argument(
             "--parquet_compression", default="snappy", choices=["snappy", "zstd", "gzip", "none"],
             help="Compression of the batch files (default snappy: fast for many small files and "
@@ -193,7 +194,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
         part_max_rows=part_rows, part_max_bytes=max(1, bat.batch_max_bytes // 4))
     batch = BatchConfig(window_seconds=bat.batch_seconds, max_rows=bat.batch_max_rows,
                         max_bytes=bat.batch_max_bytes,
-                        allowed_lateness_seconds=bat.allowed_lateness_seconds)
+                        allowed_lateness_seconds=bat.batch_seconds
+                        if bat.allowed_lateness_seconds is None
+                        else bat.allowed_lateness_seconds)
     write = WriteConfig(topic=src.topic, spool_location=spool_location, ledger_dsn=ledger_dsn,
                         window_seconds=bat.batch_seconds,
                         compression=bat.parquet_compression,

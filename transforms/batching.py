@@ -67,7 +67,7 @@ class BatchConfig:
     window_seconds: float = 60.0
     max_rows: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
-    allowed_lateness_seconds: float = 600.0
+    allowed_lateness_seconds: float = 60.0  # the job passes one window by default
 
 
 PART_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), BytesCoder()])
