@@ -18,13 +18,13 @@ timers in it: apache/beam#35771), or a reader's watermark ran ahead. Such a part
 dropped: it opens a later pane of its window, whose timer is set again at the window's end
 (already passed, so it fires at the next watermark step), and that batch is marked late, so
 its records are counted (``spool.records_late``, the batch's ``records_late``). A part is late
-when its window's timer has fired for its key, or when a window timer later than its window's
-end plus the allowed lateness has fired in this process (its state was collected). A part that
-only waited in the step's queue while the watermark passed its window is not late: its key's
-timer has not fired, and Prism runs a key's queued parts before that key's timer. The window
-keeps its state ``allowed_lateness`` past its end (a late part after that opens a fresh state,
-pane 0 again, still written and counted); runners that drop data later than that (Flink,
-Dataflow) must be given an ``--allowed_lateness_seconds`` longer than any stall they may see.
+when its key's window timer has already fired. A part that only waited in the step's queue
+while the watermark passed its window is not late: its key's timer has not fired, and Prism
+runs a key's queued parts before that key's timer. The window keeps its state
+``allowed_lateness`` past its end; a late part after that finds no state and opens the window
+afresh (pane 0 again, a distinct batch id): still written, but no longer known to be late.
+Runners that drop data later than the allowed lateness (Flink, Dataflow) must be given an
+``--allowed_lateness_seconds`` longer than any stall they may see.
 
 On Prism the job runs with the experiment ``prism_disable_sdf_split``: Prism's dynamic split
 of a bundle of a stateful step releases the rest's keys while the first part still runs, so
@@ -44,8 +44,6 @@ the batch reached the window after it had closed.
 
 from __future__ import annotations
 
-import threading
-import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -75,21 +73,6 @@ PART_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), BytesCoder()])
 # and one write per element (each state access has a cost on the SDK side)
 OPEN_CODER = TupleCoder([VarIntCoder(), VarIntCoder(), StrUtf8Coder(), VarIntCoder(),
                          VarIntCoder()])
-# Per batch step (its token): the latest window end whose timer fired in this process, in
-# microseconds. The step's input watermark has passed it, so a part of a window that ends
-# there or before is late. Process-wide on purpose (every key's timer tells of the one input
-# watermark; DoFn instances are many) and safe: it only grows, and only decides whether a
-# part is counted as late, never where it goes.
-_PASSED: dict[str, int] = {}
-_PASSED_LOCK = threading.Lock()
-
-
-def _note_passed(token: str, micros: int) -> None:
-    if micros > _PASSED.get(token, 0):
-        with _PASSED_LOCK:
-            _PASSED[token] = max(_PASSED.get(token, 0), micros)
-
-
 ARMED = 1  # the close timer is set: it has not fired since the last part came
 LATE = 2  # the open batch's parts came after the window's timer fired
 
@@ -102,9 +85,6 @@ class _BatchFn(beam.DoFn):
     def __init__(self, cfg: BatchConfig) -> None:
         self.cfg = cfg
         self.late_parts = Metrics.counter("spool", "parts_late")
-        # names this pipeline's step in _PASSED (a worker process may run several jobs)
-        self.token = uuid.uuid4().hex
-        self.lateness_us = int(cfg.allowed_lateness_seconds * 1_000_000)
 
     def process(
         self,
@@ -123,8 +103,7 @@ class _BatchFn(beam.DoFn):
         if not flags & ARMED:
             # the window's first part, or the first since its timer fired (a late part):
             # the timer is set again; at a time the watermark has passed, it fires at once
-            late = current is not None or \
-                window.max_timestamp().micros + self.lateness_us <= _PASSED.get(self.token, 0)
+            late = current is not None
             close.set(window.max_timestamp())
             flags = ARMED | (LATE if late else 0)
         if flags & LATE:
@@ -147,7 +126,6 @@ class _BatchFn(beam.DoFn):
         parts=beam.DoFn.StateParam(PARTS),
         state=beam.DoFn.StateParam(OPEN),
     ):
-        _note_passed(self.token, window.max_timestamp().micros)
         current = state.read()
         if current is None:
             return

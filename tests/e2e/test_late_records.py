@@ -43,6 +43,8 @@ def test_records_held_back_past_their_window_are_spooled_in_a_late_pane(
         [f"--topic={topic}", f"--consumer_group={unique}",
          f"--spool_location={tmp_path / 'spool'}", "--mode=streaming", "--batch_seconds=1",
          "--watermark_scope=partition", "--read_chunk_records=100", "--log_level=INFO",
+         # windows keep their state past the stall, so a held part is known to be late
+         "--allowed_lateness_seconds=60",
          "--metrics_port=0"], env, log)
     ids: list[str] = []
     try:

@@ -65,6 +65,7 @@ def test_a_part_that_reaches_its_window_after_it_closed_is_batched_in_a_later_la
             IntervalWindow(0, 60): [(KEY, (0, 0, [b"on-time"], False)),
                                     (KEY, (0, 1, [b"late-1"], True)),
                                     (KEY, (0, 2, [b"late-2"], True)),
-                                    (("t", "other"), (0, 0, [b"late-fresh-key"], True))],
+                                    # a key's first part: no timer of its own fired yet
+                                    (("t", "other"), (0, 0, [b"late-fresh-key"], False))],
             IntervalWindow(60, 120): [(KEY, (60_000, 0, [b"next-window"], False))],
         }))
