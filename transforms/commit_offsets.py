@@ -11,6 +11,12 @@ The offset commit rides through a broker outage: a failed commit is logged (once
 and tried again with the next input, which comes as soon as the reader reads again; the
 bookkeeping keeps what is due meanwhile. A take whose parts stay unrecorded for
 ``stall_seconds`` is named in a warning once a minute: its partition's commits wait for it.
+
+A bounded run (drain mode) has no next input: when its input ends, an end-of-window timer of
+the global window commits what is due, retrying an unavailable broker for up to
+``final_commit_seconds``, and ends the job with an error if it still cannot. A drain run
+therefore never exits 0 with offsets it spooled left uncommitted (the next run would read
+those records again). Streaming runs never reach the global window's end.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindow
 
 from spool import kafka_config
 from spool.ingest.progress import Progress
@@ -39,10 +47,12 @@ class CommitConfig:
     group: str
     kafka_config: tuple[str, ...] = ()
     stall_seconds: float = 300.0
+    final_commit_seconds: float = 120.0
 
 
 class _CommitFn(beam.DoFn):
     PROGRESS = ReadModifyWriteStateSpec("progress", PickleCoder())
+    INPUT_END = TimerSpec("input_end", TimeDomain.WATERMARK)
 
     def __init__(self, cfg: CommitConfig) -> None:
         self.cfg = cfg
@@ -73,9 +83,13 @@ class _CommitFn(beam.DoFn):
                 self.cfg.bootstrap, self.cfg.kafka_config, group_id=self.cfg.group))
         return self._consumer
 
-    def process(self, element, progress=beam.DoFn.StateParam(PROGRESS)):
+    def process(self, element, progress=beam.DoFn.StateParam(PROGRESS),
+                input_end=beam.DoFn.TimerParam(INPUT_END)):
         topic, (kind, value) = element
-        book = progress.read() or Progress()
+        book = progress.read()
+        if book is None:  # the key's first input: the final commit when a bounded input ends
+            book = Progress()
+            input_end.set(GlobalWindow().max_timestamp())
         if kind == "take":
             take_id, ranges, origins, parts = value
             book.add_take(take_id, ranges, origins, parts, time.time())
@@ -92,14 +106,42 @@ class _CommitFn(beam.DoFn):
                       stall["parts"], stall["take"], stall["seconds"])
         progress.write(book)
 
-    def _commit(self, topic: str, book: Progress) -> None:
+    @on_timer(INPUT_END)
+    def on_input_end(self, key=beam.DoFn.KeyParam, progress=beam.DoFn.StateParam(PROGRESS)):
+        """A bounded input is read: commit what is due now, there is no next input to."""
+        topic, book = key, progress.read() or Progress()
+        book.advance()
+        deadline = time.monotonic() + self.cfg.final_commit_seconds
+        while not self._commit(topic, book, final=True):
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"cannot commit the offsets of {topic} for consumer group "
+                    f"{self.cfg.group!r} after {self.cfg.final_commit_seconds:.0f} s: Kafka "
+                    f"does not answer. The batches are recorded; the next run reads "
+                    f"the records after the last committed offsets again. Due: "
+                    f"{dict(sorted(book.cursor.items()))}")
+            time.sleep(max(0.0, min(self._next_try, deadline) - time.monotonic()))
+        for stall in book.waiting(time.time(), 0):
+            log.warning("the input of %s is read but offsets of partition %d from %d are not "
+                        "committed: %d of the %d parts read with them (take %s) are not in a "
+                        "recorded batch; the next run reads them again", topic,
+                        stall["partition"], stall["offset"], stall["missing"],
+                        stall["parts"], stall["take"])
+        progress.write(book)
+
+    def _commit(self, topic: str, book: Progress, final: bool = False) -> bool:
+        """Commit each partition's cursor that is ahead of its committed offset. False when
+        some are still due: the broker failed (or failed a moment ago and ``final`` is not
+        set: the next input tries again)."""
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
         due = {p: o for p, o in book.cursor.items()
                if o > self._committed.get((topic, p), -1)}
-        if not due or time.monotonic() < self._next_try:
-            return  # nothing new, or the broker was down a moment ago: the next input tries
+        if not due:
+            return True
+        if not final and time.monotonic() < self._next_try:
+            return False  # the broker was down a moment ago: the next input tries
         try:
             consumer = self._kafka()
             todo = {}
@@ -127,13 +169,14 @@ class _CommitFn(beam.DoFn):
             if consumer is not None:
                 with contextlib.suppress(Exception):
                     consumer.close(autocommit=False)
-            return
+            return False
         self._backoff.succeeded()
         for tp, om in todo.items():
             self._committed[(tp.topic, tp.partition)] = om.offset
         self.commits.inc(len(todo))
         log.info("committed offsets %s", {f"{tp.topic}/{tp.partition}": om.offset
                                           for tp, om in todo.items()})
+        return True
 
     def teardown(self):
         if getattr(self, "_consumer", None) is not None:

@@ -202,13 +202,15 @@ def test_both_jobs_drain_on_separate_worker_pools(stack, portable, make_topic, l
     cluster.register(ledger_dsn, corpus.tenants_of(messages), warehouse_prefix)
     ids = corpus.produce(stack.kafka_bootstrap, topic, messages, PARTITIONS)
     env = cluster.launcher_env(stack)
-    cluster.run("pipelines.spool_job",
-                [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
-                 *spool_args(topic, unique, streaming=False)], env, tmp_path)
+    spooled = cluster.run("pipelines.spool_job",
+                          [*job_args(portable, 0, ledger_dsn, s3_prefix, stack),
+                           *spool_args(topic, unique, streaming=False)], env, tmp_path)
     assert set(states(ledger_dsn)) == {"READY"}
     cluster.run("pipelines.loader_job", job_args(portable, 1, ledger_dsn, s3_prefix, stack),
                 env, tmp_path)
-    assert all_loaded(stack, ledger_dsn, topic, unique), states(ledger_dsn)
+    assert all_loaded(stack, ledger_dsn, topic, unique), \
+        f"{progress(stack, ledger_dsn, topic, unique)}\nthe spool job's log:\n" \
+        f"{spooled.stderr[-4000:]}"
     diff = cluster.warehouse_differences(stack.warehouse_dsn, warehouse_prefix, messages, ids)
     assert not diff, "\n".join(diff)
 
