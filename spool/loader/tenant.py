@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from spool import secrets
+from spool import retry, secrets
 from spool.failpoints import failpoint
 from spool.ledger import claims
 from spool.ledger.claims import Claimed
@@ -65,12 +66,20 @@ class LoaderConfig:
     backoff_cap_seconds: float = 300.0
     down_seconds: float = 10.0  # a destination that was unreachable is skipped this long
     connect_timeout: int = 5
+    # a batch whose transient failures reach this many attempts is FAILED, saying why
+    # (0: retried without end)
+    max_attempts: int = 20
 
 
 class Status(enum.Enum):
     LOADED = "loaded"  # committed by this transaction (or found in the load log)
     FAILED = "failed"  # fails alone, or the destination cannot take any batch: FAILED
     RETRY = "retry"  # the warehouse or object store is unavailable: READY again later
+
+
+# one warning per tenant and reason per minute: a warehouse that is down for an hour, with
+# a retry every few seconds, logs sixty lines, not thousands
+WARN_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,13 @@ class Attempt:
     error: str | None = None  # FAILED, RETRY: the reason (credentials redacted)
     reports: tuple[TableReport, ...] = ()  # LOADED: what the load did, per table
     changes: tuple[SchemaChange, ...] = ()  # LOADED: the schema changes it applied
+    gave_up: bool = False  # FAILED: transient failures reached LoaderConfig.max_attempts
+
+
+def reason_key(error: str) -> str:
+    """An error's reason for throttling its warnings: its first line without numbers
+    (seconds, ports and counts change from one try to the next; the cause does not)."""
+    return re.sub(r"\d+", "N", (error.splitlines() or [""])[0])[:200]
 
 
 @dataclass
@@ -116,6 +132,7 @@ class TenantLoader:
         self.warehouses = warehouses or Warehouses(store, dialects, owner,
                                                    config.connect_timeout)
         self._down_until: dict[str, float] = {}  # destination key → clock time
+        self._warned = retry.OncePer(WARN_EVERY_SECONDS, clock)
 
     def close(self) -> None:
         self.warehouses.close()
@@ -150,6 +167,17 @@ class TenantLoader:
                              self.owner, self.cfg.lease_seconds)
                 renewed_at = self.clock()
             for attempt in self._load_isolating(dest, batches):
+                if attempt.gave_up:
+                    # the destination stayed unreachable: what this claim holds fails with
+                    # it, so a backlog does not wait out the limit once per transaction
+                    rest = [c.batch_id for w in work[i + 1:] for c in w]
+                    if rest:
+                        claims.mark_failed(self.ledger, rest, self.owner, attempt.error,
+                                           also=lambda cur, ids=rest, e=attempt.error:
+                                           outcomes.failed(cur, dest.tenant_id, ids, e))
+                    yield Attempt(Status.FAILED, attempt.batch_ids + tuple(rest),
+                                  error=attempt.error, gave_up=True)
+                    return
                 if attempt.status is Status.RETRY:
                     # batches loaded, failed or set to retry are no longer LOADING: the
                     # rest goes back at once, not counted as an attempt
@@ -175,13 +203,24 @@ class TenantLoader:
             return
         if tried.transient:
             self.warehouses.discard(dest)
-            delay = claims.backoff_seconds(max(c.attempts for c in batches),
-                                           self.cfg.backoff_base_seconds,
+            self._down_until[dest.key] = self.clock() + self.cfg.down_seconds
+            attempts = max(c.attempts for c in batches)
+            if self.cfg.max_attempts and attempts >= self.cfg.max_attempts:
+                error = (f"gave up after {attempts} attempts (--retry_max_attempts): "
+                         f"{tried.error}")
+                claims.mark_failed(self.ledger, ids, self.owner, error,
+                                   also=lambda cur: outcomes.failed(cur, dest.tenant_id, ids,
+                                                                    error))
+                log.error("%d batch(es) of %s failed: %s", len(ids), dest.tenant_id, error)
+                yield Attempt(Status.FAILED, tuple(ids), error=error, gave_up=True)
+                return
+            delay = claims.backoff_seconds(attempts, self.cfg.backoff_base_seconds,
                                            self.cfg.backoff_cap_seconds)
             claims.mark_retry(self.ledger, ids, self.owner, tried.error, delay)
-            self._down_until[dest.key] = self.clock() + self.cfg.down_seconds
-            log.warning("warehouse of %s unavailable, %d batch(es) retry in %.0f s: %s",
-                        dest.tenant_id, len(ids), delay, tried.error)
+            if self._warned.allow((dest.tenant_id, reason_key(tried.error))):
+                log.warning("warehouse or object store of %s unavailable (attempt %d of %s), "
+                            "%d batch(es) retry in %.0f s: %s", dest.tenant_id, attempts,
+                            self.cfg.max_attempts or "unlimited", len(ids), delay, tried.error)
             yield Attempt(Status.RETRY, tuple(ids), error=tried.error)
             return
         if len(batches) > 1 and tried.destination_ok:
@@ -225,9 +264,11 @@ class TenantLoader:
                 if dest.exclusive:  # other loader processes take their turn at the file
                     self.warehouses.discard(dest)
         except Exception as exc:  # noqa: BLE001 - classified here, nothing is swallowed
+            # a destination that refuses the loader (credentials, privilege, database,
+            # schema) fails every batch at once: none of them is the culprit
             return _Tried(ok=False, error=secrets.redact(f"{type(exc).__name__}: {exc}".strip()),
                           transient=classify(dialect, exc) is TransientError,
-                          destination_ok=destination_ok)
+                          destination_ok=destination_ok and not dialect.errors.refused(exc))
         return _Tried(ok=True, loaded=tuple(result.loaded), skipped=tuple(result.skipped),
                       rows=result.rows, reports=tuple(result.reports),
                       changes=tuple(result.changes))

@@ -86,10 +86,20 @@ class DuckDBCatalog(UncountedCatalog):
 
 
 class DuckDBErrors(PostgresErrors):
+    # the file cannot be opened at all: waiting cannot fix a path or its permissions
+    TERMINAL_MESSAGES = ("permission denied", "no such file", "read-only file system",
+                         "is a directory", "not a directory")
+
+    def refused(self, exc: BaseException) -> bool:
+        if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
+            return True  # the file's folder could not be made (spool.loader.warehouses)
+        text = str(exc).lower()
+        return any(m in text for m in self.TERMINAL_MESSAGES)
+
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):
             return type(exc)
-        if isinstance(exc, duckdb.IOException):
+        if isinstance(exc, duckdb.IOException) and not self.refused(exc):
             return TransientError  # another process holds the file's write lock
         return TerminalError
 

@@ -7,6 +7,8 @@ and staging parts are quoted already (qualified()); the other parts quote what t
 
 from __future__ import annotations
 
+import re
+
 import psycopg2
 import psycopg2.errorcodes as codes
 
@@ -36,6 +38,15 @@ TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, 
 # lock timeout, cancelled statement, a replica still read-only after a failover
 TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED,
                        codes.READ_ONLY_SQL_TRANSACTION}
+# what waiting cannot fix: credentials refused (class 28), a missing privilege, database
+# or schema; a connection refused this way carries no SQLSTATE, so its message decides
+TERMINAL_SQLSTATE_CLASSES = ("28",)
+TERMINAL_SQLSTATES = {codes.INSUFFICIENT_PRIVILEGE, codes.INVALID_CATALOG_NAME,
+                      codes.INVALID_SCHEMA_NAME}
+TERMINAL_CONNECT_MESSAGES = ("fe_sendauth", "password authentication failed",
+                             "no pg_hba.conf entry", "authentication failed",
+                             "permission denied")
+_MISSING = re.compile(r'(database|role|schema) "[^"]*" does not exist')
 RID, SEQ = quote(sdc.RECORD_ID), quote(sdc.SEQUENCE)
 
 
@@ -66,6 +77,8 @@ class PostgresErrors:
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):
             return type(exc)
+        if self.refused(exc):
+            return TerminalError
         if isinstance(exc, psycopg2.OperationalError) and getattr(exc, "pgcode", None) is None:
             return TransientError  # could not connect, connection lost
         if isinstance(exc, psycopg2.InterfaceError):
@@ -74,6 +87,19 @@ class PostgresErrors:
         if code in TRANSIENT_SQLSTATES or code[:2] in TRANSIENT_SQLSTATE_CLASSES:
             return TransientError
         return TerminalError
+
+    @staticmethod
+    def refused(exc: BaseException) -> bool:
+        """The warehouse refuses the destination itself: its credentials, privileges,
+        database or schema. No batch can load until a person fixes it, so its batches
+        fail at once (with the reason) instead of being retried for ever."""
+        code = getattr(exc, "pgcode", None) or ""
+        if code in TERMINAL_SQLSTATES or code[:2] in TERMINAL_SQLSTATE_CLASSES:
+            return True
+        if not isinstance(exc, psycopg2.Error) or code:
+            return False
+        text = str(exc).lower()
+        return any(m in text for m in TERMINAL_CONNECT_MESSAGES) or bool(_MISSING.search(text))
 
 
 class PostgresDdl:

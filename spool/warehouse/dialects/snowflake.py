@@ -142,6 +142,17 @@ class SnowflakeErrors(PostgresErrors):
     # a statement that waited too long for a lock, a warehouse resuming or overloaded
     TRANSIENT_MESSAGES = ("lock", "timeout", "try again", "resuming", "queued",
                           "temporarily unavailable")
+    # the account refuses the user, role, database or schema: no batch can load until a
+    # person fixes it (390100-390199: the login's error codes; 28xxx: SQL's own)
+    TERMINAL_MESSAGES = ("incorrect username or password", "does not exist or not authorized",
+                         "insufficient privileges", "user is locked", "user is disabled")
+
+    def refused(self, exc: BaseException) -> bool:
+        errno = getattr(exc, "errno", None)
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        text = str(exc).lower()
+        return (isinstance(errno, int) and 390100 <= errno < 390200) or \
+            sqlstate.startswith("28") or any(m in text for m in self.TERMINAL_MESSAGES)
 
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):
@@ -150,6 +161,8 @@ class SnowflakeErrors(PostgresErrors):
         # only names dialects (the CLI) would pay
         import snowflake.connector.errors as sf_errors
 
+        if self.refused(exc):
+            return TerminalError
         if isinstance(exc, (sf_errors.OperationalError, sf_errors.InterfaceError)):
             return TransientError  # could not connect, connection lost
         text = str(exc).lower()
