@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -179,10 +181,14 @@ class LoggingOptions(PipelineOptions):
             help="Log level of the job's own messages (default INFO).")
 
 
-def resolve_common(options: PipelineOptions) -> tuple[str, str]:
+def resolve_common(options: PipelineOptions, any_s3: bool = False) -> tuple[str, str]:
     """Fill the ledger DSN and spool location from the environment; returns both.
 
-    The environment is read here, at run(), and nowhere else.
+    The S3 settings (``--s3_endpoint_url``, else ``$SPOOL_S3_ENDPOINT``; the region, else
+    ``$AWS_DEFAULT_REGION``) are filled when the spool location is on S3, or with
+    ``any_s3`` (the loader, which reads every batch where its ledger row's URI points,
+    whatever its own --spool_location says). The environment is read here, at run(), and
+    nowhere else.
     """
     ledger = options.view_as(LedgerOptions)
     if not ledger.ledger_dsn:
@@ -199,10 +205,10 @@ def resolve_common(options: PipelineOptions) -> tuple[str, str]:
     if "://" not in loc.spool_location:
         loc.spool_location = str(Path(loc.spool_location).resolve())
     s3 = options.view_as(S3Options)
-    if loc.spool_location.startswith("s3://") and not s3.s3_endpoint_url and \
-            os.environ.get("SPOOL_S3_ENDPOINT"):
+    on_s3 = any_s3 or loc.spool_location.startswith("s3://")
+    if on_s3 and not s3.s3_endpoint_url and os.environ.get("SPOOL_S3_ENDPOINT"):
         s3.s3_endpoint_url = os.environ["SPOOL_S3_ENDPOINT"]
-    if loc.spool_location.startswith("s3://"):
+    if on_s3:
         # keys stay where boto3's credential chain finds them (environment, profile, role):
         # copied into options they would travel with the pipeline and show in runner UIs
         s3.s3_region_name = s3.s3_region_name or os.environ.get("AWS_DEFAULT_REGION",
@@ -269,9 +275,34 @@ def configure_logging(options: PipelineOptions) -> None:
                         force=True)
     for noisy in ("kafka", "botocore", "urllib3", "apache_beam"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    # relays SDK worker warnings about options it does not know (ours), which is noise
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
-        logging.ERROR)
+    # relays the SDK workers' log records as "Worker: severity: ... message: ..." (their
+    # protobuf text): shown as the workers' own plain lines instead, without the warnings
+    # about options the workers do not know (ours), which are noise
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if not any(isinstance(f, WorkerLines) for f in relay.filters):
+        relay.addFilter(WorkerLines())
+
+
+class WorkerLines(logging.Filter):
+    """A worker's log record relayed by Beam's local job service, as the worker's own line:
+    its message, unwrapped from the LogEntry's text. Beam's own warnings from the worker
+    (options it does not know, its directories) are dropped; its errors are kept."""
+
+    MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "Worker: %s" or not record.args:
+            return True
+        entry = str(record.args[0])
+        found = self.MESSAGE.search(entry)
+        if found is None:
+            return True
+        if record.levelno < logging.ERROR and "apache_beam" in entry[found.end():]:
+            return False  # logged by Beam's own code (its log_location)
+        text = codecs.escape_decode(found.group(1).encode())[0].decode("utf-8", "replace")
+        record.msg, record.args, record.name = "%s", (text,), "spool.worker"
+        return True
 
 
 def wait_or_stop(result) -> None:

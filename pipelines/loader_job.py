@@ -39,6 +39,7 @@ from pipelines.common import (
     serve_metrics,
     wait_or_stop,
 )
+from spool.loader import troubles
 from spool.loader.tenant import LoaderConfig
 from spool.webhooks.delivery import Background, DeliveryConfig
 from transforms.load_batches import ListDueTables, LoadBatches, LoadConfig
@@ -78,6 +79,12 @@ class LoaderOptions(PipelineOptions):
             "capped by --retry_cap_seconds (default 5).")
         group.add_argument("--retry_cap_seconds", type=float, default=300.0,
                            help="Longest backoff between attempts (default 300).")
+        group.add_argument(
+            "--retry_max_attempts", type=int, default=20,
+            help="A batch still failing transiently (warehouse or object store unreachable) "
+            "after this many attempts is FAILED with the reason; 'spool batches retry' "
+            "loads it again (default 20: about 70 minutes with the default backoff; 0: "
+            "retry without end).")
         group.add_argument("--connect_timeout", type=int, default=5,
                            help="Seconds to wait for a warehouse connection (default 5).")
         group.add_argument(
@@ -132,11 +139,16 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     """Wire the loader's transforms onto ``pipeline``; returns the pipeline."""
     opts = options.view_as(LoaderOptions)
     follow = options.view_as(JobModeOptions).mode == "follow"
+    if opts.retry_max_attempts < 0:
+        print(f"error: --retry_max_attempts={opts.retry_max_attempts}: give a number of "
+              "attempts, or 0 to retry without end", file=sys.stderr)
+        raise SystemExit(2)
     loader = LoaderConfig(lease_seconds=opts.lease_seconds, max_rows=opts.load_max_rows,
                           max_batches=opts.load_max_batches,
                           backoff_base_seconds=opts.retry_base_seconds,
                           backoff_cap_seconds=opts.retry_cap_seconds,
-                          connect_timeout=opts.connect_timeout)
+                          connect_timeout=opts.connect_timeout,
+                          max_attempts=opts.retry_max_attempts)
     cfg = LoadConfig(ledger_dsn=ledger_dsn, loader=loader, s3=s3_config(options),
                      worker_metrics_port=opts.worker_metrics_port,
                      worker_metrics_address=options.view_as(MetricsOptions).metrics_address)
@@ -159,10 +171,13 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
         options.view_as(view)
     configure_logging(options)
     mode = job_mode(options, LOADER_MODES)
-    ledger_dsn, _location = resolve_common(options)
+    # batch URIs come from the ledger: any of them may be on S3, whatever --spool_location
+    ledger_dsn, _location = resolve_common(options, any_s3=True)
     follow = mode == "follow"
     choose_runner(options, streaming=follow)
     ready_ledger(ledger_dsn)
+    max_attempts = options.view_as(LoaderOptions).retry_max_attempts
+    since = troubles.started(ledger_dsn)
     pipeline = build(beam.Pipeline(options=options), options, ledger_dsn)
     log.info("loader: %s mode", mode)
     # the launcher serves the job's metrics from now until the job ends (spool.metrics)
@@ -170,6 +185,9 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
         if wait else None
     # the launcher delivers webhooks while it waits for the job (not when it only starts it)
     webhooks = start_webhooks(options, ledger_dsn) if wait else None
+    # the launcher tells what the loads left undone, from the ledger, in Spool's own lines
+    # (spool.loader.troubles): the workers' logs are the runner's
+    watch = troubles.Watch(ledger_dsn, max_attempts).start() if wait and follow else None
     result = pipeline.run()
     if wait:
         try:
@@ -179,10 +197,18 @@ def run(argv: list[str] | None = None, *, wait: bool = True):
                 result.wait_until_finish()
                 report_metrics(result, "loader")
         finally:
+            if watch is not None:
+                watch.stop()
             if webhooks is not None:
                 webhooks.stop(flush=not follow)
             if server is not None:
                 server.shutdown()
+        if not follow:
+            undone = troubles.lines(ledger_dsn, since, max_attempts)
+            for line in undone:
+                print(f"error: {line}", file=sys.stderr)
+            if undone:
+                raise SystemExit(1)
     return result
 
 

@@ -196,3 +196,35 @@ def retry_failed(ledger: Ledger, batch_ids: list[str] | None = None,
         return cur.rowcount
 
     return ledger.run(q)
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Batches of one tenant that one reason kept from loading (see :func:`troubles`)."""
+
+    tenant_id: str
+    failed: bool  # FAILED; else READY, waiting on a retry
+    error: str
+    batches: int
+    attempts: int  # the most any of them had
+
+
+def ledger_now(ledger: Ledger):
+    """The ledger's clock: what :func:`troubles` compares with."""
+    return ledger.run(lambda cur: (cur.execute("SELECT now()"), cur.fetchone()[0])[1])
+
+
+def troubles(ledger: Ledger, since) -> list[Trouble]:
+    """What loads since ``since`` (the ledger's clock) left undone, per tenant and reason:
+    batches that went FAILED, and batches set to retry later (READY with an error)."""
+
+    def q(cur):
+        cur.execute(f"""SELECT tenant_id, state = '{BatchState.FAILED.value}', last_error,
+                               count(*), max(attempts)
+                        FROM batches
+                        WHERE updated_at >= %s AND last_error IS NOT NULL
+                          AND state IN ('{BatchState.FAILED.value}', '{READY}')
+                        GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC, 3""", (since,))
+        return [Trouble(*r) for r in cur.fetchall()]
+
+    return ledger.run(q)

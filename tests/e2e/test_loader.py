@@ -477,7 +477,11 @@ def test_a_misconfigured_destination_fails_its_batches_at_once(stack, spooled_sm
     broken = sorted(corpus.tenants_of(messages))[0]
     register(ledger_dsn, [broken], f"{unique}_a", dsn_env=f"SPOOL_UNSET_{unique.upper()}")
     res = run_loader(env, "--load_max_rows=100000")
-    assert res.returncode == 0, res.stderr[-3000:]
+    # the drain tells, in one line, and ends with 1: its batches did not load
+    assert res.returncode == 1, res.stderr[-3000:]
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: tenant {broken}: ") and " FAILED: " in line, line
+    assert f"SPOOL_UNSET_{unique.upper()} is not set" in line, line
     rows = ledger_rows(ledger_dsn, "SELECT tenant_id = %s, state, last_error FROM batches "
                                    "WHERE tenant_id <> '_unassigned'", broken)
     mine = [(state, error) for is_broken, state, error in rows if is_broken]
