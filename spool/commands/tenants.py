@@ -1,4 +1,4 @@
-"""``spool tenants add|update|list|show|remove``: the tenant registry, each tenant's
+"""``spool tenants add|update|list|show|check|remove``: the tenant registry, each tenant's
 warehouse and webhook.
 
 Secrets are given by reference and stored by reference: ``--dsn env:ACME_DSN`` (an
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ledger import outbox
 from spool.ledger.registry import Registry
+from spool.warehouse import probe
 from spool.warehouse.destination import KINDS, Destination, DestinationError
 from spool.webhooks.delivery import secret_problem, url_problem
 
@@ -97,6 +99,19 @@ def register(sub) -> None:
     show.add_argument("tenant")
     show.set_defaults(func=show_tenant)
 
+    check = tsub.add_parser(
+        "check", help="try each tenant's destination as the loader would",
+        description="Connect to each tenant's warehouse (or the given tenant's) with the "
+        "secrets as this machine resolves them, and ask whether its schema can be made or "
+        "takes new tables. One line per tenant; exit 1 if any cannot be loaded.",
+        epilog="examples:\n  spool tenants check\n  spool tenants check acme",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    register_ledger_args(check)
+    check.add_argument("tenant", nargs="?", help="only this tenant (default: every tenant)")
+    check.add_argument("--connect-timeout", type=int, default=5, metavar="SECONDS",
+                       help="seconds to wait for each warehouse (default 5)")
+    check.set_defaults(func=check_tenants)
+
     rm = tsub.add_parser("remove", help="unregister a tenant (its data stays where it is)",
                          epilog="example:\n  spool tenants remove sandbox\n\nNew records for "
                          "it are then rejected (kept in _sdc_rejected of\nthe _unassigned "
@@ -137,6 +152,45 @@ def add_tenant(args: LedgerArgs) -> int:
     print(f"tenant {args.tenant!r} registered: {args.warehouse}"
           + (f", schema {dest.schema!r}" if dest.kind != "none" else "")
           + (f", webhook {hook[0]}" if hook else ""))
+    _warn(dest)
+    return 0
+
+
+def _warn(dest: Destination) -> None:
+    """What may keep the loader from this destination, said now on stderr (registered
+    all the same: the loader may run where the variable is set and the warehouse answers)."""
+    for warning in probe.warnings(dest):
+        print(f"warning: tenant {dest.tenant_id}: {warning}", file=sys.stderr)
+
+
+def check_tenants(args: LedgerArgs) -> int:
+    registry = Registry(ledger_from(args))
+    if args.tenant is not None:
+        record = registry.tenant(args.tenant)
+        if record is None:
+            raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows "
+                             "them")
+        records = [record]
+    else:
+        records = list(registry.tenants())
+    failed = 0
+    for record in records:
+        dest = Destination.from_record(record)
+        if dest.kind == "none":
+            print(f"{dest.tenant_id}: no warehouse (its batches are spooled, not loaded)")
+            continue
+        problem = probe.probe(dest, args.connect_timeout)
+        where = f"{dest.kind}, schema {dest.schema}"
+        if problem:
+            failed += 1
+            print(f"{dest.tenant_id}: FAILED ({where}): {problem}")
+        else:
+            print(f"{dest.tenant_id}: ok ({where})")
+    if failed:
+        print(f"error: {failed} of {len(records)} tenant(s) cannot be loaded; fix the cause, "
+              "then 'spool batches retry --tenant T --all-failed' for batches that failed",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -153,6 +207,7 @@ def update_tenant(args: LedgerArgs) -> int:
     if hook:
         outbox.set_webhook(ledger, args.tenant, *hook)
         print(f"tenant {args.tenant!r}: webhook {hook[0]}, signed with {hook[1]}")
+        _warn(Destination.from_record(Registry(ledger).tenant(args.tenant)))
         return 0
     had, dropped = outbox.remove_webhook(ledger, args.tenant)
     print(f"tenant {args.tenant!r}: " + (f"webhook removed, {dropped} undelivered event(s) "
