@@ -146,3 +146,37 @@ def test_an_unreachable_object_store_is_retried_then_fails_with_the_reason(
     assert "gave up after 2 attempts" in second.error
     assert "EndpointConnectionError" in second.error
     assert states(ledger)[batch][0] == "FAILED"
+
+
+def test_a_following_loader_tells_each_tenant_and_reason_at_most_once_a_minute(
+        ledger, ledger_dsn, tmp_path, monkeypatch, caplog):
+    from spool.ledger import claims
+    from spool.loader.troubles import Watch
+
+    monkeypatch.setenv("SPOOL_TEST_REFUSED_WH", f"postgresql://spool:x@127.0.0.1:"
+                       f"{closed_port()}/warehouse")
+    since = claims.ledger_now(ledger)
+    now = [0.0]
+    watch = Watch(ledger_dsn, max_attempts=20, clock=lambda: now[0])
+    loader = TenantLoader(ledger, ObjectStore(), LoaderConfig(down_seconds=0), owner="test",
+                          clock=lambda: now[0])
+    spool(ledger, tmp_path, "orders", [{"id": 1}])
+    said = []
+    for _ in range(3):  # three failed tries within a minute: one line
+        ledger.run(lambda cur: cur.execute("UPDATE batches SET next_attempt_at = NULL"))
+        assert [a.status for a in loader.load("acme", ["orders"])] == [Status.RETRY]
+        caplog.clear()
+        watch.check(ledger, since)
+        said += [r.getMessage() for r in caplog.records if r.name == "spool.loader"]
+        now[0] += 10
+    assert said == ["tenant acme: 1 batch(es) waiting on a retry (attempt 1 of 20): "
+                    + said[0].split("(attempt 1 of 20): ", 1)[1]]
+    assert "Connection refused" in said[0]
+    now[0] += 60  # a minute on: said again, with the attempts so far
+    ledger.run(lambda cur: cur.execute("UPDATE batches SET next_attempt_at = NULL"))
+    list(loader.load("acme", ["orders"]))
+    loader.close()
+    caplog.clear()
+    watch.check(ledger, since)
+    assert [r.getMessage()[:61] for r in caplog.records if r.name == "spool.loader"] == [
+        "tenant acme: 1 batch(es) waiting on a retry (attempt 4 of 20)"]
