@@ -441,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(service == "s3" for _at, service, _s in outages):
         spool = f"s3://{env['SPOOL_S3_BUCKET']}/bench/soak_{tag}"
         proxy = S3FaultProxy(env["SPOOL_S3_ENDPOINT"]).start()
-        # the loader has no --spool_location and so would not take SPOOL_S3_ENDPOINT
+        # both jobs take the endpoint from SPOOL_S3_ENDPOINT (the loader whatever its
+        # --spool_location); the flag says it once more
         job_env["SPOOL_S3_ENDPOINT"] = proxy.url
         s3_args = [f"--s3_endpoint_url={proxy.url}"]
         print(f"[soak] S3 through {proxy.url} (to moto at {env['SPOOL_S3_ENDPOINT']})",

@@ -15,7 +15,10 @@
    * transient (unreachable, restarting, lock timeout, S3 throttling): the batches go back to
      READY with a capped exponential backoff, the destination counts as down for
      ``down_seconds``, and the tenant's other claimed batches are released: this loader
-     moves on to other tenants instead of waiting on it;
+     moves on to other tenants instead of waiting on it. Once the batches reach
+     ``max_attempts``, they and the rest of the claim go FAILED, saying why;
+   * refused (the warehouse refuses the destination's credentials, privileges, database or
+     schema: the dialect's ``refused``): terminal for every batch at once, none is isolated;
    * terminal: a transaction of several streams is **isolated** stream by stream, and a
      stream's batches one by one, so only a batch that fails alone ends FAILED, with the
      reason (credentials redacted); a destination no batch can load into fails its batches
