@@ -91,10 +91,9 @@ class DuckDBErrors(PostgresErrors):
                          "is a directory", "not a directory")
 
     def refused(self, exc: BaseException) -> bool:
-        if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
-            return True  # the file's folder could not be made (spool.loader.warehouses)
-        text = str(exc).lower()
-        return any(m in text for m in self.TERMINAL_MESSAGES)
+        # DuckDB's own errors only: a batch file missing on disk is one batch's failure
+        return isinstance(exc, duckdb.Error) and \
+            any(m in str(exc).lower() for m in self.TERMINAL_MESSAGES)
 
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):

@@ -43,6 +43,8 @@ TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED,
 TERMINAL_SQLSTATE_CLASSES = ("28",)
 TERMINAL_SQLSTATES = {codes.INSUFFICIENT_PRIVILEGE, codes.INVALID_CATALOG_NAME,
                       codes.INVALID_SCHEMA_NAME}
+# of those, what refuses the whole destination (a privilege on one table is that table's)
+_WHOLE = re.compile(r"permission denied for (database|schema)|schema \S+ does not exist")
 TERMINAL_CONNECT_MESSAGES = ("fe_sendauth", "password authentication failed",
                              "no pg_hba.conf entry", "authentication failed",
                              "permission denied")
@@ -84,21 +86,27 @@ class PostgresErrors:
         if isinstance(exc, psycopg2.InterfaceError):
             return TransientError
         code = getattr(exc, "pgcode", None) or ""
+        if code in TERMINAL_SQLSTATES or code[:2] in TERMINAL_SQLSTATE_CLASSES:
+            return TerminalError  # a privilege on one table: that table's batches fail
         if code in TRANSIENT_SQLSTATES or code[:2] in TRANSIENT_SQLSTATE_CLASSES:
             return TransientError
         return TerminalError
 
     @staticmethod
     def refused(exc: BaseException) -> bool:
-        """The warehouse refuses the destination itself: its credentials, privileges,
-        database or schema. No batch can load until a person fixes it, so its batches
-        fail at once (with the reason) instead of being retried for ever."""
-        code = getattr(exc, "pgcode", None) or ""
-        if code in TERMINAL_SQLSTATES or code[:2] in TERMINAL_SQLSTATE_CLASSES:
-            return True
-        if not isinstance(exc, psycopg2.Error) or code:
+        """The warehouse refuses the destination itself: its credentials, the database,
+        the schema or the privilege to make it. No batch can load until a person fixes
+        it, so all its batches fail at once (with the reason), never retried for ever."""
+        if not isinstance(exc, psycopg2.Error):
             return False
+        code = exc.pgcode or ""
         text = str(exc).lower()
+        if code[:2] in TERMINAL_SQLSTATE_CLASSES or code == codes.INVALID_CATALOG_NAME:
+            return True
+        if code in TERMINAL_SQLSTATES:
+            return bool(_WHOLE.search(text))
+        if code:
+            return False
         return any(m in text for m in TERMINAL_CONNECT_MESSAGES) or bool(_MISSING.search(text))
 
 

@@ -148,6 +148,10 @@ class SnowflakeErrors(PostgresErrors):
                          "insufficient privileges", "user is locked", "user is disabled")
 
     def refused(self, exc: BaseException) -> bool:
+        import snowflake.connector.errors as sf_errors
+
+        if not isinstance(exc, sf_errors.Error):
+            return False  # a batch file's or the object store's failure is not the account's
         errno = getattr(exc, "errno", None)
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         text = str(exc).lower()
