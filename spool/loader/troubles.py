@@ -84,11 +84,19 @@ class Watch:
     def _run(self) -> None:
         # the ledger's own patience: an outage is waited out (and logged) by Ledger.run
         ledger = Ledger(self.ledger_dsn, application_name="spool-loader", patience=None)
+        since = None
         try:
-            since = claims.ledger_now(ledger)
-            while not self._stop.wait(self.every):
-                now = claims.ledger_now(ledger)
-                self.check(ledger, since)
-                since = now
+            while since is None or not self._stop.wait(self.every):
+                try:
+                    now = claims.ledger_now(ledger)
+                    if since is not None:
+                        self.check(ledger, since)
+                    since = now
+                except Exception as exc:  # noqa: BLE001 - telling must never end the job
+                    if self._once.allow("watch"):
+                        log.warning("cannot read the loads' outcomes from the ledger (%s); "
+                                    "trying again", retry.brief(exc))
+                    if since is None and self._stop.wait(self.every):
+                        return
         finally:
             ledger.close()
