@@ -233,4 +233,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        10,
+        "load reports count superseded records (lost to a stored higher sequence)",
+        """
+        ALTER TABLE load_reports ADD COLUMN rows_superseded bigint NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -158,8 +158,8 @@ def change_rows(changes: list[r.SchemaChange]) -> list[tuple]:
 
 def load_rows(reports: list[r.TableReport], loader: str) -> list[tuple]:
     """``_sdc_loads`` rows, in the contract's column order."""
-    return [(x.load_id, x.stream, x.table, x.rows_inserted, x.rows_updated, x.rows_retired,
-             x.rows_rejected, x.values_cut, x.min_received_at, x.max_received_at,
-             x.min_extracted_at, x.max_extracted_at,
+    return [(x.load_id, x.stream, x.table, x.rows_inserted, x.rows_updated,
+             x.rows_superseded, x.rows_retired, x.rows_rejected, x.values_cut,
+             x.min_received_at, x.max_received_at, x.min_extracted_at, x.max_extracted_at,
              json.dumps(x.batch_ids)[:65535], x.started_at, x.finished_at, loader)
             for x in reports]

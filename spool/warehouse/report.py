@@ -37,6 +37,8 @@ class TableReport:
     table: str
     rows_inserted: int = 0  # rows that were not there before (new keys, appended rows)
     rows_updated: int = 0  # stored rows replaced by a newer record of the same key
+    rows_superseded: int = 0  # records that lost to a stored row of their key with a higher
+    # sequence: nothing of theirs was written
     rows_retired: int = 0  # rows of older table versions deleted after ACTIVATE_VERSION
     rows_rejected: int = 0  # records of the stream that went to _sdc_rejected instead
     values_cut: int = 0  # values changed to fit the warehouse (reported in _sdc_rejected)

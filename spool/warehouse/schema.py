@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from psycopg2.extras import execute_values
 
 from spool.warehouse import CONTRACT_VERSION
-from spool.warehouse.contract import CATALOG, STAGE_TABLE, UPGRADES
+from spool.warehouse.contract import CATALOG, STAGE_TABLE, TABLE_SINCE, UPGRADES
 from spool.warehouse.dialects import TerminalError
 from spool.warehouse.plan import CatalogState, Plan
 from spool.warehouse.statements import Statements
@@ -56,6 +56,8 @@ def _check_contract(d, cur, schema: str) -> None:
         batch = Statements(cur)
         for old in range(version or CONTRACT_VERSION, CONTRACT_VERSION):
             for table, column in UPGRADES.get(old, []):
+                if TABLE_SINCE.get(table, 1) > version:
+                    continue  # created above, with the column
                 logical, size = next((t, n) for c, t, n in CATALOG[table] if c == column)
                 batch.add(d.ddl.add_column(schema, table, column,
                                            d.types.column_type(logical, size)))

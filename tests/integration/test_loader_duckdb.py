@@ -61,7 +61,9 @@ def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):
         {"id": 2, "name": "older", "age": 7}], key_names=["id"], sequences=[6, 4],
         table_version=1))
     by_table = {r.table: r for r in second.reports}
-    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (0, 1)
+    # key 2's record (sequence 4) lost to the stored one (5): reported as superseded
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated,
+            by_table["users"].rows_superseded) == (0, 1, 1)
     bid, data = make_batch("clicks", [{"n": 1}, {"n": 2}], offsets=[900, 901])
     load(conn, "clicks", (bid, data))
     again = load(conn, "clicks", make_batch("clicks", [{"n": 2}, {"n": 3}], offsets=[901, 902]))

@@ -101,7 +101,9 @@ def test_load_report_counts_what_each_table_gained_and_lost(wh, dialect):
         {"id": 1, "name": "a2", "tags": ["z"]}, {"id": 2, "name": "old"},
         {"id": 4, "name": "d"}], key_names=["id"], sequences=[6, 4, 6]), dialect=d)
     by_table = {r.table: r for r in second.reports}
-    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (1, 1)
+    # key 2's record lost to the stored higher sequence: superseded, not silently nothing
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated,
+            by_table["users"].rows_superseded) == (1, 1, 1)
     assert by_table["users__tags"].rows_inserted == 1
     assert by_table["users"].max_received_at >= by_table["users"].min_received_at
     # an append-only stream: a record delivered twice goes in once
@@ -111,10 +113,10 @@ def test_load_report_counts_what_each_table_gained_and_lost(wh, dialect):
                  dialect=d)
     assert [(r.rows_inserted, r.rows_updated) for r in again.reports] == [(1, 0)]
     # the warehouse has the same, for SQL
-    stored = rows(wh, "SELECT table_name, rows_inserted, rows_updated, rows_retired "
-                      "FROM S._sdc_loads WHERE load_id = %s ORDER BY table_name",
+    stored = rows(wh, "SELECT table_name, rows_inserted, rows_updated, rows_superseded, "
+                      "rows_retired FROM S._sdc_loads WHERE load_id = %s ORDER BY table_name",
                   second.reports[0].load_id)
-    assert stored == [("users", 1, 1, 0), ("users__tags", 1, 0, 0)]
+    assert stored == [("users", 1, 1, 1, 0), ("users__tags", 1, 0, 0, 0)]
 
 
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
@@ -195,11 +197,25 @@ def test_a_schema_of_contract_v1_is_upgraded_by_its_next_load(wh):
     # a new loader (a new process) meets the schema for the first time
     result = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group(
         "legacy", [make_batch("legacy", [{"id": 2, "new": "x"}], key_names=["id"])], PG))
-    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(1,), (2,)]
+    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(1,), (3,)]
     assert rows(wh, "SELECT kind, column_name FROM S._sdc_schema_changes") == \
         [("column_added", "new")]
     assert rows(wh, "SELECT count(*) FROM S._sdc_load_log WHERE load_id = %s",
                 result.reports[0].load_id) == [(1,)]
+
+
+def test_a_schema_of_contract_v2_gets_the_superseded_column_with_its_next_load(wh):
+    conn, schema = wh
+    load(wh, "legacy", make_batch("legacy", [{"id": 1}], key_names=["id"], sequences=[5]))
+    with conn, conn.cursor() as cur:  # as Spool 0.2 left it
+        cur.execute(f'ALTER TABLE "{schema}"._sdc_loads DROP COLUMN rows_superseded')
+        cur.execute(f'UPDATE "{schema}"._sdc_contract SET version = 2')
+    result = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group(
+        "legacy", [make_batch("legacy", [{"id": 1}], key_names=["id"], sequences=[4])], PG))
+    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(2,), (3,)]
+    assert rows(wh, "SELECT rows_superseded FROM S._sdc_loads ORDER BY finished_at") == \
+        [(None,), (1,)]
+    assert [r.rows_superseded for r in result.reports] == [1]
 
 
 def test_rejections_that_name_no_stream_are_counted_by_reason(wh):
