@@ -177,7 +177,7 @@ class ChunkShaper:
                                             decoded.table_version)
                 part.note_record(tp, offset, len(value), event_ms)
                 # its place among the stream's records: batches load in sequence order
-                part.note_sequence(default_sequence(kafka_ms, offset))
+                part.note_sequence(default_sequence(kafka_ms))
             else:  # STATE
                 states[decoded.tenant] = (decoded.data["value"], rid)
         self.stats.records += len(records)

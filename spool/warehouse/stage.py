@@ -36,6 +36,9 @@ TS_US = pa.timestamp("us", tz="UTC")
 TS_MS = pa.timestamp("ms", tz="UTC")
 TEXT_SYSTEM_COLUMNS = ("record", "reason", "table_name")
 LEVEL_PREFIX = sdc.LEVEL_ID.split("{")[0]
+# a sequence at least this high may be a default of the old scale (Kafka ms * 1,000,000 +
+# offset mod 1,000,000; ms of 1973 and later): see rescaled_sequences
+OLD_DEFAULT_FLOOR = 10**17
 
 
 @dataclass
@@ -177,6 +180,7 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
         if sdc.RECORD_ID not in table.column_names:  # no rows (an activation only)
             row_counts.append(0)
             continue
+        table = rescaled_sequences(table)
         tpaths = {json.dumps(t, separators=(",", ":"), ensure_ascii=False)
                   for t in meta.tables}
         if index < len(batches) - 1 or seen:  # a later batch may repeat a record id
@@ -219,6 +223,40 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _m, _t in batches], activate_version=activate,
                        cuts=cuts, row_counts=row_counts, map_versions=map_versions)
+
+
+def rescaled_sequences(table: pa.Table) -> pa.Table:
+    """A batch file's rows with default sequences of the old scale made Kafka ms.
+
+    Before contract v3 a record sent without a sequence got its Kafka time in ms * 1,000,000
+    + offset mod 1,000,000; a batch written then and loaded now would beat every later
+    default (Kafka ms) and every explicit sequence in ms. A root row holds such a default
+    when its sequence is exactly that of its own Kafka time and offset: it becomes the ms,
+    and so do its child rows (same record id). Explicit sequences are left alone. A file of
+    today's scale costs one max."""
+    if sdc.SEQUENCE not in table.column_names or sdc.RECEIVED_AT not in table.column_names:
+        return table
+    top = pc.max(table.column(sdc.SEQUENCE)).as_py()
+    if top is None or top < OLD_DEFAULT_FLOOR:
+        return table
+    ids = table.column(sdc.RECORD_ID).combine_chunks()
+    try:
+        _partition, offsets = sdc.split_record_ids(ids)
+    except (pa.ArrowInvalid, pa.ArrowIndexError):  # not queue record ids: not defaults
+        return table
+    seq = table.column(sdc.SEQUENCE).combine_chunks().fill_null(-1).to_numpy()
+    received = table.column(sdc.RECEIVED_AT).combine_chunks().cast(pa.int64()) \
+        .fill_null(-1).to_numpy()
+    offsets = offsets.fill_null(0).to_numpy()
+    old_root = (received >= 0) & (seq == received * 1_000_000 + offsets % 1_000_000)
+    if not old_root.any():
+        return table
+    old = pc.is_in(ids, value_set=pc.filter(ids, pa.array(old_root))).to_numpy(
+        zero_copy_only=False) & (seq >= OLD_DEFAULT_FLOOR)
+    rescaled = pa.array(np.where(old, seq // 1_000_000, seq), pa.int64(),
+                        mask=table.column(sdc.SEQUENCE).combine_chunks().is_null()
+                        .to_numpy(zero_copy_only=False))
+    return table.set_column(table.column_names.index(sdc.SEQUENCE), sdc.SEQUENCE, rescaled)
 
 
 def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,

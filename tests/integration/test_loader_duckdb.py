@@ -15,7 +15,15 @@ from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
 from spool.warehouse.stagers import DuckDBArrowStager
 from tests.unit.test_contract_golden import check, golden_input
-from tests.warehouse_helpers import MAPPED_CHANGES, MAPPED_ROWS, make_batch, mapped_loads
+from tests.warehouse_helpers import (
+    AFTER_V3_TAGS,
+    AFTER_V3_USERS,
+    MAPPED_CHANGES,
+    MAPPED_ROWS,
+    before_v3,
+    make_batch,
+    mapped_loads,
+)
 
 
 def load(conn, stream, *batches):
@@ -130,3 +138,23 @@ def test_values_are_rendered_as_literals_that_round_trip():
     assert db.execute("SELECT " + render("%(a)s, %(b)s", {"a": nasty, "b": None})
                       ).fetchall() == [(nasty, None)]
     assert db.execute("SELECT 1 WHERE 'b' IN " + literal(("a", "b"))).fetchall() == [(1,)]
+
+
+def test_default_sequences_stored_before_contract_v3_become_ms_on_duckdb(tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+
+    def execute(sql):
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+
+    second = before_v3(lambda batch: load(conn, "users", batch), execute,
+                       "tenant.users", "tenant.users__tags", "tenant._sdc_loads",
+                       "tenant._sdc_contract")
+    conn.close()
+    (users,) = [r for r in second.reports if r.table == "users"]
+    assert (users.rows_updated, users.rows_superseded) == (1, 0)
+    assert rows(path, "SELECT id, _sdc_sequence FROM tenant.users ORDER BY id") == \
+        AFTER_V3_USERS
+    assert rows(path, "SELECT _sdc_record_id, _sdc_sequence FROM tenant.users__tags "
+                      "ORDER BY 1") == AFTER_V3_TAGS

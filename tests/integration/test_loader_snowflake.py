@@ -36,7 +36,15 @@ from tests import nasty
 from tests.integration.test_cli import spool as cli
 from tests.integration.test_tenant_loader import spool as spool_batch
 from tests.unit.test_contract_golden import check, golden_input
-from tests.warehouse_helpers import MAPPED_CHANGES, MAPPED_ROWS, make_batch, mapped_loads
+from tests.warehouse_helpers import (
+    AFTER_V3_TAGS,
+    AFTER_V3_USERS,
+    MAPPED_CHANGES,
+    MAPPED_ROWS,
+    before_v3,
+    make_batch,
+    mapped_loads,
+)
 
 URL = "snowflake://spool:not-a-secret@test_account/analytics?warehouse=load_wh"
 SYSTEM_TABLES = ("_sdc_load_log", "_sdc_contract", "_sdc_loads", "_sdc_schema_changes",
@@ -321,3 +329,19 @@ def test_values_are_rendered_as_snowflake_literals_that_round_trip(snowflake):
     at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
     assert query(snowflake, "SELECT %s, %s, '100%%'", (odd, at)) == [(odd, at, "100%")]
     assert query(snowflake, "SELECT 1 WHERE 'b' IN %s", (("a", "b"),)) == [(1,)]
+
+
+def test_default_sequences_stored_before_contract_v3_become_ms_on_snowflake(snowflake):
+    def execute(sql):
+        with snowflake, snowflake.cursor() as cur:
+            cur.execute(sql)
+
+    second = before_v3(lambda batch: load(snowflake, "users", batch), execute,
+                       '"tenant"."users"', '"tenant"."users__tags"', '"tenant"."_sdc_loads"',
+                       '"tenant"."_sdc_contract"')
+    (users,) = [r for r in second.reports if r.table == "users"]
+    assert (users.rows_updated, users.rows_superseded) == (1, 0)
+    assert query(snowflake, 'SELECT "id", "_sdc_sequence" FROM "tenant"."users" '
+                            'ORDER BY "id"') == AFTER_V3_USERS
+    assert query(snowflake, 'SELECT "_sdc_record_id", "_sdc_sequence" FROM '
+                            '"tenant"."users__tags" ORDER BY 1') == AFTER_V3_TAGS

@@ -218,6 +218,39 @@ def test_a_schema_of_contract_v2_gets_the_superseded_column_with_its_next_load(w
     assert [r.rows_superseded for r in result.reports] == [1]
 
 
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_default_sequences_stored_before_contract_v3_become_ms_and_lose_to_updates(wh,
+                                                                                  dialect):
+    d = RS if dialect == "redshift" else PG
+    conn, schema = wh
+    ms = 1_700_000_000_000  # make_batch's records arrive at this + their offset
+    explicit = (ms + 5_000) * 1_000_000  # an explicit sequence in ns: not a default
+
+    def old(offset: int) -> int:  # what Spool 0.2 gave a record sent without a sequence
+        return (ms + offset) * 1_000_000 + offset % 1_000_000
+
+    load(wh, "users", make_batch("users", [{"id": 1, "tags": ["a"]}, {"id": 2},
+                                           {"id": 3, "tags": ["c"]}], key_names=["id"],
+                                 offsets=[61, 62, 63], sequences=[0, explicit, 0]), dialect=d)
+    with conn, conn.cursor() as cur:  # as Spool 0.2 left them
+        for table in ("users", "users__tags"):
+            for offset in (61, 63):
+                cur.execute(f'UPDATE "{schema}".{table} SET _sdc_sequence = %s '
+                            "WHERE _sdc_record_id = %s", (old(offset), f"q/0/{offset}"))
+        cur.execute(f'ALTER TABLE "{schema}"._sdc_loads DROP COLUMN rows_superseded')
+        cur.execute(f'UPDATE "{schema}"._sdc_contract SET version = 2')
+    # a loader of v3 meets the schema: key 1 again, sent without a sequence a second later
+    second = load(wh, "users", make_batch("users", [{"id": 1, "tags": ["b"]}],
+                                          key_names=["id"], offsets=[1061],
+                                          sequences=[ms + 1061]), dialect=d)
+    (users,) = [r for r in second.reports if r.table == "users"]
+    assert (users.rows_updated, users.rows_superseded) == (1, 0)
+    assert rows(wh, "SELECT id, _sdc_sequence FROM S.users ORDER BY id") == \
+        [(1, ms + 1061), (2, explicit), (3, ms + 63)]
+    assert rows(wh, "SELECT _sdc_record_id, _sdc_sequence FROM S.users__tags ORDER BY 1") == \
+        [("q/0/1061", ms + 1061), ("q/0/63", ms + 63)]
+
+
 def test_rejections_that_name_no_stream_are_counted_by_reason(wh):
     dec = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
     part = Part()

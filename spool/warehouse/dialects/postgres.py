@@ -37,6 +37,7 @@ TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, 
 TRANSIENT_SQLSTATES = {codes.LOCK_NOT_AVAILABLE, codes.QUERY_CANCELED,
                        codes.READ_ONLY_SQL_TRANSACTION}
 RID, SEQ = quote(sdc.RECORD_ID), quote(sdc.SEQUENCE)
+OLD_SCALE_FLOOR = 10**17  # a default sequence of the old scale is above (ms of 1973 on)
 
 
 class PostgresTypes:
@@ -304,6 +305,32 @@ class PostgresBookkeeping:
     def catalog_tables(self, schema: str) -> str:
         return (f"SELECT stream, table_path, table_name FROM {qualified(schema, TABLES_TABLE)} "
                 "WHERE stream IN %s")
+
+    def every_catalog_table(self, schema: str) -> str:
+        return f"SELECT stream, table_path, table_name FROM {qualified(schema, TABLES_TABLE)}"
+
+    def rescale_sequences(self, root: str, children: list[str]) -> list[str]:
+        """Once, upgrading to contract v3: default sequences stored on the old scale (Kafka
+        ms * 1,000,000 + offset mod 1,000,000) become the Kafka ms, today's default. A root
+        row holds one when its sequence's ms are its ``_sdc_received_at``; its child rows
+        (same record id) follow. ``root``, ``children``: qualified table names."""
+        ms = self.millionths(SEQ)
+        received = self.epoch_ms(quote(sdc.RECEIVED_AT))
+        out = [f"UPDATE {root} SET {SEQ} = {ms} WHERE {SEQ} >= {OLD_SCALE_FLOOR} "
+               f"AND {ms} = {received}"]
+        for child in children:
+            out.append(f"UPDATE {child} SET {SEQ} = {ms} WHERE {SEQ} >= {OLD_SCALE_FLOOR} "
+                       f"AND EXISTS (SELECT 1 FROM {root} AS r WHERE r.{RID} = {child}.{RID} "
+                       f"AND r.{SEQ} = {self.millionths(f'{child}.{SEQ}')})")
+        return out
+
+    def millionths(self, expr: str) -> str:
+        """An integer divided by 1,000,000, exactly (rounded towards zero)."""
+        return f"({expr} / 1000000)"
+
+    def epoch_ms(self, expr: str) -> str:
+        """A timestamp (with time zone) as ms since 1970."""
+        return f"CAST(round(extract(epoch FROM {expr}) * 1000) AS bigint)"
 
     def insert_catalog_table_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, TABLES_TABLE)} (stream, table_path, "
