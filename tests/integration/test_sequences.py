@@ -48,8 +48,11 @@ class Sender:
                                      directory.stream_keys),
                              directory, 60_000, registry.save_tenant_state)
         shaper.add_chunk(self.topic, 0, 0, records)
-        parts = [part for _key, part in shaper.take_parts()]
-        uri, data, record = assemble("acme", "orders", 0, 60_000, 0, merge_parts(parts),
+        taken = shaper.take_parts()
+        windows = {key[2] for key, _part in taken}  # one message a time: one window
+        assert len(windows) == 1
+        uri, data, record = assemble("acme", "orders", windows.pop(), 60_000, 0,
+                                     merge_parts([part for _key, part in taken]),
                                      str(self.tmp_path))
         ObjectStore().put_atomic(uri, data)
         self.ledger.record_batches([record])
