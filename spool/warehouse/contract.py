@@ -1,4 +1,4 @@
-"""The warehouse contract as data: system columns, catalog tables, types (version 2).
+"""The warehouse contract as data: system columns, catalog tables, types (version 3).
 
 docs/warehouse-contract.md is the prose; golden tests pin both. A change that would alter
 existing output is a new CONTRACT_VERSION.
@@ -92,6 +92,7 @@ CATALOG = {
 
 # what a schema of an older contract version needs to become this one: (table, column)
 # added to a table it already has (the new tables are created like in a new schema)
-UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")]}
+# (v3 changes how a Singer stream's values are typed, not Spool's tables: nothing to add)
+UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")], 2: []}
 
 __all__ = ["CATALOG", "CONTRACT_VERSION"]
