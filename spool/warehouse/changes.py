@@ -55,8 +55,10 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
                 path, json_type = fields[(tp.name, col)]
                 first = st.observed.first.get((path, json_type), 0) if st else 0
                 batch = _batch_at(group, st, first)
-                detail = f"values of type {json_type} of a field whose first type has the " \
-                    "base name" if split else None
+                base = tp.columns.get((path, st.observed.declared.get(path))) if st else None
+                owner = "declared" if base and (tp.name, base) not in plan.split else "first"
+                detail = f"values of type {json_type} of a field whose {owner} type has " \
+                    "the base name" if split else None
                 made_by = _made_by(group, batch)
                 if made_by:
                     detail = f"{detail}; {made_by}" if detail else made_by

@@ -49,6 +49,9 @@ def test_a_declared_number_holds_integers_and_a_nullable_string_holds_strings(wh
     assert rows(wh, "SELECT data_type FROM information_schema.columns WHERE table_schema = %s "
                     "AND table_name = 'games' AND column_name = 'score'", wh[1]) == \
         [("double precision",)]
+    assert rows(wh, "SELECT detail FROM S._sdc_schema_changes WHERE column_name = "
+                    "'note__it'") == [("values of type integer of a field whose declared type "
+                                       "has the base name",)]
 
 
 def test_a_table_of_contract_v2_moves_to_v3_and_logs_where_integers_go_now(wh):
