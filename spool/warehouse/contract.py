@@ -93,6 +93,7 @@ CATALOG = {
 
 # what a schema of an older contract version needs to become this one: (table, column)
 # added to a table it already has (the new tables are created like in a new schema)
+# (v3 also changes how a Singer stream's values are typed: that adds nothing here)
 UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")], 2: [(LOADS_TABLE, "rows_superseded")]}
 # the version that added a catalog table (the others are in every version): a schema of an
 # older version got it created whole, so no upgrade adds columns to it

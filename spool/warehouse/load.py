@@ -97,8 +97,10 @@ class Loader:
             if not groups:
                 return LoadResult([], sorted(done), 0, [], reports=before[0],
                                   changes=before[1])
-            state = tenant_schema.read_state(d, cur, schema, [g.stream for g in groups],
-                                             [g.stream for g in groups if any(g.map_versions)])
+            state = tenant_schema.read_state(
+                d, cur, schema, [g.stream for g in groups],
+                [g.stream for g in groups if any(g.map_versions)],
+                moved=any(st.observed.moved for g in groups for st in g.tables.values()))
             plans = []
             for group in groups:
                 observed = {t: st.observed for t, st in group.tables.items()}

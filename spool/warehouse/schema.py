@@ -112,9 +112,10 @@ def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> dict[str, str |
 
 
 def read_state(d, cur, schema: str, streams: list[str],
-               mapped: list[str] = ()) -> CatalogState:
+               mapped: list[str] = (), moved: bool = False) -> CatalogState:
     """What the schema has for ``streams``; for the ``mapped`` ones (stream maps made some of
-    their records) also the newest map versions their tables were loaded under."""
+    their records) also the newest map versions their tables were loaded under; when values
+    were ``moved`` to their declared type, which such moves were logged before."""
     state = CatalogState()
     if mapped:
         cur.execute(d.bookkeeping.map_changes(schema), (tuple(mapped),))
@@ -131,6 +132,9 @@ def read_state(d, cur, schema: str, streams: list[str],
         cur.execute(d.bookkeeping.catalog_columns(schema), (names,))
         for t, source, json_type, col in cur.fetchall():
             state.columns.setdefault(t, {})[(source, json_type)] = col
+        if moved:
+            cur.execute(d.bookkeeping.declared_types_applied(schema), (names,))
+            state.declared_applied = {tuple(row) for row in cur.fetchall()}
         cur.execute(d.catalog.physical_columns(), (schema, (*names, STAGE_TABLE)))
         for t, col, sql_type in cur.fetchall():
             state.physical.setdefault(t, {})[col] = sql_type

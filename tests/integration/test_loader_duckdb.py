@@ -8,6 +8,7 @@ the contract says for PostgreSQL.
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from spool.warehouse.dialects.duckdb import DUCKDB
 from spool.warehouse.duckdb_session import DuckDBConnection, literal, render
@@ -39,8 +40,9 @@ def rows(path, sql):
         db.close()
 
 
-def test_golden_rows_on_duckdb(tmp_path):
-    spec, batch = golden_input()
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_golden_rows_on_duckdb(tmp_path, version):
+    spec, batch = golden_input(version=version)
     conn = DuckDBConnection(str(tmp_path / "wh.duckdb"))
     load(conn, spec["stream"], batch)
     tables = {}
@@ -55,7 +57,7 @@ def test_golden_rows_on_duckdb(tmp_path):
                 if v is not None and n not in ("created_at",)} for row in cur.fetchall()]
         tables[table] = sorted(got, key=lambda r: sorted(r.items()))
     conn.close()
-    check("contract_v1_duckdb_rows.json", tables)
+    check(f"contract_{version}_duckdb_rows.json", tables)
 
 
 def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):

@@ -80,8 +80,9 @@ def user_tables(conn, schema="tenant"):
                   if t not in SYSTEM_TABLES and t != "_sdc_rejected")
 
 
-def test_golden_rows_on_snowflake(snowflake):
-    spec, batch = golden_input()
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_golden_rows_on_snowflake(snowflake, version):
+    spec, batch = golden_input(version=version)
     load(snowflake, spec["stream"], batch)
     tables = {}
     cur = snowflake.cursor()
@@ -94,7 +95,7 @@ def test_golden_rows_on_snowflake(snowflake):
         got = [{n: str(v) for n, v in zip(names, row, strict=True)
                 if v is not None and n != "created_at"} for row in cur.fetchall()]
         tables[table] = sorted(got, key=lambda r: sorted(r.items()))
-    check("contract_v1_snowflake_rows.json", tables)
+    check(f"contract_{version}_snowflake_rows.json", tables)
 
 
 def test_upserts_appends_versions_and_the_change_log_on_snowflake(snowflake):

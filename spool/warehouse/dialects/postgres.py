@@ -30,7 +30,7 @@ from spool.warehouse.dialects.base import (
     qualified,
     quote,
 )
-from spool.warehouse.report import MAP_CHANGED
+from spool.warehouse.report import DECLARED_TYPE_APPLIED, MAP_CHANGED
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator, tx
 # lock timeout, cancelled statement, a replica still read-only after a failover
@@ -294,6 +294,13 @@ class PostgresBookkeeping:
         return (f"SELECT stream, source, new_type FROM "
                 f"{qualified(schema, SCHEMA_CHANGES_TABLE)} "
                 f"WHERE kind = '{MAP_CHANGED}' AND stream IN %s")
+
+    def declared_types_applied(self, schema: str) -> str:
+        """(table, field path, the values' own type) of every ``declared_type_applied`` row
+        of the tables (``%s``)."""
+        return (f"SELECT table_name, source, json_type FROM "
+                f"{qualified(schema, SCHEMA_CHANGES_TABLE)} "
+                f"WHERE kind = '{DECLARED_TYPE_APPLIED}' AND table_name IN %s")
 
     def contract_version(self, schema: str) -> str:
         return f"SELECT max(version) FROM {qualified(schema, CONTRACT_TABLE)}"
