@@ -8,6 +8,7 @@ import getpass
 import json
 import socket
 import sys
+from datetime import UTC, datetime
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ingest import shape as shaping
@@ -64,7 +65,7 @@ def register(sub) -> None:
         sp.add_argument("--json", action="store_true", help="print JSON lines")
         sp.set_defaults(func=func)
 
-    r = msub.add_parser("remove", help="stop mapping a stream (from the next window; the "
+    r = msub.add_parser("remove", help="stop mapping a stream (records sent from now on; the "
                                        "history keeps the old versions)")
     _common(r)
     r.add_argument("--by", default=None, help="who removes it (default: user@host)")
@@ -109,10 +110,16 @@ def set_map(args: LedgerArgs) -> int:
     except MapError as exc:
         raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
             from None
-    version = store.save(args.tenant, args.stream, doc, _by(args))
-    print(f"map of {args.tenant}/{args.stream} is now version {version}; the spool job "
-          "applies it from its next window")
+    saved = store.save(args.tenant, args.stream, doc, _by(args))
+    print(f"map of {args.tenant}/{args.stream} is now version {saved.version}; it applies to "
+          f"every record with a Kafka timestamp from {_from(saved)} on")
     return 0
+
+
+def _from(version) -> str:
+    """When a version applies from, by the ledger's clock, to the millisecond."""
+    at = datetime.fromtimestamp(version.from_ms / 1000, UTC)
+    return f"{at:%Y-%m-%d %H:%M:%S}.{version.from_ms % 1000:03d} UTC"
 
 
 class Keys:
@@ -178,9 +185,9 @@ def remove_map(args: LedgerArgs) -> int:
     current = store.history(args.tenant, args.stream)
     if not current or current[-1].document is None:
         raise SystemExit(f"error: {args.tenant}/{args.stream} has no map")
-    version = store.save(args.tenant, args.stream, None, _by(args))
-    print(f"map of {args.tenant}/{args.stream} removed (version {version}); the spool job "
-          "stops applying it from its next window")
+    saved = store.save(args.tenant, args.stream, None, _by(args))
+    print(f"map of {args.tenant}/{args.stream} removed (version {saved.version}); records with "
+          f"a Kafka timestamp from {_from(saved)} on load unmapped")
     return 0
 
 

@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC
 
 import pytest
 
-from spool.ledger.maps import MapStore
+from spool.ledger.maps import LOCK, MapStore
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 
@@ -156,3 +157,39 @@ def test_test_previews_mapped_records_and_their_columns(ledger_dsn, acme, tmp_pa
     assert "people.email string" in err and "people.profile__city string" in err
     assert "ssn" not in out + err and "a@b.c" not in out
     assert acme.history("acme") == []  # a test stores nothing
+
+
+def test_a_version_applies_from_the_moment_set_prints_and_never_reaches_back_past_a_read(
+        ledger_dsn, acme):
+    """`set` prints the moment its version applies from; the spool job's read of the maps
+    (MapStore.read) is a promise that no version will ever apply up to its clock: one being
+    stored meanwhile is waited for, and one stored after comes later by the same clock."""
+    import threading
+
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin="drop: [ssn]")
+    (v1,) = acme.history("acme", "users")
+    assert rc == 0 and f"applies to every record with a Kafka timestamp from " \
+        f"{v1.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}." in out, (out, err)
+    first = acme.read()
+    assert [v.version for v in first.versions] == [1] and first.read_at_ms >= v1.from_ms
+    assert acme.read(first.stamp).versions is None  # nothing new: the check reads no rows
+
+    # a `set` half done (its lock taken, its row not committed) holds the reader back
+    other = Ledger(ledger_dsn)
+    done = threading.Event()
+    got = []
+    with other.transaction() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK)
+        reader = threading.Thread(target=lambda: (got.append(acme.read(first.stamp)),
+                                                  done.set()))
+        reader.start()
+        assert not done.wait(1.0)  # waits on the lock
+        cur.execute("INSERT INTO stream_maps (tenant_id, stream, version, document, "
+                    "created_at, created_by) VALUES ('acme', 'users', 2, '{\"drop\": [\"x\"]}',"
+                    " clock_timestamp(), 'half')")
+    reader.join(30)
+    (after,) = got
+    assert [v.version for v in after.versions] == [1, 2]  # it saw the version it waited for
+    v3 = acme.save("acme", "users", {"drop": ["y"]}, "later")
+    assert v3.from_ms > after.read_at_ms  # stored after the read: applies only after it
+    other.close()
