@@ -70,6 +70,29 @@ def test_yaml_and_json_say_the_same():
         load_text("- drop")
 
 
+def test_text_that_starts_like_json_is_json_or_refused_with_line_and_column():
+    assert load_text('  {"drop": ["ssn"]}') == {"drop": ["ssn"]}
+    with pytest.raises(MapError, match=r"starts with \{ but is not JSON: line 2 column 18"):
+        load_text('{"hash": ["email"],\n "drop": ["name",]}')  # YAML would drop no rule
+    with pytest.raises(MapError, match=r"starts with \{ but is not JSON: line 1 column 2"):
+        load_text("{drop: [ssn]}")  # YAML's flow style: write it as drop: [ssn]
+
+
+def test_changes_name_each_rule_added_removed_or_changed_and_what_lets_fields_through():
+    from spool.maps import changes
+
+    old = parse({"filter": {"eq": ["status", "active"]}, "rename": {"email": "mail"},
+                 "alias": "people", "keep": ["id", "email"]}, resolve_secret=False)
+    new = parse({"filter": {"ne": ["status", "test"]}, "rename": {"email": "contact"},
+                 "keep": ["id", "email", ["address", "city"]]}, resolve_secret=False)
+    got = [(str(c), c.loosens) for c in changes(old, new)]
+    assert got == [('~ filter: {"eq": ["status", "active"]} → {"ne": ["status", "test"]}', False),
+                   ("+ keep [address, city]", True),
+                   ("~ rename email: mail → contact", False),
+                   ("- alias", False)]
+    assert changes(new, new) == []
+
+
 def test_keep_drop_mask_rename_and_alias_on_nested_fields():
     data = {"id": 7, "email": "a@b.c", "ssn": "123", "n": 1.5,
             "profile": {"pii": {"dob": "1990"}, "city": "Oslo"}, "phone": "555"}
