@@ -8,12 +8,21 @@ import getpass
 import json
 import socket
 import sys
+from datetime import UTC, datetime
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ingest import shape as shaping
 from spool.ledger.maps import MapStore
 from spool.ledger.registry import Registry
-from spool.maps import CannotApply, MapError, compile_map, load_text, parse
+from spool.maps import (
+    CannotApply,
+    MapError,
+    StreamMap,
+    changes,
+    compile_map,
+    load_text,
+    parse,
+)
 from spool.secrets import SecretError
 from spool.warehouse import naming
 
@@ -44,6 +53,9 @@ def register(sub) -> None:
     _common(s)
     s.add_argument("--file", default="-", help="the map, JSON or YAML (default: stdin)")
     s.add_argument("--by", default=None, help="who sets it (default: user@host)")
+    s.add_argument("--yes", action="store_true",
+                   help="store it even though it lets fields through that the version in "
+                        "force keeps out (a hash, mask or drop removed, a field added to keep)")
     s.set_defaults(func=set_map)
 
     t = msub.add_parser("test", help="preview a map on sample records (JSON lines on stdin): "
@@ -64,10 +76,12 @@ def register(sub) -> None:
         sp.add_argument("--json", action="store_true", help="print JSON lines")
         sp.set_defaults(func=func)
 
-    r = msub.add_parser("remove", help="stop mapping a stream (from the next window; the "
+    r = msub.add_parser("remove", help="stop mapping a stream (records sent from now on; the "
                                        "history keeps the old versions)")
     _common(r)
     r.add_argument("--by", default=None, help="who removes it (default: user@host)")
+    r.add_argument("--yes", action="store_true",
+                   help="remove it even though it hashes, masks, drops or keeps out fields")
     r.set_defaults(func=remove_map)
 
 
@@ -109,10 +123,47 @@ def set_map(args: LedgerArgs) -> int:
     except MapError as exc:
         raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
             from None
-    version = store.save(args.tenant, args.stream, doc, _by(args))
-    print(f"map of {args.tenant}/{args.stream} is now version {version}; the spool job "
-          "applies it from its next window")
+    _show_changes(store, args, m, "stored")
+    saved = store.save(args.tenant, args.stream, doc, _by(args))
+    print(f"map of {args.tenant}/{args.stream} is now version {saved.version}; it applies to "
+          f"every record with a Kafka timestamp from {_from(saved)} on")
     return 0
+
+
+def _show_changes(store: MapStore, args, m: StreamMap, what: str) -> None:
+    """Print what ``m`` changes against the version in force; exit 2 when that lets
+    through what the version in force keeps out and ``--yes`` was not given."""
+    against, found = _in_force(store, args.tenant, args.stream)
+    changed = changes(found, m)
+    loosened = [str(c) for c in changed if c.loosens]
+    if loosened and not args.yes:
+        print(f"error: map for {args.tenant}/{args.stream} not {what}: it lets through what "
+              f"{against} keeps out of the warehouse ({'; '.join(loosened)}); pass --yes if "
+              "that is what you want", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"changes against {against}:" if changed else f"no rule changes against {against}")
+    for change in changed:
+        print(f"  {change}")
+
+
+def _in_force(store: MapStore, tenant: str, stream: str):
+    """(what to call the version in force, it parsed; None: there is no map)."""
+    history = store.history(tenant, stream)
+    if not history:
+        return "no map", None
+    last = history[-1]
+    if last.document is None:
+        return f"version {last.version} (no map: it removed the map)", None
+    try:
+        return f"version {last.version}", parse(last.document, resolve_secret=False)
+    except MapError:  # stored by an older Spool: every rule of the new one is new
+        return f"version {last.version} (unreadable, so every rule counts as new)", None
+
+
+def _from(version) -> str:
+    """When a version applies from, by the ledger's clock, to the millisecond."""
+    at = datetime.fromtimestamp(version.from_ms / 1000, UTC)
+    return f"{at:%Y-%m-%d %H:%M:%S}.{version.from_ms % 1000:03d} UTC"
 
 
 class Keys:
@@ -178,9 +229,10 @@ def remove_map(args: LedgerArgs) -> int:
     current = store.history(args.tenant, args.stream)
     if not current or current[-1].document is None:
         raise SystemExit(f"error: {args.tenant}/{args.stream} has no map")
-    version = store.save(args.tenant, args.stream, None, _by(args))
-    print(f"map of {args.tenant}/{args.stream} removed (version {version}); the spool job "
-          "stops applying it from its next window")
+    _show_changes(store, args, StreamMap(), "removed")
+    saved = store.save(args.tenant, args.stream, None, _by(args))
+    print(f"map of {args.tenant}/{args.stream} removed (version {saved.version}); records with "
+          f"a Kafka timestamp from {_from(saved)} on load unmapped")
     return 0
 
 

@@ -98,6 +98,9 @@ class ChunkShaper:
         states: dict[str, tuple] = {}
         event_ms = floor_ms
         ceiling = timestamp_ceiling(self.clock())
+        if self.maps is not None and records:  # the maps known must cover every record
+            top = max(r.timestamp for r in records)
+            self.maps.cover(max(floor_ms, queue_time(top, ceiling)))
         for r in records:
             offset, kafka_ms, value, headers = r.offset, r.timestamp, r.value, r.headers
             if kafka_ms > ceiling or kafka_ms < 0:
@@ -167,9 +170,8 @@ class ChunkShaper:
                 keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
                 stream, made_by = decoded.stream, None
                 if self.maps is not None:  # where the stream's map sends its records
-                    stream, keys, made_by = self.maps.routed(
-                        decoded.tenant, decoded.stream, event_ms - event_ms % self.window_ms,
-                        keys)
+                    stream, keys, made_by = self.maps.routed(decoded.tenant, decoded.stream,
+                                                             event_ms, keys)
                 part = self._part(decoded.tenant, stream, event_ms, keys)
                 if made_by is not None:  # (the batch's keys come from that map)
                     part.note_map(decoded.stream, made_by)
@@ -209,8 +211,7 @@ class ChunkShaper:
         with the reason; the map's version (of a removed map too: the version that removed
         it); and whether a map was applied. Raises maps.Inexact (unless ``exact``) where a
         number the fast decoder may have rounded meets a hash or a comparison."""
-        found = self.maps.at(decoded.tenant, decoded.stream,
-                             event_ms - event_ms % self.window_ms)
+        found = self.maps.at(decoded.tenant, decoded.stream, event_ms)
         if found is None:
             return decoded, None, False
         version, apply = found
@@ -235,8 +236,7 @@ class ChunkShaper:
                 tp: str, offset: int) -> None:
         tenant = rejected_tenant(decoded, self.decoder.is_tenant)
         if value is not None and self.maps is not None and decoded.stream is not None and \
-                (self.maps.at(tenant, decoded.stream,
-                              event_ms - event_ms % self.window_ms) or (0, None))[1]:
+                (self.maps.at(tenant, decoded.stream, event_ms) or (0, None))[1]:
             # a stream with a map keeps some of what its records hold out of the warehouse:
             # its rejected messages are kept without their text (the topic has them, at
             # their _sdc_record_id)
