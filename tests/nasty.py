@@ -90,6 +90,17 @@ CASES = [
          "no_tenant", tenant="_unassigned"),
     Case("singer_batch_message", json.dumps({"type": "BATCH", "stream": "s"}).encode(),
          "unsupported_message", headers=[("tenant", b"acme")]),
+    # names that became path segments as they were (issue 28): stored under acme/, safely
+    Case("stream_dot_dot", env({"x": 1}, stream=".."), "record", root={'["x"]': 1}),
+    Case("stream_climbing_out", env({"x": 1}, stream="../../a/../b"), "record",
+         root={'["x"]': 1}),
+    # no database stores a NUL in a name or a text: rejected, or quoted without it
+    Case("nul_in_stream", env({"x": 1}, stream="a\u0000b"), "wrong_type"),
+    Case("nul_in_tenant", env({"x": 1}, tenant="a\u0000b"), "wrong_type", tenant="_unassigned"),
+    Case("nul_in_unknown_field", env({"x": 1}, **{"x\u0000": 1}), "unknown_field"),
+    Case("nul_in_singer_header_tenant",
+         json.dumps({"type": "RECORD", "stream": "s", "record": {"id": 1}}).encode(),
+         "unknown_tenant", headers=[("tenant", b"a\x00b")], tenant="_unassigned"),
 ]
 
 

@@ -164,6 +164,12 @@ def rejection_summary(table: pa.Table, samples: int = 3) -> dict:
                                          table.column("record").to_pylist(), strict=True):
         reasons[code] = reasons.get(code, 0) + 1
         if len(examples.setdefault(code, [])) < samples:
-            examples[code].append({"record_id": rid, "reason": reason,
-                                   "record": (record or "")[:200]})
+            examples[code].append({"record_id": rid, "reason": _storable(reason),
+                                   "record": _storable((record or "")[:200])})
     return {"rejected": reasons, "rejected_samples": examples}
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as the ledger's JSON can hold it: PostgreSQL stores no NUL character, and a
+    reason may quote one a producer sent (a field name, a Kafka header)."""
+    return text.replace("\0", "\\u0000") if text else text

@@ -10,16 +10,22 @@ batch was written to, under ``<spool location>/<its tenant's segment>/``, and re
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
+from spool.ingest.decode import Decoder, DecodeRules
 from spool.ingest.keys import segment
-from spool.ingest.parts import Part
+from spool.ingest.parts import Part, rejected_row
 from spool.ingest.shape import shape
 from spool.ingest.writer import BatchWriter
+from spool.ledger.store import Ledger
 from spool.objectstore import ObjectStore, S3Config, split_s3
+from tests import nasty
 from tests.nasty import hostile_names
 
 WINDOW_MS = 60_000
@@ -83,3 +89,32 @@ def test_every_batch_of_a_hostile_name_stays_under_its_tenants_prefix(stack, tmp
     assert len({segment(t) for t in tenants}) == len(tenants)
     for uri in list(expected)[::25]:
         assert store.read(uri)[:4] == b"PAR1"
+
+
+def test_a_nul_a_producer_sends_never_stops_the_ledger_write(ledger_dsn, tmp_path):
+    """PostgreSQL stores no NUL character. A tenant or stream name holding one is rejected
+    (it would be the batch's ledger row), and a rejection whose reason quotes one (a field
+    name, a Singer header's tenant) is recorded with it written as \\u0000: before, either
+    made the batch's ledger write fail, on every retry, and the spool job stood still."""
+    decoder = Decoder(DecodeRules(), lambda t: t == "acme", lambda t, s: None)
+    cases = [c for c in nasty.CASES if c.name.startswith("nul_in_")]
+    part = Part()
+    for offset, case in enumerate(cases):
+        decoded = decoder.decode(case.value, case.headers)
+        assert decoded.reason and decoded.reason.value == case.expect, case.name
+        part.rows.append(((), rejected_row(decoded, f"q/0/{offset}", START_MS + offset,
+                                           START_MS + offset, case.value)))
+        part.note_record("q/0", offset, len(case.value), START_MS + offset)
+    ledger = Ledger(ledger_dsn)
+    ledger.migrate()
+    writer = BatchWriter(ObjectStore(), ledger, str(tmp_path), WINDOW_MS)
+    writer.add("_unassigned", "_sdc_rejected", START_MS, 0, [part])
+    writer.flush()
+    ledger.close()
+    res = subprocess.run([sys.executable, "-m", "spool.cli", "rejected", "--tenant",
+                          "_unassigned", "--samples", "3", "--json", "--ledger-dsn", ledger_dsn],
+                         capture_output=True, text=True, check=True)
+    rows = {r["reason_code"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert {code: r["count"] for code, r in rows.items()} == {
+        "wrong_type": 2, "unknown_field": 1, "unknown_tenant": 1}
+    assert "field 'x\\u0000'" in rows["unknown_field"]["samples"][0]["reason"]
