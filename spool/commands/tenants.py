@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
 from spool.ledger import outbox
 from spool.ledger.registry import Registry
-from spool.warehouse.destination import KINDS, Destination, DestinationError
+from spool.warehouse.destination import (
+    KINDS,
+    TENANT_PATTERN,
+    Destination,
+    DestinationError,
+    tenant_name_problem,
+)
 from spool.webhooks.delivery import secret_problem, url_problem
 
 ADD_EXAMPLE = """examples:
@@ -59,7 +66,8 @@ def register(sub) -> None:
     add = tsub.add_parser("add", help="register a tenant, or change its destination",
                           epilog=ADD_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(add)
-    add.add_argument("tenant", help="the tenant id used in envelopes and Singer headers")
+    add.add_argument("tenant", help="the tenant id used in envelopes and Singer headers: "
+                     f"lower-case letters, digits and _ ({TENANT_PATTERN})")
     add.add_argument("--warehouse", choices=KINDS, default="none",
                      help="the kind of warehouse (default none: spooled, not loaded)")
     add.add_argument("--dsn", help="connection string BY REFERENCE: env:NAME or file:/path")
@@ -118,6 +126,10 @@ def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
 
 
 def add_tenant(args: LedgerArgs) -> int:
+    bad_name = tenant_name_problem(args.tenant)
+    if bad_name and Registry(ledger_from(args)).tenant(args.tenant) is None:
+        print(f"error: {bad_name}", file=sys.stderr)  # a tenant from before the check may
+        return 2  # change its destination; a new one gets a name that is safe everywhere
     try:
         dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
                                     args.staging_uri, args.iam_role, args.path,

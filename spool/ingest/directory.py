@@ -48,6 +48,8 @@ class Directory:
         found = self._keys.get(key)
         if found is not None:
             return found
+        if "\0" in tenant or "\0" in stream:  # PostgreSQL holds no such name: none to ask
+            return None
         now = self._clock()
         if now - self._misses.get(key, -1e18) < self._refresh:
             return None

@@ -85,6 +85,9 @@ def name_field(obj: dict, field: str, what: str) -> tuple[str | None, Decoded | 
     if len(value) > MAX_NAME_CHARS:
         return None, reject(Reason.WRONG_TYPE, f"'{field}' is longer than {MAX_NAME_CHARS} "
                             "characters")
+    if "\0" in value:  # no database stores it in a name (the ledger's, the warehouse's)
+        return None, reject(Reason.WRONG_TYPE, f"'{field}' holds a NUL character (\\u0000); "
+                            "send the name without it")
     return value, None
 
 

@@ -104,7 +104,9 @@ def test_fast_and_full_paths_agree():
                nasty.env({"id": 1}, sequence=True),
                nasty.env({"id": 1}, tenant=""),
                nasty.env({"id": 1}, tenant=" "),
-               nasty.env({"id": 1}, tenant="x" * 300)]
+               nasty.env({"id": 1}, tenant="x" * 300),
+               nasty.env({"id": 1}, stream="a\u0000b"),
+               nasty.env({"id": 1}, tenant="\u0000")]
     for value in samples:
         obj = json.loads(value)
         a = decode_envelope(obj, None, fast=True)
