@@ -16,7 +16,13 @@ import os
 import sys
 
 from spool import kafka_topics, offset_check
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    plain,
+    register_ledger_args,
+)
 from spool.commands.common import since as when
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -40,12 +46,12 @@ left unread (raise --max-read or --timeout)."""
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="check that no record was lost between Kafka and the "
-                       "ledger", description=__doc__.split("\n\n")[0],
+                       "ledger", description=plain(__doc__.split("\n\n")[0]),
                        epilog="example:\n  spool check offsets",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = p.add_subparsers(dest="check_command", metavar="SUBCOMMAND", required=True)
     o = csub.add_parser("offsets", help="offsets the spool job committed that are in no batch",
-                        description=__doc__.split("\n\n")[1], epilog=EXAMPLE,
+                        description=plain(__doc__.split("\n\n")[1]), epilog=EXAMPLE,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(o)
     o.add_argument("--topic", default="spool.fatq", type=_topic_name,

@@ -42,6 +42,14 @@ def ledger_from(args: LedgerArgs) -> Ledger:
     return ledger
 
 
+_RST = re.compile(r"``(.+?)``|:[a-z]+:`~?(.+?)`")
+
+
+def plain(doc: str) -> str:
+    """A module's docstring as --help text: RST's ``code`` in quotes, :role:`name` plain."""
+    return _RST.sub(lambda m: f"'{m[1]}'" if m[1] else m[2], doc)
+
+
 _AGO = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 

@@ -33,6 +33,33 @@ A map (docs/stream-maps.md):
   alias: people"""
 
 
+TEST_HELP = """Preview a map: sample records (JSON lines on stdin: envelopes, or bare records)
+are mapped as the spool job would map them, and printed as JSON lines, one per input line:
+{"line": N, "stream": S, "data": {...}}, {"line": N, "filtered": true} or {"line": N,
+"rejected": WHY}. A summary and the columns the records would make go to stderr. Nothing is
+read from Kafka, written anywhere or stored."""
+TEST_EXAMPLE = """examples:
+  spool maps test acme users < sample.jsonl                         # the map in force
+  spool maps test acme users --file users-map.yaml < sample.jsonl   # a draft
+  head -100 records.jsonl | spool maps test acme users"""
+SHOW_HELP = """The map in force for each stream of a tenant: its version and the map itself (with
+--json, the map as a JSON object). A removed map is not listed."""
+SHOW_EXAMPLE = """examples:
+  spool maps show acme
+  spool maps show acme users --json"""
+HISTORY_HELP = """Every version of a tenant's maps, oldest first: when it was set (set_at) and
+by whom, the batches the spool job made under it and the records its filter dropped. A
+removal is a version too (map "(removed)"; with --json, null)."""
+HISTORY_EXAMPLE = """examples:
+  spool maps history acme
+  spool maps history acme users --json"""
+REMOVE_HELP = """Stop mapping a stream: its records load unmapped from the spool job's next
+window. The removal is stored as a new version; the old versions stay in the history."""
+REMOVE_EXAMPLE = """examples:
+  spool maps remove acme users
+  spool maps remove acme users --by ann"""
+
+
 def register(sub) -> None:
     p = sub.add_parser("maps", help="per-tenant stream maps: drop, hash, mask, rename, "
                                     "filter, alias", epilog=EXAMPLE,
@@ -47,25 +74,33 @@ def register(sub) -> None:
     s.set_defaults(func=set_map)
 
     t = msub.add_parser("test", help="preview a map on sample records (JSON lines on stdin): "
-                                     "nothing is read from Kafka or written anywhere")
+                                     "nothing is read from Kafka or written anywhere",
+                        description=TEST_HELP, epilog=TEST_EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(t)
     t.add_argument("--file", default=None, help="a draft map to test instead of the one in "
                                                 "force")
     t.set_defaults(func=test_map)
 
-    for name, helptext, func in (("show", "the maps in force", show_maps),
-                                 ("history", "every version, who set it and when, the batches "
-                                             "it made and the records its filter dropped",
-                                  map_history)):
-        sp = msub.add_parser(name, help=helptext)
+    for name, helptext, description, example, func in (
+            ("show", "the maps in force", SHOW_HELP, SHOW_EXAMPLE, show_maps),
+            ("history", "every version, who set it and when, the batches it made and the "
+                        "records its filter dropped", HISTORY_HELP, HISTORY_EXAMPLE,
+             map_history)):
+        sp = msub.add_parser(name, help=helptext, description=description, epilog=example,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         register_ledger_args(sp)
-        sp.add_argument("tenant")
-        sp.add_argument("stream", nargs="?")
+        sp.add_argument("tenant", help="the tenant whose maps to list ('spool tenants list' "
+                                       "shows them)")
+        sp.add_argument("stream", nargs="?", help="only this stream's (default: every stream "
+                                                  "of the tenant)")
         sp.add_argument("--json", action="store_true", help="print JSON lines")
         sp.set_defaults(func=func)
 
     r = msub.add_parser("remove", help="stop mapping a stream (from the next window; the "
-                                       "history keeps the old versions)")
+                                       "history keeps the old versions)",
+                        description=REMOVE_HELP, epilog=REMOVE_EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("--by", default=None, help="who removes it (default: user@host)")
     r.set_defaults(func=remove_map)
@@ -73,8 +108,10 @@ def register(sub) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     register_ledger_args(p)
-    p.add_argument("tenant")
-    p.add_argument("stream")
+    p.add_argument("tenant", help="the tenant, as its records name it ('spool tenants list' "
+                                  "shows them)")
+    p.add_argument("stream", help="the stream (the table its records load into), as its "
+                                  "records name it")
 
 
 def _by(args) -> str:

@@ -24,6 +24,7 @@ import time
 import orjson
 
 from spool import kafka_topics
+from spool.commands.common import plain
 from spool.kafka_config import producer_config
 
 EXAMPLE = """examples:
@@ -37,7 +38,7 @@ count of messages delivered and not delivered; 2 bad command line."""
 
 def register(sub) -> None:
     p = sub.add_parser("produce", help="send records (envelopes or Singer output) to the queue",
-                       description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
+                       description=plain(__doc__.split("\n\n")[0]), epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", default="-",
                    help="a file of JSON lines, or - for stdin (default)")

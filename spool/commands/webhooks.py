@@ -16,7 +16,13 @@ import time
 from datetime import UTC, datetime
 
 from spool import secrets
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    plain,
+    register_ledger_args,
+)
 from spool.ledger import outbox
 from spool.webhooks import events
 from spool.webhooks.delivery import Deliverer, DeliveryConfig, headers_for, post
@@ -32,7 +38,7 @@ EXAMPLE = """examples:
 
 def register(sub) -> None:
     p = sub.add_parser("webhooks", help="deliver | list | retry | test: events sent to "
-                       "tenants' webhooks", description=__doc__, epilog=EXAMPLE,
+                       "tenants' webhooks", description=plain(__doc__), epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
 
