@@ -10,7 +10,6 @@ LOST. spool/offset_check.py has the rules; docs/where-is-my-data.md what to do.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -21,6 +20,7 @@ from spool.commands.common import (
     emit_table,
     ledger_from,
     plain,
+    print_json,
     register_ledger_args,
 )
 from spool.commands.common import since as when
@@ -133,7 +133,7 @@ def check_offsets(args: LedgerArgs) -> int:
         ledger.close()
     rows = result["partitions"]
     if args.json:
-        print(json.dumps(result, default=str))
+        print_json(result)
     else:
         emit_table(COLUMNS, [(r["partition"], r["committed"], r["from"], r["checked"],
                               r["uncovered"], *(r[k] for k in offset_check.CLASSES),

@@ -9,7 +9,14 @@ import json
 import socket
 import sys
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+)
 from spool.ingest import shape as shaping
 from spool.ledger.maps import MapStore
 from spool.ledger.registry import Registry
@@ -212,6 +219,7 @@ def _keys_agree(keys: Keys, stream: str, m) -> None:
 
 def remove_map(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     current = store.history(args.tenant, args.stream)
     if not current or current[-1].document is None:
         raise SystemExit(f"error: {args.tenant}/{args.stream} has no map")
@@ -223,7 +231,8 @@ def remove_map(args: LedgerArgs) -> int:
 
 def show_maps(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
-    rows = [(m.stream, m.version, json.dumps(m.document, ensure_ascii=False))
+    require_tenant(store.ledger, args.tenant)
+    rows = [(m.stream, m.version, m.document)
             for m in store.current() if m.tenant_id == args.tenant
             and (args.stream is None or m.stream == args.stream)]
     emit_table(["stream", "version", "map"], rows, args.json)
@@ -232,10 +241,12 @@ def show_maps(args: LedgerArgs) -> int:
 
 def map_history(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     counts = store.counts(args.tenant)
-    rows = [(m.stream, m.version, m.created_at.isoformat(timespec="seconds"), m.created_by,
+    removed = None if args.json else "(removed)"
+    rows = [(m.stream, m.version, m.created_at, m.created_by,
              *counts.get((m.stream, m.version), (0, 0)),
-             "(removed)" if m.document is None else json.dumps(m.document, ensure_ascii=False))
+             removed if m.document is None else m.document)
             for m in store.history(args.tenant, args.stream)]
     emit_table(["stream", "version", "set_at", "by", "batches", "records_filtered", "map"],
                rows, args.json)
@@ -245,6 +256,7 @@ def map_history(args: LedgerArgs) -> int:
 def test_map(args: LedgerArgs) -> int:
     """Mapped records as JSON lines, then the columns they would produce."""
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     keys = Keys(store, args.tenant).sent(args.stream) or ()
     if args.file:
         doc = load_text_or_exit(_read(args.file))
@@ -275,15 +287,14 @@ def test_map(args: LedgerArgs) -> int:
             got = apply(data, keys)
         except CannotApply as exc:
             counts["rejected"] += 1
-            print(json.dumps({"line": n, "rejected": str(exc)}, ensure_ascii=False))
+            print_json({"line": n, "rejected": str(exc)})
             continue
         if got.data is None:
             counts["filtered"] += 1
-            print(json.dumps({"line": n, "filtered": True}))
+            print_json({"line": n, "filtered": True})
             continue
         counts["mapped"] += 1
-        print(json.dumps({"line": n, "stream": got.stream, "data": got.data},
-                         ensure_ascii=False))
+        print_json({"line": n, "stream": got.stream, "data": got.data})
         for table_path, row in shaping.shape(got.data, rid="preview", sequence=0,
                                              received_at_ms=0, key_names=got.key_names):
             table = naming.table_name(got.stream, [json.loads(p) for p in table_path])

@@ -24,7 +24,7 @@ import time
 import orjson
 
 from spool import kafka_topics
-from spool.commands.common import plain
+from spool.commands.common import plain, usage_error
 from spool.kafka_config import producer_config
 
 EXAMPLE = """examples:
@@ -162,7 +162,7 @@ def produce(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     if args.singer and not args.tenant:
-        raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
+        usage_error("--singer needs --tenant (Singer messages do not name one)")
     bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     _check_topic(args, bootstrap, stream)
