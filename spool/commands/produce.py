@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -156,6 +157,7 @@ def _check_topic(args: argparse.Namespace, bootstrap: str, waiting: int) -> None
             from None
 
 
+_POSITION = re.compile(r"line 1 column (\d+) \(char \d+\)")
 SHOWN = 10  # bad lines named in the message; the rest are counted
 SPOOL_LIMIT = 64 << 20  # stdin is kept in memory up to this, on disk beyond
 
@@ -176,9 +178,10 @@ def _open_input(path: str):
 
 def _problem(args: argparse.Namespace, line: bytes) -> tuple[str, bool]:
     """(what is wrong with one input line, or "", whether it is a Singer message)."""
-    obj, rejected = parse(line)
-    if rejected is not None:
-        return rejected.message.removeprefix("the message is "), False
+    obj, rejected = parse(line.rstrip(b"\r\n"))
+    if rejected is not None:  # the line's own position, not the parser's "line 1 column 9"
+        return _POSITION.sub(r"column \1", rejected.message.removeprefix("the message is ")), \
+            False
     if not isinstance(obj, dict):
         return f"a JSON {type(obj).__name__}, not an object", False
     if args.singer:
