@@ -118,10 +118,15 @@ def register_history_args(parser: argparse.ArgumentParser, what: str, limit: int
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def _utc(at: datetime) -> datetime:
+    """A time in UTC; one without a zone (a DuckDB warehouse's) is UTC already."""
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _json_value(value: Any) -> Any:
     """What ``json`` cannot write itself, as --json writes it (see the module's doc)."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return _utc(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -149,7 +154,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return _utc(value).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict | list):
         value = json.dumps(value, ensure_ascii=False, default=_json_value)
     text = str(value).replace("\n", " ")
