@@ -9,6 +9,7 @@ from spool.commands.common import (
     emit_table,
     ledger_from,
     register_history_args,
+    require_tenant,
 )
 from spool.ledger import reports
 
@@ -34,7 +35,9 @@ def register(sub) -> None:
 
 
 def loads(args: LedgerArgs) -> int:
-    rows = reports.recent(ledger_from(args), args.tenant, args.table, args.since, args.limit)
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    rows = reports.recent(ledger, args.tenant, args.table, args.since, args.limit)
     emit_table(reports.REPORT_COLUMNS, rows, as_json=args.json)
     if not rows and not args.json:
         print("(no loads yet: run the loader, see 'python -m pipelines.loader_job --help')")

@@ -10,10 +10,17 @@ a literal ``--webhook-secret``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+    usage_error,
+)
 from spool.ledger import outbox
 from spool.ledger.registry import Registry
 from spool.warehouse.destination import (
@@ -121,7 +128,7 @@ def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
         return None
     problem = url_problem(args.webhook) or secret_problem(args.webhook_secret)
     if problem:
-        raise SystemExit(f"error: {problem}")
+        usage_error(problem)
     return args.webhook, args.webhook_secret
 
 
@@ -135,7 +142,7 @@ def add_tenant(args: LedgerArgs) -> int:
                                     args.staging_uri, args.iam_role, args.path,
                                     args.storage_integration)
     except DestinationError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        usage_error(str(exc))
     hook = _checked_webhook(args)
     registry = Registry(ledger_from(args))
     if dest.kind != "none":
@@ -155,13 +162,12 @@ def add_tenant(args: LedgerArgs) -> int:
 def update_tenant(args: LedgerArgs) -> int:
     hook = _checked_webhook(args)
     if hook and args.no_webhook:
-        raise SystemExit("error: --no-webhook and --webhook together; give one of them")
+        usage_error("--no-webhook and --webhook together; give one of them")
     if not hook and not args.no_webhook:
-        raise SystemExit("error: nothing to change: give --webhook URL --webhook-secret "
-                         "env:NAME, or --no-webhook")
+        usage_error("nothing to change: give --webhook URL --webhook-secret env:NAME, or "
+                    "--no-webhook")
     ledger = ledger_from(args)
-    if Registry(ledger).tenant(args.tenant) is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+    require_tenant(ledger, args.tenant)
     if hook:
         outbox.set_webhook(ledger, args.tenant, *hook)
         print(f"tenant {args.tenant!r}: webhook {hook[0]}, signed with {hook[1]}")
@@ -174,7 +180,7 @@ def update_tenant(args: LedgerArgs) -> int:
 
 def list_tenants(args: LedgerArgs) -> int:
     rows = [(r.tenant_id, r.destination_kind, r.schema_name,
-             json.dumps(r.connection, sort_keys=True), r.created_at)
+             r.connection, r.created_at)
             for r in Registry(ledger_from(args)).tenants()]
     emit_table(["tenant", "warehouse", "schema", "connection", "since"], rows,
                as_json=args.json)
@@ -185,19 +191,20 @@ def show_tenant(args: LedgerArgs) -> int:
     ledger = ledger_from(args)
     record = Registry(ledger).tenant(args.tenant)
     if record is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
+                         "registered ones")
     dest = Destination.from_record(record)
     hook = outbox.webhook(ledger, args.tenant)
-    print(json.dumps({"tenant": dest.tenant_id, "warehouse": dest.kind,
-                      "schema": dest.schema, "connection": dest.connection,
-                      "load_options": dest.load_options,
-                      "webhook": {"url": hook[0], "secret": hook[1]} if hook else None},
-                     indent=2))
+    print_json({"tenant": dest.tenant_id, "warehouse": dest.kind,
+                "schema": dest.schema, "connection": dest.connection,
+                "load_options": dest.load_options,
+                "webhook": {"url": hook[0], "secret": hook[1]} if hook else None}, indent=2)
     return 0
 
 
 def remove_tenant(args: LedgerArgs) -> int:
     if not Registry(ledger_from(args)).remove_tenant(args.tenant):
-        raise SystemExit(f"error: no tenant {args.tenant!r}")
+        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
+                         "registered ones")
     print(f"tenant {args.tenant!r} removed; its batches and warehouse data are kept")
     return 0

@@ -10,7 +10,7 @@ import time
 
 import psycopg2
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from tests.e2e.jobs import ROOT, job_env, run_spool_job
 
@@ -53,13 +53,68 @@ def test_envelopes_are_delivered_keyed_by_stream(stack, make_topic, tmp_path):
     assert len(by_stream) == 3 and all(len(p) == 1 for p in by_stream.values())
 
 
-def test_a_line_that_is_not_json_stops_with_its_line_number(stack, make_topic):
+def held(bootstrap, topic) -> int:
+    """How many messages the topic holds (its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def envelope(i: int) -> bytes:
+    return json.dumps({"tenant": "acme", "stream": "s", "data": {"i": i}}).encode()
+
+
+# seven lines: 4 is not JSON, 6 is an envelope without its data
+SEVEN = b"\n".join([envelope(1), envelope(2), envelope(3), b"{oops", envelope(5),
+                    b'{"tenant": "acme", "stream": "s"}', envelope(7)]) + b"\n"
+
+
+def test_a_bad_line_sends_nothing_and_names_every_bad_line(stack, make_topic):
     topic = make_topic(partitions=1)
-    data = b'{"tenant":"a","stream":"s","data":{}}\n{"tenant":"a","stream":"s","data":{}}\n{oops\n'
-    res = produce(dict(os.environ, **stack.env), "--topic", topic, stdin=data)
+    res = produce(dict(os.environ, **stack.env), "--topic", topic, stdin=SEVEN)
     err = res.stderr.decode()
-    assert res.returncode == 1
-    assert "line 3 is not JSON" in err and "2 message(s) delivered" in err
+    assert res.returncode == 2, err
+    assert "line 4: not JSON" in err and "line 6: the envelope has no 'data' field" in err
+    assert "nothing sent" in err and "--skip-invalid" in err and "Traceback" not in err
+    assert held(stack.kafka_bootstrap, topic) == 0
+
+
+def test_skip_invalid_sends_the_good_lines_and_names_the_skipped(stack, make_topic, tmp_path):
+    topic = make_topic(partitions=1)
+    path = tmp_path / "seven.jsonl"
+    path.write_bytes(SEVEN)
+    res = produce(dict(os.environ, **stack.env), str(path), "--topic", topic,
+                  "--skip-invalid")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().strip() == f"5 message(s) delivered to {topic}"
+    assert "skipped 2 bad line(s): line 4: not JSON" in res.stderr.decode()
+    got = consume_all(stack.kafka_bootstrap, topic, 5)
+    assert [json.loads(r.value)["data"]["i"] for r in got] == [1, 2, 3, 5, 7]
+
+
+def test_a_missing_file_is_one_line_and_exit_2(stack, tmp_path):
+    res = produce(dict(os.environ, **stack.env), str(tmp_path / "nope.jsonl"))
+    assert res.returncode == 2
+    assert res.stderr.decode().splitlines() == [
+        f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"]
+
+
+def test_a_singer_stream_without_singer_is_refused(stack, make_topic):
+    topic = make_topic(partitions=1)
+    tap = b"\n".join(json.dumps(m).encode() for m in [
+        {"type": "SCHEMA", "stream": "people", "schema": {}, "key_properties": ["id"]},
+        {"type": "RECORD", "stream": "people", "record": {"id": 1}},
+        {"type": "STATE", "value": {"people": 1}}])
+    res = produce(dict(os.environ, **stack.env), "--topic", topic, stdin=tap)
+    err = res.stderr.decode()
+    assert res.returncode == 2, err
+    assert "this looks like a Singer stream: add --singer --tenant TENANT" in err
+    assert held(stack.kafka_bootstrap, topic) == 0
+    res = produce(dict(os.environ, **stack.env), "--topic", topic, "--singer", stdin=tap)
+    assert res.returncode == 2 and "--singer needs --tenant" in res.stderr.decode()
 
 
 def test_an_unreachable_broker_fails_and_counts_the_loss(stack):

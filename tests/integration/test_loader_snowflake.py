@@ -290,17 +290,17 @@ def test_rows_for_s3_staging_are_parquet_and_copied_with_the_storage_integration
 def test_a_snowflake_tenant_is_registered_and_loaded_by_the_tenant_loader(
         snowflake, ledger_dsn, tmp_path, monkeypatch):
     rc, _, err = cli(ledger_dsn, "tenants", "add", "initech", "--warehouse", "snowflake")
-    assert rc == 1 and "--dsn env:NAME" in err
+    assert rc == 2 and "--dsn env:NAME" in err
     rc, _, err = cli(ledger_dsn, "tenants", "add", "initech", "--warehouse", "snowflake",
                      "--dsn", URL)
-    assert rc == 1 and "holds a password" in err
+    assert rc == 2 and "holds a password" in err
     rc, _, err = cli(ledger_dsn, "tenants", "add", "initech", "--warehouse", "snowflake",
                      "--dsn", "env:INITECH_SNOWFLAKE", "--staging-uri", "s3://b/p")
-    assert rc == 1 and "--storage-integration NAME" in err
+    assert rc == 2 and "--storage-integration NAME" in err
     rc, _, err = cli(ledger_dsn, "tenants", "add", "initech", "--warehouse", "snowflake",
                      "--dsn", "env:INITECH_SNOWFLAKE", "--staging-uri", "s3://b/p",
                      "--storage-integration", "x; DROP")
-    assert rc == 1 and "not a Snowflake identifier" in err
+    assert rc == 2 and "not a Snowflake identifier" in err
     rc, _, err = cli(ledger_dsn, "tenants", "add", "initech", "--warehouse", "snowflake",
                      "--dsn", "env:INITECH_SNOWFLAKE", "--schema", "initech")
     assert rc == 0, err
