@@ -3,7 +3,9 @@
 Input is one JSON object per line: Spool envelopes, or (with ``--singer``) a Singer tap's
 output, each message sent with the tenant in a Kafka header. Messages are keyed so that
 order holds where it matters: envelopes by (tenant, stream), Singer messages by tenant (a
-tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition).
+tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition). A
+Singer tap's messages carry ``--state-id`` in a Kafka header: the spool job keeps the
+tenant's latest STATE per state id, so two taps feeding one tenant keep a state each.
 
 A topic that does not exist ends the command at once, naming the command that creates it
 (the broker does not create topics on first use).
@@ -28,11 +30,22 @@ from spool.kafka_config import producer_config
 
 EXAMPLE = """examples:
   spool produce records.jsonl                               # Spool envelopes, one per line
-  tap-postgres --config tap.json | spool produce --singer --tenant acme
+  tap-postgres --config tap.json | spool produce --singer --tenant acme --state-id tap-postgres
   spool produce --topic spool.fatq --kafka-config security_protocol=SSL - < records.jsonl
 
 exit codes: 0 every message delivered; 1 stopped (bad input or broker trouble), with the
 count of messages delivered and not delivered; 2 bad command line."""
+
+
+# the Kafka header the spool job reads a STATE's state id from (spool.ingest.singer)
+STATE_ID_HEADER = "state_id"
+
+
+def _state_id(text: str) -> str:
+    if not text.strip() or len(text) > 255:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a state id: give a name of 1 to "
+                                         "255 characters, such as the tap's (tap-postgres)")
+    return text
 
 
 def register(sub) -> None:
@@ -49,6 +62,10 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                    help="Kafka bootstrap servers (default $SPOOL_KAFKA_BOOTSTRAP, else "
                    "127.0.0.1:19092)")
+    p.add_argument("--state-id", type=_state_id, metavar="NAME",
+                   help="Singer: whose STATE the tap's is, e.g. the tap's name; each state id "
+                   "of a tenant keeps its own latest STATE ('spool state export'). Spool "
+                   "cannot see the tap's name in its output: without this, 'default'")
     p.add_argument("--tenant-header", default="tenant",
                    help="Kafka header that carries the tenant (default tenant)")
     p.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
@@ -162,11 +179,17 @@ def produce(args: argparse.Namespace) -> int:
 
     if args.singer and not args.tenant:
         raise SystemExit("error: --singer needs --tenant (Singer messages do not name one)")
+    if args.state_id and not args.singer:
+        print("error: --state-id goes with --singer (only a Singer tap sends STATE)",
+              file=sys.stderr)
+        return 2
     bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     stream = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     _check_topic(args, bootstrap, stream)
     producer = _open_producer(args, bootstrap, stream)
-    headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else None
+    headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else []
+    if args.state_id:
+        headers.append((STATE_ID_HEADER, args.state_id.encode()))
     progress = Progress()
     out = Delivery(args.timeout)
     try:
@@ -179,7 +202,7 @@ def produce(args: argparse.Namespace) -> int:
                 break
             try:
                 out.add(producer.send(args.topic, value=line.rstrip(b"\r\n"), key=key,
-                                      headers=headers))
+                                      headers=headers or None))
             except KafkaError as exc:
                 out.problem = f"the broker did not take line {lineno}: {exc}"
                 break
