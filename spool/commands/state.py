@@ -79,7 +79,7 @@ def show(args: LedgerArgs) -> int:
     states = _states(args)
     if args.json:
         for s in states:
-            print(json.dumps({"state_id": s.state_id, "updated": str(s.updated_at),
+            print(json.dumps({"state_id": s.state_id, "updated": s.updated_at.isoformat(),
                               "record_id": s.record_id, "state": s.value},
                              ensure_ascii=False))
         return 0
