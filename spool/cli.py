@@ -30,14 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         maps,
         produce,
         rejected,
+        state,
         status,
         tenants,
         topics,
         webhooks,
     )
 
-    for module in (produce, topics, tenants, maps, status, batches, loads, changes, rejected,
-                   webhooks, check):
+    for module in (produce, topics, tenants, maps, state, status, batches, loads, changes,
+                   rejected, webhooks, check):
         module.register(sub)
     return parser
 

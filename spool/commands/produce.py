@@ -3,7 +3,9 @@
 Input is one JSON object per line: Spool envelopes, or (with ``--singer``) a Singer tap's
 output, each message sent with the tenant in a Kafka header. Messages are keyed so that
 order holds where it matters: envelopes by (tenant, stream), Singer messages by tenant (a
-tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition).
+tap's SCHEMA, RECORD, ACTIVATE_VERSION and STATE stay in order, in one partition). A
+Singer tap's messages carry ``--state-id`` in a Kafka header: the spool job keeps the
+tenant's latest STATE per state id, so two taps feeding one tenant keep a state each.
 
 A topic that does not exist ends the command at once, naming the command that creates it
 (the broker does not create topics on first use).
@@ -37,7 +39,7 @@ from spool.kafka_config import producer_config
 
 EXAMPLE = """examples:
   spool produce records.jsonl                               # Spool envelopes, one per line
-  tap-postgres --config tap.json | spool produce --singer --tenant acme
+  tap-postgres --config tap.json | spool produce --singer --tenant acme --state-id tap-postgres
   spool produce --topic spool.fatq --kafka-config security_protocol=SSL - < records.jsonl
 
   spool produce --skip-invalid records.jsonl               # send the good lines, name the rest
@@ -48,6 +50,17 @@ sent, and every bad line is named.
 exit codes: 0 every message delivered (with --skip-invalid: every good one); 1 stopped by
 broker trouble, with the count of messages delivered and not delivered; 2 bad command line
 or bad input (a bad line, a file that cannot be read, Singer output without --singer)."""
+
+
+# the Kafka header the spool job reads a STATE's state id from (spool.ingest.singer)
+STATE_ID_HEADER = "state_id"
+
+
+def _state_id(text: str) -> str:
+    if not text.strip() or len(text) > 255:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a state id: give a name of 1 to "
+                                         "255 characters, such as the tap's (tap-postgres)")
+    return text
 
 
 def register(sub) -> None:
@@ -64,6 +77,10 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                    help="Kafka bootstrap servers (default $SPOOL_KAFKA_BOOTSTRAP, else "
                    "127.0.0.1:19092)")
+    p.add_argument("--state-id", type=_state_id, metavar="NAME",
+                   help="Singer: whose STATE the tap's is, e.g. the tap's name; each state id "
+                   "of a tenant keeps its own latest STATE ('spool state export'). Spool "
+                   "cannot see the tap's name in its output: without this, 'default'")
     p.add_argument("--tenant-header", default="tenant",
                    help="Kafka header that carries the tenant (default tenant)")
     p.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
@@ -250,6 +267,8 @@ def produce(args: argparse.Namespace) -> int:
 
     if args.singer and not args.tenant:
         usage_error("--singer needs --tenant (Singer messages do not name one)")
+    if args.state_id and not args.singer:
+        usage_error("--state-id goes with --singer (only a Singer tap sends STATE)")
     bootstrap = args.bootstrap or os.environ.get("SPOOL_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     stream = _open_input(args.input)
     try:
@@ -272,7 +291,9 @@ def produce(args: argparse.Namespace) -> int:
 def _send(args: argparse.Namespace, bootstrap: str, producer, stream, skip: set[int]):
     from kafka.errors import KafkaError
 
-    headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else None
+    headers = [(args.tenant_header, args.tenant.encode())] if args.tenant else []
+    if args.state_id:
+        headers.append((STATE_ID_HEADER, args.state_id.encode()))
     progress = Progress()
     out = Delivery(args.timeout)
     try:
@@ -281,7 +302,7 @@ def _send(args: argparse.Namespace, bootstrap: str, producer, stream, skip: set[
                 continue
             try:
                 out.add(producer.send(args.topic, value=line.rstrip(b"\r\n"),
-                                      key=_key(args, line), headers=headers))
+                                      key=_key(args, line), headers=headers or None))
             except KafkaError as exc:
                 out.problem = f"the broker did not take line {lineno}: {exc}"
                 break

@@ -10,8 +10,9 @@ spool job's Beam step and the plain-consumer baseline of the benchmark both use 
 so they do identical per-record work.
 
 Control messages act here: a Singer SCHEMA updates the stream's key properties (in the
-ledger, through the directory), STATE is saved as the tenant's latest state, and
-ACTIVATE_VERSION marks the stream's part so the loader can retire older table versions.
+ledger, through the directory), STATE is saved as the latest state of its (tenant, state
+id), and ACTIVATE_VERSION marks the stream's part so the loader can retire older table
+versions.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ChunkStats:
 
 class ChunkShaper:
     def __init__(self, decoder: Decoder, directory, window_ms: int,
-                 save_state: Callable[[str, object, str], None],
+                 save_state: Callable[[str, str, object, str], None],
                  part_max_rows: int = 25_000, part_max_bytes: int = 16 * 1024 * 1024,
                  clock: Callable[[], float] = time.time, maps=None) -> None:
         self.decoder = decoder
@@ -95,7 +96,7 @@ class ChunkShaper:
         """Shape a chunk; returns the partition's event-time floor after it."""
         decode = self.decoder.decode
         tp = sdc.queue_position(topic, partition)
-        states: dict[str, tuple] = {}
+        states: dict[tuple[str, str], tuple] = {}  # (tenant, state id) → (value, record)
         event_ms = floor_ms
         ceiling = timestamp_ceiling(self.clock())
         if self.maps is not None and records:  # the maps known must cover every record
@@ -181,10 +182,10 @@ class ChunkShaper:
                 # its place among the stream's records: batches load in sequence order
                 part.note_sequence(default_sequence(kafka_ms))
             else:  # STATE
-                states[decoded.tenant] = (decoded.data["value"], rid)
+                states[(decoded.tenant, decoded.state_id)] = (decoded.data["value"], rid)
         self.stats.records += len(records)
-        for tenant, (state, rid) in states.items():
-            self.save_state(tenant, state, rid)
+        for (tenant, state_id), (state, rid) in states.items():
+            self.save_state(tenant, state_id, state, rid)
         return event_ms
 
     def _filed(self, decoded: Decoded, source: str, version: int | None, rid: str,

@@ -67,6 +67,7 @@ class Decoded:
     reason: Reason | None = None
     message: str | None = None  # REJECTED: what was wrong and what to do
     singer: bool = False
+    state_id: str | None = None  # STATE: whose state it is (of the tenant's taps)
 
 
 def reject(reason: Reason, message: str, tenant: str | None = None,

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.e2e.jobs import ROOT, job_env, run_spool_job
+from tests.e2e.jobs import ROOT, job_env, register_tenants, run_spool_job
 
 SPOOL = [sys.executable, "-m", "spool.cli"]
 
@@ -136,8 +136,8 @@ def tap_postgres():
     return demo.tap_bin()
 
 
-def test_a_singer_tap_lands_with_its_keys_honoured(stack, make_topic, ledger_dsn, unique,
-                                                   tmp_path, tap_postgres):
+def test_a_singer_tap_lands_with_its_keys_and_resumes_from_its_exported_state(
+        stack, make_topic, ledger_dsn, unique, tmp_path, tap_postgres):
     topic = make_topic(partitions=2)
     admin = psycopg2.connect(stack.warehouse_dsn.rsplit("/", 1)[0] + "/postgres")
     admin.autocommit = True
@@ -168,12 +168,17 @@ def test_a_singer_tap_lands_with_its_keys_honoured(stack, make_topic, ledger_dsn
                     m["metadata"]["selected"] = True
         (tmp_path / "catalog.json").write_text(json.dumps(catalog))
 
-        def sync():
+        state_file = tmp_path / "state.json"
+        last_state = []
+
+        def sync(*resume):
             tap = subprocess.run([str(tap_postgres), "--config", str(config), "--catalog",
-                                  str(tmp_path / "catalog.json")], capture_output=True,
+                                  str(tmp_path / "catalog.json"), *resume], capture_output=True,
                                  check=True)
-            res = produce(env, "--singer", "--tenant", "acme", "--topic", topic,
-                          stdin=tap.stdout)
+            last_state[:] = [json.loads(line)["value"] for line in tap.stdout.splitlines()
+                             if json.loads(line)["type"] == "STATE"][-1:]
+            res = produce(env, "--singer", "--tenant", "acme", "--state-id", "tap-postgres",
+                          "--topic", topic, stdin=tap.stdout)
             assert res.returncode == 0, res.stderr
             run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
                            f"--spool_location={tmp_path / 'spool'}"], env)
@@ -187,12 +192,22 @@ def test_a_singer_tap_lands_with_its_keys_honoured(stack, make_topic, ledger_dsn
             wh.close()
             return rows
 
+        def export_state():
+            res = subprocess.run([*SPOOL, "state", "export", "--tenant", "acme", "--state-id",
+                                  "tap-postgres", "-o", str(state_file)], env=env, cwd=ROOT,
+                                 capture_output=True, text=True, check=False)
+            assert res.returncode == 0, res.stderr
+            return json.loads(state_file.read_text())
+
         assert sync() == [(1, "Ann"), (2, "Bo")]
+        assert last_state and export_state() == last_state[0]  # the tap's last STATE
         with conn, conn.cursor() as cur:
             cur.execute("UPDATE people SET name = 'Ann Lee' WHERE id = 1")
             cur.execute("INSERT INTO people VALUES (3, 'Cy')")
         conn.close()
-        assert sync() == [(1, "Ann Lee"), (2, "Bo"), (3, "Cy")]
+        # the exported file is what the tap takes to resume
+        assert sync("--state", str(state_file)) == [(1, "Ann Lee"), (2, "Bo"), (3, "Cy")]
+        assert export_state() == last_state[0]
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
@@ -201,3 +216,37 @@ def test_a_singer_tap_lands_with_its_keys_honoured(stack, make_topic, ledger_dsn
         with wh, wh.cursor() as cur:
             cur.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
         wh.close()
+
+
+def test_two_taps_feeding_one_tenant_keep_a_state_each(stack, make_topic, ledger_dsn, unique,
+                                                      tmp_path):
+    """Two taps' output through spool produce and the spool job (drain): neither's STATE
+    overwrites the other's, and each exports its own last one."""
+    topic = make_topic(partitions=2)
+    register_tenants(ledger_dsn, {"acme"})
+    env = job_env(stack, ledger_dsn)
+
+    def tap(stream, n):
+        schema = {"type": "SCHEMA", "stream": stream, "key_properties": ["id"],
+                  "schema": {"properties": {"id": {"type": "integer"}}}}
+        lines = [schema]
+        for i in range(1, n + 1):
+            lines += [{"type": "RECORD", "stream": stream, "record": {"id": i}},
+                      {"type": "STATE", "value": {"bookmarks": {stream: {"id": i}}}}]
+        return "".join(json.dumps(m) + "\n" for m in lines).encode()
+
+    for state_id, stream, n in (("tap-a", "users", 3), ("tap-b", "orders", 2)):
+        res = produce(env, "--singer", "--tenant", "acme", "--state-id", state_id, "--topic",
+                      topic, stdin=tap(stream, n))
+        assert res.returncode == 0, res.stderr
+    run_spool_job([f"--topic={topic}", f"--consumer_group={unique}",
+                   f"--spool_location={tmp_path / 'spool'}"], env)
+
+    def export(state_id):
+        res = subprocess.run([*SPOOL, "state", "export", "--tenant", "acme", "--state-id",
+                              state_id], env=env, cwd=ROOT, capture_output=True, check=False)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    assert export("tap-a") == {"bookmarks": {"users": {"id": 3}}}
+    assert export("tap-b") == {"bookmarks": {"orders": {"id": 2}}}
