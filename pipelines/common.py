@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from pipelines.flags import PORT, dsn, location
 from spool import kafka_topics, metrics, secrets
 from spool.objectstore import S3Config
 
@@ -34,7 +35,7 @@ class LedgerOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--ledger_dsn",
+            "--ledger_dsn", type=dsn,
             help="PostgreSQL connection string of the ledger database (batches, tenants), "
             "or a reference to it: env:NAME (an environment variable, read by each worker) "
             "or file:/path. Default: env:SPOOL_LEDGER_DSN, so the password stays out of the "
@@ -95,13 +96,6 @@ def job_mode(options: PipelineOptions, modes: JobModes) -> str:
     return mode
 
 
-def positive_seconds(flag: str, value: float) -> float:
-    """A duration flag that must be above zero; a bad value ends the job at once."""
-    if not value > 0:
-        raise SystemExit(f"error: {flag}={value}: give a number of seconds above 0")
-    return value
-
-
 def require_topic(bootstrap: str, topic: str, kafka_config, given_bootstrap: str | None) -> None:
     """End the job before launch, in one line, when ``topic`` does not exist or no broker
     answers within seconds: the pipeline would otherwise wait out the client's metadata
@@ -137,7 +131,7 @@ class MetricsOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--metrics_port", type=int, default=None,
+            "--metrics_port", type=PORT, default=None,
             help="The launcher serves Prometheus text metrics on http://127.0.0.1:PORT/metrics "
             "from the job's start to its end, read from the ledger at each scrape: batches "
             "by state, oldest unloaded and newest loaded row ages, rows loaded, per tenant "
@@ -167,7 +161,7 @@ class SpoolLocationOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--spool_location",
+            "--spool_location", type=location,
             help="Where batch files live: a local folder or s3://bucket/prefix (S3 client "
             "settings come from Beam's --s3_* options). Default: $SPOOL_LOCATION, else "
             "./var/spool.")

@@ -23,7 +23,10 @@ def build_parser(doc: str, option_classes: list) -> argparse.ArgumentParser:
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other Apache Beam pipeline option is accepted too (see "
         "https://beam.apache.org/documentation/runners/capability-matrix/ and the runner's "
-        "documentation). Exit status: 0 when the job ends successfully, 1 on failure.",
+        "documentation); any flag neither the job nor Beam knows is refused, before the job "
+        "starts, with the nearest real one. Exit status: 0 when the job ends successfully, 1 "
+        "on failure, 2 on a wrong command line (an unknown flag, a value the job cannot "
+        "take).",
         add_help=True)
     for cls in option_classes:
         cls._add_argparse_args(parser)

@@ -31,7 +31,6 @@ from pipelines.common import (
     choose_runner,
     configure_logging,
     job_mode,
-    positive_seconds,
     ready_ledger,
     report_metrics,
     resolve_common,
@@ -39,6 +38,8 @@ from pipelines.common import (
     serve_metrics,
     wait_or_stop,
 )
+from pipelines.flags import COUNT, PORT, SECONDS, Number, RunnerOptions
+from pipelines.flags import parse_options as parse_flags
 from spool.loader import troubles
 from spool.loader.tenant import LoaderConfig
 from spool.webhooks.delivery import Background, DeliveryConfig
@@ -53,7 +54,7 @@ class LoaderOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Loader")
         group.add_argument(
-            "--poll_seconds", type=float, default=5.0,
+            "--poll_seconds", type=SECONDS, default=5.0,
             help="follow mode: look for due batches at least this often (default 5). New "
             "batches are loaded as soon as the spool job announces them; polling finds the "
             "rest (retries whose delay ran out, expired leases) and covers a lost announcement.")
@@ -63,32 +64,32 @@ class LoaderOptions(PipelineOptions):
             "announcements (e.g. behind a connection pooler in transaction mode, which "
             "cannot LISTEN).")
         group.add_argument(
-            "--lease_seconds", type=float, default=600.0,
+            "--lease_seconds", type=SECONDS, default=600.0,
             help="How long a claim on a batch lasts; a loader that dies leaves its batches to "
             "be claimed again after this (default 600). A loader renews its leases every half "
             "lease, between transactions; make it longer than the longest transaction.")
         group.add_argument(
-            "--load_max_rows", type=int, default=1_000_000,
+            "--load_max_rows", type=COUNT, default=1_000_000,
             help="At most this many rows go into one warehouse transaction (default 1000000).")
-        group.add_argument("--load_max_batches", type=int, default=500,
+        group.add_argument("--load_max_batches", type=COUNT, default=500,
                            help="At most this many batches are claimed at once per table "
                            "(default 500).")
         group.add_argument(
-            "--retry_base_seconds", type=float, default=5.0,
+            "--retry_base_seconds", type=SECONDS, default=5.0,
             help="Backoff after a transient warehouse error: base * 2^(attempts-1) seconds, "
             "capped by --retry_cap_seconds (default 5).")
-        group.add_argument("--retry_cap_seconds", type=float, default=300.0,
+        group.add_argument("--retry_cap_seconds", type=SECONDS, default=300.0,
                            help="Longest backoff between attempts (default 300).")
         group.add_argument(
-            "--retry_max_attempts", type=int, default=20,
+            "--retry_max_attempts", type=Number(int, at_least=0), default=20,
             help="A batch still failing transiently (warehouse or object store unreachable) "
             "after this many attempts is FAILED with the reason; 'spool batches retry' "
             "loads it again (default 20: about 70 minutes with the default backoff; 0: "
             "retry without end).")
-        group.add_argument("--connect_timeout", type=int, default=5,
+        group.add_argument("--connect_timeout", type=COUNT, default=5,
                            help="Seconds to wait for a warehouse connection (default 5).")
         group.add_argument(
-            "--worker_metrics_port", type=int, default=0,
+            "--worker_metrics_port", type=PORT, default=0,
             help="Each loader worker process also serves its own counters (rows, batches by "
             "outcome, seconds per load) on the first free port from PORT to PORT+15 "
             "(default 0: off; workers in the launcher's process are on its page anyway).")
@@ -104,18 +105,23 @@ class WebhookOptions(PipelineOptions):
             "when 'spool webhooks deliver' runs apart). Events are still written to the "
             "ledger's outbox with each load; delivery never delays nor fails a load.")
         group.add_argument(
-            "--webhook_timeout_seconds", type=float, default=10.0,
+            "--webhook_timeout_seconds", type=SECONDS, default=10.0,
             help="Seconds to wait for a tenant's endpoint to answer a POST (default 10).")
         group.add_argument(
-            "--webhook_retry_base_seconds", type=float, default=10.0,
+            "--webhook_retry_base_seconds", type=SECONDS, default=10.0,
             help="After a failed delivery, try again after base * 2^(attempts-1) seconds, "
             "capped by --webhook_retry_cap_seconds (default 10).")
         group.add_argument(
-            "--webhook_retry_cap_seconds", type=float, default=600.0,
+            "--webhook_retry_cap_seconds", type=SECONDS, default=600.0,
             help="Longest wait between two delivery attempts of an event (default 600).")
         group.add_argument(
-            "--webhook_poll_seconds", type=float, default=2.0,
+            "--webhook_poll_seconds", type=SECONDS, default=2.0,
             help="Look for due webhook events this often (default 2).")
+
+
+# every concern's options: with Beam's, the only flags the loader takes (pipelines.flags)
+OPTION_CLASSES = (LoaderOptions, WebhookOptions, MetricsOptions, JobModeOptions, LedgerOptions,
+                  SpoolLocationOptions, LoggingOptions)
 
 
 def start_webhooks(options: PipelineOptions, ledger_dsn: str) -> Background | None:
@@ -125,13 +131,10 @@ def start_webhooks(options: PipelineOptions, ledger_dsn: str) -> Background | No
     if opts.no_webhooks:
         return None
     config = DeliveryConfig(
-        timeout_seconds=positive_seconds("--webhook_timeout_seconds",
-                                         opts.webhook_timeout_seconds),
-        retry_base_seconds=positive_seconds("--webhook_retry_base_seconds",
-                                            opts.webhook_retry_base_seconds),
-        retry_cap_seconds=positive_seconds("--webhook_retry_cap_seconds",
-                                           opts.webhook_retry_cap_seconds),
-        poll_seconds=positive_seconds("--webhook_poll_seconds", opts.webhook_poll_seconds))
+        timeout_seconds=opts.webhook_timeout_seconds,
+        retry_base_seconds=opts.webhook_retry_base_seconds,
+        retry_cap_seconds=opts.webhook_retry_cap_seconds,
+        poll_seconds=opts.webhook_poll_seconds)
     return Background(ledger_dsn, config).start()
 
 
@@ -153,8 +156,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
                      worker_metrics_port=opts.worker_metrics_port,
                      worker_metrics_address=options.view_as(MetricsOptions).metrics_address)
     if follow:
-        poll = positive_seconds("--poll_seconds", opts.poll_seconds)
-        ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, poll, listen=not opts.no_listen)
+        ticks = pipeline | "WakeUps" >> WakeUps(ledger_dsn, opts.poll_seconds,
+                                                listen=not opts.no_listen)
     else:
         ticks = pipeline | "Once" >> beam.Impulse()
     (ticks
@@ -165,10 +168,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
 
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the loader; returns the PipelineResult (finished, unless ``wait`` is False)."""
-    options = PipelineOptions(argv)
-    for view in (LoaderOptions, WebhookOptions, MetricsOptions, JobModeOptions, LedgerOptions,
-                 SpoolLocationOptions, LoggingOptions):
-        options.view_as(view)
+    options = parse_flags(argv, "pipelines.loader_job", OPTION_CLASSES)
     configure_logging(options)
     mode = job_mode(options, LOADER_MODES)
     # batch URIs come from the ledger: any of them may be on S3, whatever --spool_location
@@ -217,6 +217,7 @@ if __name__ == "__main__":
         from pipelines.help import print_help
 
         print_help(__doc__, [LOADER_MODES, LoaderOptions, WebhookOptions, MetricsOptions,
-                             LedgerOptions, SpoolLocationOptions, LoggingOptions])
+                             LedgerOptions, SpoolLocationOptions, LoggingOptions,
+                             RunnerOptions])
         sys.exit(0)
     run()

@@ -11,6 +11,7 @@ runs on Beam's FnApiRunner (DirectRunner); streaming mode on Prism, or any runne
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -28,7 +29,6 @@ from pipelines.common import (
     choose_runner,
     configure_logging,
     job_mode,
-    positive_seconds,
     ready_ledger,
     report_metrics,
     require_topic,
@@ -37,6 +37,16 @@ from pipelines.common import (
     serve_metrics,
     wait_or_stop,
 )
+from pipelines.flags import (
+    COUNT,
+    SECONDS,
+    SECONDS_OR_ZERO,
+    RunnerOptions,
+    host_ports,
+    key_value,
+    text,
+)
+from pipelines.flags import parse_options as parse_flags
 from spool.ingest.decode import DecodeRules
 from transforms.batching import BatchByTable, BatchConfig
 from transforms.commit_offsets import CommitConfig, CommitOffsets
@@ -52,13 +62,13 @@ class KafkaSourceOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Kafka source")
         group.add_argument(
-            "--kafka_bootstrap",
+            "--kafka_bootstrap", type=host_ports,
             help="Kafka bootstrap servers, host:port[,host:port]. Default: "
             "$SPOOL_KAFKA_BOOTSTRAP, else 127.0.0.1:19092 (the local stack).")
-        group.add_argument("--topic", default="spool.fatq",
+        group.add_argument("--topic", default="spool.fatq", type=text,
                            help="The fat queue topic to read (default spool.fatq).")
         group.add_argument(
-            "--consumer_group", default="spool",
+            "--consumer_group", default="spool", type=text,
             help="Consumer group whose committed offsets say where to resume; the job "
             "commits only past records whose batches are in the ledger (default spool).")
         group.add_argument(
@@ -66,23 +76,23 @@ class KafkaSourceOptions(PipelineOptions):
             help="Where to start in a partition the group has never committed (default "
             "earliest: nothing already in the queue is skipped).")
         group.add_argument(
-            "--max_records", type=int, default=None,
+            "--max_records", type=COUNT, default=None,
             help="drain mode: read at most this many records in all (spread over the "
             "partitions by backlog), then end.")
         group.add_argument(
-            "--read_chunk_records", type=int, default=20_000,
+            "--read_chunk_records", type=COUNT, default=20_000,
             help="Records per poll of one partition; one chunk is one Beam element "
             "(default 20000).")
-        group.add_argument("--poll_timeout_ms", type=int, default=500,
+        group.add_argument("--poll_timeout_ms", type=COUNT, default=500,
                            help="How long one poll waits for records (default 500).")
         group.add_argument(
-            "--read_bundle_seconds", type=float, default=0.5,
+            "--read_bundle_seconds", type=SECONDS, default=0.5,
             help="streaming: how long one bundle of partition reads runs before it hands "
             "progress and watermark back to the runner (reads that share a bundle share "
             "this limit). Shorter moves the watermark sooner, so a batch is written sooner "
             "after its window ends; each hand-back costs the runner a little (default 0.5).")
         group.add_argument(
-            "--idle_watermark_lag_seconds", type=float, default=1.0,
+            "--idle_watermark_lag_seconds", type=SECONDS_OR_ZERO, default=1.0,
             help="streaming: a partition with nothing new moves its watermark to now minus "
             "this lag, so idle partitions never hold windows open (default 1.0).")
         group.add_argument(
@@ -92,13 +102,13 @@ class KafkaSourceOptions(PipelineOptions):
             "all partitions read in this worker process (needed on Prism, which keeps only "
             "the last bundle's watermark). auto: process on Prism, else partition.")
         group.add_argument(
-            "--partitions", default=None, metavar="N[,N...]",
+            "--partitions", default=None, type=partition_list, metavar="N[,N...]",
             help="Read only these partitions of the topic (default: all). One job per "
             "disjoint subset spreads a topic over several jobs, e.g. on a job server that "
             "gives each job one SDK worker (Prism); the jobs may share --consumer_group, "
             "since offsets are committed per partition.")
         group.add_argument(
-            "--kafka_config", action="append", default=[], metavar="KEY=VALUE",
+            "--kafka_config", action="append", type=key_value, default=[], metavar="KEY=VALUE",
             help="Extra kafka-python client setting, repeatable, e.g. "
             "--kafka_config security_protocol=SSL --kafka_config sasl_mechanism=PLAIN.")
 
@@ -108,14 +118,14 @@ class DecodeOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Decode")
         group.add_argument(
-            "--max_message_bytes", type=int, default=4 * 1024 * 1024,
+            "--max_message_bytes", type=COUNT, default=4 * 1024 * 1024,
             help="Messages larger than this are rejected (kept in _sdc_rejected with their "
             "bytes), not loaded (default 4194304 = 4 MiB).")
         group.add_argument(
-            "--tenant_header", default="tenant",
+            "--tenant_header", default="tenant", type=text,
             help="Kafka header that names the tenant of a Singer message (default tenant).")
         group.add_argument(
-            "--tenant_refresh_seconds", type=float, default=5.0,
+            "--tenant_refresh_seconds", type=SECONDS_OR_ZERO, default=5.0,
             help="How often, at most, an unknown tenant sends the job back to the ledger's "
             "registry before the record is rejected (default 5).")
 
@@ -125,16 +135,16 @@ class BatchOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("Batches")
         group.add_argument(
-            "--batch_seconds", type=float, default=60.0,
+            "--batch_seconds", type=SECONDS, default=60.0,
             help="Event-time window per batch: a (tenant, stream) batch closes when the "
             "watermark passes its window's end, at the latest (default 60).")
-        group.add_argument("--batch_max_rows", type=int, default=100_000,
+        group.add_argument("--batch_max_rows", type=COUNT, default=100_000,
                            help="A batch closes once it holds this many rows (default 100000).")
         group.add_argument(
-            "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
+            "--batch_max_bytes", type=COUNT, default=64 * 1024 * 1024,
             help="A batch closes once its records hold this many bytes (default 64 MiB).")
         group.add_argument(
-            "--allowed_lateness_seconds", type=float, default=None,
+            "--allowed_lateness_seconds", type=SECONDS_OR_ZERO, default=None,
             help="streaming: how long a window's batch state is kept after the window ends, "
             "so a part that reaches it late (a runner's retried or split bundle) opens the "
             "next pane of its window. A late part is never dropped by Spool and is counted "
@@ -147,18 +157,21 @@ class BatchOptions(PipelineOptions):
             "readable by Redshift's COPY).")
 
 
-def partitions(text: str | None) -> tuple[int, ...]:
-    """``--partitions`` as sorted partition numbers; a bad list ends the job at once."""
-    if not text:
-        return ()
+def partitions(given: str | None) -> tuple[int, ...]:
+    """``--partitions`` as sorted partition numbers (checked by :func:`partition_list`)."""
+    return tuple(sorted({int(p) for p in given.split(",") if p.strip()})) if given else ()
+
+
+def partition_list(given: str) -> str:
+    """The argparse check of ``--partitions``: numbers, 0 or more, separated by commas."""
     try:
-        found = sorted({int(p) for p in text.split(",") if p.strip()})
+        found = partitions(given)
     except ValueError:
-        raise SystemExit(f"error: --partitions={text!r}: give partition numbers separated by "
-                         "commas, e.g. --partitions=0,2,4") from None
+        found = ()
     if not found or found[0] < 0:
-        raise SystemExit(f"error: --partitions={text!r}: partition numbers are 0 or more")
-    return tuple(found)
+        raise argparse.ArgumentTypeError("give partition numbers, 0 or more, separated by "
+                                         "commas, e.g. --partitions=0,2,4")
+    return given
 
 
 def watermark_scope(options: PipelineOptions) -> str:
@@ -167,6 +180,11 @@ def watermark_scope(options: PipelineOptions) -> str:
         return scope
     runner = str(options.view_as(StandardOptions).runner or "")
     return "process" if "prism" in runner.lower() else "partition"
+
+
+# every concern's options: with Beam's, the only flags the job takes (pipelines.flags)
+OPTION_CLASSES = (KafkaSourceOptions, DecodeOptions, BatchOptions, MetricsOptions,
+                  JobModeOptions, LedgerOptions, SpoolLocationOptions, LoggingOptions)
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
@@ -181,7 +199,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
         bootstrap=bootstrap, topic=src.topic, group=src.consumer_group,
         start_offset=src.start_offset, streaming=streaming, max_records=src.max_records,
         chunk_records=src.read_chunk_records, poll_timeout_ms=src.poll_timeout_ms,
-        max_bundle_seconds=positive_seconds("--read_bundle_seconds", src.read_bundle_seconds),
+        max_bundle_seconds=src.read_bundle_seconds,
         idle_lag_seconds=src.idle_watermark_lag_seconds, kafka_config=kafka_config,
         watermark_scope=watermark_scope(options), partitions=partitions(src.partitions),
         ledger_dsn=ledger_dsn)
@@ -215,10 +233,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str,
 
 def run(argv: list[str] | None = None, *, wait: bool = True):
     """Run the spool job; returns the PipelineResult (finished, unless ``wait`` is False)."""
-    options = PipelineOptions(argv)
-    for view in (KafkaSourceOptions, DecodeOptions, BatchOptions, MetricsOptions,
-                 JobModeOptions, LedgerOptions, SpoolLocationOptions, LoggingOptions):
-        options.view_as(view)  # every concern's options are parsed and validated
+    options = parse_flags(argv, "pipelines.spool_job", OPTION_CLASSES)
     configure_logging(options)
     mode = job_mode(options, SPOOL_JOB_MODES)
     src = options.view_as(KafkaSourceOptions)
@@ -258,6 +273,6 @@ if __name__ == "__main__":
 
         print_help(__doc__, [SPOOL_JOB_MODES, KafkaSourceOptions, DecodeOptions, BatchOptions,
                              MetricsOptions, LedgerOptions, SpoolLocationOptions,
-                             LoggingOptions])
+                             LoggingOptions, RunnerOptions])
         sys.exit(0)
     run()

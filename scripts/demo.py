@@ -6,7 +6,8 @@
    warehouse is a DuckDB file (var/warehouse/umbrella/warehouse.duckdb, schema umbrella);
 2. feeds the fat queue (``spool.fatq``) from two sources:
    a. generated sample envelopes for acme and globex: nested objects, arrays, a few invalid
-      messages, and 300 orders for umbrella (each sent once per checkout; markers in
+      messages (sent straight to Kafka, as a faulty producer would: ``spool produce``
+      refuses them), and 300 orders for umbrella (each sent once per checkout; markers in
       var/demo remember them);
    b. a real Singer tap from PyPI, MeltanoLabs tap-postgres, reading a small sample
       database it creates (``demo_source``), piped through ``spool produce --singer
@@ -47,6 +48,17 @@ def say(text: str) -> None:
 
 def spool(*args: str, stdin=None, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([PY, "-m", "spool.cli", *args], cwd=ROOT, stdin=stdin, check=check)
+
+
+def send_raw(lines: list[str]) -> None:
+    """Messages no 'spool produce' would send, straight to the fat queue."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=os.environ["SPOOL_KAFKA_BOOTSTRAP"])
+    for line in lines:
+        producer.send(TOPIC, value=line.encode(), key=json.loads(line)["tenant"].encode())
+    producer.flush(timeout=30)
+    producer.close()
 
 
 def sample(n: int, seed: int = 42) -> list[str]:
@@ -167,9 +179,15 @@ def main() -> int:
     if not MARKER.exists():
         DEMO.mkdir(parents=True, exist_ok=True)
         path = DEMO / "sample.jsonl"
-        path.write_text("\n".join(sample(5_000)) + "\n")
-        say(f"spool produce {path.relative_to(ROOT)}   (5,000 generated envelopes)")
+        lines = sample(5_000)
+        faulty = [line for line in lines if "stream" not in json.loads(line)]
+        path.write_text("\n".join(line for line in lines if line not in faulty) + "\n")
+        say(f"spool produce {path.relative_to(ROOT)}   ({len(lines) - len(faulty):,} generated "
+            "envelopes)")
         spool("produce", str(path), "--topic", TOPIC)
+        say(f"{len(faulty)} envelopes without a stream, sent straight to Kafka as a faulty "
+            "producer would ('spool produce' refuses them): they land in _sdc_rejected")
+        send_raw(faulty)
         MARKER.write_text("sent\n")
     else:
         say("the generated sample was sent on an earlier run; not sending it again")

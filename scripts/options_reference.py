@@ -25,7 +25,9 @@ def option_rows(option_classes) -> list[tuple[str, str, str]]:
         flag = max(action.option_strings, key=len)
         default = "" if action.default in (None, [], argparse.SUPPRESS) else f"`{action.default}`"
         choices = f" One of: {', '.join(map(str, action.choices))}." if action.choices else ""
-        text = " ".join((action.help or "").split()) + choices
+        allowed = getattr(action.type, "allowed", "").removeprefix("give ")
+        takes = f" Takes {allowed}." if allowed else ""
+        text = " ".join((action.help or "").split()) + choices + takes
         rows.append((f"`{flag}`", default, text.replace("|", "\\|")))
     return rows
 
@@ -39,11 +41,13 @@ def render() -> str:
         MetricsOptions,
         SpoolLocationOptions,
     )
+    from pipelines.flags import RunnerOptions
     from pipelines.loader_job import LoaderOptions, WebhookOptions
     from pipelines.spool_job import BatchOptions, DecodeOptions, KafkaSourceOptions
 
     sections = [
-        ("Both jobs", [LedgerOptions, SpoolLocationOptions, LoggingOptions, MetricsOptions]),
+        ("Both jobs", [LedgerOptions, SpoolLocationOptions, LoggingOptions, MetricsOptions,
+                       RunnerOptions]),
         ("Spool job: mode", [SPOOL_JOB_MODES]),
         ("Spool job: Kafka source", [KafkaSourceOptions]),
         ("Spool job: decoding", [DecodeOptions]),
@@ -57,7 +61,10 @@ def render() -> str:
            "classes; do not edit by hand. Every other Apache Beam option (`--runner`, "
            "`--streaming`, `--flink_master`, `--project`, `--s3_endpoint_url`, ...) is "
            "accepted too; `python -m pipelines.spool_job --help` and `python -m "
-           "pipelines.loader_job --help` list the Beam options that matter most.", ""]
+           "pipelines.loader_job --help` list the Beam options that matter most. A flag "
+           "neither the job nor Beam knows ends the job before it starts, with exit 2 and "
+           "the nearest real flag, and so does a value outside what the option's text "
+           "allows (docs/spool-job.md, docs/loader.md).", ""]
     for title, classes in sections:
         out += [f"## {title}", "", "| option | default | meaning |", "|---|---|---|"]
         out += [f"| {a} | {b} | {c} |" for a, b, c in option_rows(classes)]

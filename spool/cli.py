@@ -30,14 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         maps,
         produce,
         rejected,
+        state,
         status,
         tenants,
         topics,
         webhooks,
     )
 
-    for module in (produce, topics, tenants, maps, status, batches, loads, changes, rejected,
-                   webhooks, check):
+    for module in (produce, topics, tenants, maps, state, status, batches, loads, changes,
+                   rejected, webhooks, check):
         module.register(sub)
     return parser
 
@@ -48,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from spool.commands.common import UsageError
+
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `spool status | head`
         sys.stderr.close()
         return 0

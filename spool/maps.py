@@ -83,12 +83,31 @@ class StreamMap:
 
 # -- parsing and checking ------------------------------------------------------------------
 
+def _no_twice(pairs: list) -> dict:
+    seen = [k for k, _v in pairs]
+    twice = sorted({k for k in seen if seen.count(k) > 1})
+    if twice:
+        raise MapError(f"{json.dumps(twice[0])} is given twice in one object; give it once")
+    return dict(pairs)
+
+
 def load_text(text: str) -> dict:
-    """A map document from JSON or YAML text."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MapError(f"the map is neither JSON nor YAML: {exc}".splitlines()[0]) from None
+    """A map document from JSON or YAML text. Text that starts like JSON (``{`` or ``[``)
+    is JSON or refused, with the line and column: YAML would read a slip of JSON (a trailing
+    comma, say) as something else, and store a map without a rule."""
+    start = text.lstrip()[:1]
+    if start in ("{", "["):
+        try:
+            doc = json.loads(text, object_pairs_hook=_no_twice)
+        except json.JSONDecodeError as exc:
+            raise MapError(f"the map starts with {start} but is not JSON: line {exc.lineno} "
+                           f"column {exc.colno}: {exc.msg}; fix it there (YAML is read only "
+                           "from text that does not start with { or [)") from None
+    else:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise MapError(f"the map is not YAML: {exc}".splitlines()[0]) from None
     if not isinstance(doc, dict):
         raise MapError("a map is an object of operations: filter, keep, drop, hash, mask, "
                        "rename, alias, secret")
@@ -209,6 +228,69 @@ def parse(doc: dict, key_names: tuple[str, ...] = (), resolve_secret: bool = Tru
             raise MapError(f"{lost[0]} would remove the key field {key!r}, and its records "
                            "could no longer be upserted; hash it instead, or leave it")
     return m
+
+
+# -- what a new version changes -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    """One rule a new version adds (``+``), removes (``-``) or changes (``~``); ``loosens``:
+    it lets a field into the warehouse that the old version kept out (a hash, mask or drop
+    removed, a field added to keep, keep removed)."""
+
+    sign: str
+    text: str
+    loosens: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.sign} {self.text}"
+
+
+def _shown(path: Path) -> str:
+    return path[0] if len(path) == 1 else f"[{', '.join(path)}]"
+
+
+def changes(old: StreamMap | None, new: StreamMap) -> list[Change]:
+    """What ``new`` changes against ``old`` (None: no map), rule by rule, in the order the
+    operations apply."""
+    old = old or StreamMap()
+    out: list[Change] = []
+    for op in OPERATIONS:
+        before, after = getattr(old, op), getattr(new, op)
+        if op in ("keep", "drop", "hash"):
+            a, b = before or (), after or ()
+            if op == "keep" and (before is None) != (after is None):
+                sign = "+" if after is not None else "-"
+                out.append(Change(sign, f"keep [{', '.join(map(_shown, a or b))}]",
+                                  loosens=sign == "-"))
+                continue
+            out += [Change("-", f"{op} {_shown(p)}", loosens=op != "keep")
+                    for p in a if p not in b]
+            out += [Change("+", f"{op} {_shown(p)}", loosens=op == "keep")
+                    for p in b if p not in a]
+        elif op in ("mask", "rename"):
+            a, b = dict(before), dict(after)
+            arrow = (lambda v: json.dumps(v)) if op == "mask" else str
+            for path in (*a, *(p for p in b if p not in a)):
+                if path not in b:
+                    out.append(Change("-", f"{op} {_shown(path)}", loosens=op == "mask"))
+                elif path not in a:
+                    out.append(Change("+", f"{op} {_shown(path)}: {arrow(b[path])}"))
+                elif a[path] != b[path]:
+                    out.append(Change("~", f"{op} {_shown(path)}: {arrow(a[path])} → "
+                                           f"{arrow(b[path])}"))
+        else:  # filter, alias, secret: one value each
+            a, b = (m.source.get(op) if op == "filter" else v
+                    for m, v in ((old, before), (new, after)))
+            if op == "filter":  # as written, not as checked
+                a, b = (None if v is None else json.dumps(v, ensure_ascii=False)
+                        for v in (a, b))
+            if a != b:
+                sign = "+" if a is None else "-" if b is None else "~"
+                text = op if sign == "-" else f"{op}: {b}" if sign == "+" else \
+                    f"{op}: {a} → {b}"
+                out.append(Change(sign, text))
+    return out
 
 
 # -- applying ----------------------------------------------------------------------------

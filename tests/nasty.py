@@ -90,8 +90,38 @@ CASES = [
          "no_tenant", tenant="_unassigned"),
     Case("singer_batch_message", json.dumps({"type": "BATCH", "stream": "s"}).encode(),
          "unsupported_message", headers=[("tenant", b"acme")]),
+    # names that became path segments as they were (issue 28): stored under acme/, safely
+    Case("stream_dot_dot", env({"x": 1}, stream=".."), "record", root={'["x"]': 1}),
+    Case("stream_climbing_out", env({"x": 1}, stream="../../a/../b"), "record",
+         root={'["x"]': 1}),
+    # no database stores a NUL in a name or a text: rejected, or quoted without it
+    Case("nul_in_stream", env({"x": 1}, stream="a\u0000b"), "wrong_type"),
+    Case("nul_in_tenant", env({"x": 1}, tenant="a\u0000b"), "wrong_type", tenant="_unassigned"),
+    Case("nul_in_unknown_field", env({"x": 1}, **{"x\u0000": 1}), "unknown_field"),
+    Case("nul_in_singer_header_tenant",
+         json.dumps({"type": "RECORD", "stream": "s", "record": {"id": 1}}).encode(),
+         "unknown_tenant", headers=[("tenant", b"a\x00b")], tenant="_unassigned"),
 ]
 
 
 def by_name(name: str) -> Case:
     return next(c for c in CASES if c.name == name)
+
+
+# Tenant and stream names that would steer a batch file out of its folder if they became
+# path segments as they are (issue 28): the ones seen, then random mixes of their parts.
+HOSTILE_NAMES = [".", "..", "...", "%2e%2e", "%2E", "a/../b", "../..", "/", "//", "\\",
+                 "..\\..", "a\0b", "\0", "\uff0e\uff0e", "\uff0e.", "\u2024\u2024", "", " ",
+                 "~", "!", "x" * 300, "é" * 300, "\U0001f389" * 300, "caf\u00e9", "cafe\u0301",
+                 "\u212b", "\u00c5", "A\u030a", "acme/..", "../acme", "-", "_", ".hidden"]
+_PIECES = [".", "..", "/", "\\", "\0", "%", "%2e", "%2F", "\uff0e", "\u0301", "é", "e", "A",
+           "_", "!", " ", "\n", "~", "\U0001f389", "\u202e", "a", "z9"]
+
+
+def hostile_names(rng, count: int) -> list[str]:
+    """:data:`HOSTILE_NAMES`, then ``count`` random names made of their pieces (some long)."""
+    names = list(HOSTILE_NAMES)
+    for _ in range(count):
+        length = rng.choice([1, 2, 3, 5, 8, 40, 150])
+        names.append("".join(rng.choice(_PIECES) for _ in range(length)))
+    return names

@@ -48,3 +48,36 @@ def mapped_loads() -> list[list[tuple[str, bytes]]]:
 # batch of v1 changes nothing
 MAPPED_ROWS = [(1, None), (2, 1), (3, 2), (4, 1)]
 MAPPED_CHANGES = [("users", None, "v1"), ("users", "v1", "v2")]
+
+
+# a schema loaded before contract v3 (Spool 0.2): default sequences on the old scale
+OLD_MS = 1_700_000_000_000  # make_batch's records arrive at this + their offset
+OLD_EXPLICIT = (OLD_MS + 5_000) * 1_000_000  # an explicit sequence in ns: not a default
+
+
+def old_default(offset: int) -> int:
+    """What Spool before contract v3 gave a record sent without a sequence."""
+    return (OLD_MS + offset) * 1_000_000 + offset % 1_000_000
+
+
+def before_v3(load, execute, users: str, tags: str, loads: str, contract: str):
+    """Keys 1 and 3 (with child rows) stored with old-scale defaults, key 2 with an explicit
+    ns sequence, the schema marked v2; then a v3 loader loads key 1 again, sent without a
+    sequence a second later (today's default: its Kafka ms). ``load(batch)`` loads a batch,
+    ``execute(sql, params)`` runs a statement in a transaction; the others name the tables
+    as the dialect quotes them. Returns the second load's result."""
+    load(make_batch("users", [{"id": 1, "tags": ["a"]}, {"id": 2}, {"id": 3, "tags": ["c"]}],
+                    key_names=["id"], offsets=[61, 62, 63], sequences=[0, OLD_EXPLICIT, 0]))
+    for table in (users, tags):
+        for offset in (61, 63):
+            execute(f'UPDATE {table} SET "_sdc_sequence" = {old_default(offset)} '
+                    f"WHERE \"_sdc_record_id\" = 'q/0/{offset}'")
+    execute(f'ALTER TABLE {loads} DROP COLUMN "rows_superseded"')
+    execute(f'UPDATE {contract} SET "version" = 2')
+    return load(make_batch("users", [{"id": 1, "tags": ["b"]}], key_names=["id"],
+                           offsets=[1061], sequences=[OLD_MS + 1061]))
+
+
+# what before_v3 leaves: (id, sequence) of users; (record id, sequence) of users__tags
+AFTER_V3_USERS = [(1, OLD_MS + 1061), (2, OLD_EXPLICIT), (3, OLD_MS + 63)]
+AFTER_V3_TAGS = [("q/0/1061", OLD_MS + 1061), ("q/0/63", OLD_MS + 63)]

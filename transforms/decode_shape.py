@@ -59,7 +59,7 @@ class _DecodeShapeFn(beam.DoFn):
         registry = Registry(self._ledger)
         directory = Directory(registry, self.cfg.tenant_refresh_seconds)
         decoder = Decoder(self.cfg.rules, directory.is_tenant, directory.stream_keys)
-        maps = MapDirectory(MapStore(self._ledger).versions, self.cfg.tenant_refresh_seconds)
+        maps = MapDirectory(MapStore(self._ledger).read)
         self._shaper = ChunkShaper(decoder, directory, int(self.cfg.window_seconds * 1000),
                                    registry.save_tenant_state,
                                    part_max_rows=self.cfg.part_max_rows,

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    count,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+    usage_error,
+)
 from spool.ledger import claims, queries
 from spool.ledger.states import BatchState
 
@@ -29,7 +37,7 @@ def register(sub) -> None:
     ls.add_argument("--table", help="only this stream (table)")
     ls.add_argument("--state", choices=[s.value for s in BatchState],
                     help="only batches in this state")
-    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON lines")
     ls.set_defaults(func=list_batches)
 
@@ -54,7 +62,9 @@ def register(sub) -> None:
 
 
 def list_batches(args: LedgerArgs) -> int:
-    rows = queries.batches(ledger_from(args), args.tenant, args.table, args.state, args.limit)
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    rows = queries.batches(ledger, args.tenant, args.table, args.state, args.limit)
     emit_table(queries.BATCH_COLUMNS, rows, as_json=args.json)
     return 0
 
@@ -63,14 +73,15 @@ def show_batch(args: LedgerArgs) -> int:
     row = queries.batch(ledger_from(args), args.batch_id)
     if row is None:
         raise SystemExit(f"error: no batch {args.batch_id!r}; 'spool batches list' shows ids")
-    print(json.dumps(row, indent=2, default=str, ensure_ascii=False))
+    print_json(row, indent=2)
     return 0
 
 
 def retry_batches(args: LedgerArgs) -> int:
     if not args.batch_ids and not args.all_failed:
-        raise SystemExit("error: name batch ids, or pass --all-failed (with --tenant to limit it)")
+        usage_error("name batch ids, or pass --all-failed (with --tenant to limit it)")
     ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
     n = claims.retry_failed(ledger, args.batch_ids or None, tenant=args.tenant)
     print(f"{n} batch(es) back to READY; the next loader run loads them")
     return 0 if n or args.all_failed else 1

@@ -24,8 +24,8 @@ EXAMPLE = """examples:
   spool changes --tenant acme --table orders --json
 
 kinds: table_created, child_table_created, column_added, split_column_added,
-column_widened, view_rebuilt, table_version_activated, map_changed
-(docs/warehouse-contract.md)"""
+column_widened, view_rebuilt, table_version_activated, map_changed,
+declared_type_applied (docs/warehouse-contract.md)"""
 
 
 def register(sub) -> None:

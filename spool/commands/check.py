@@ -10,13 +10,19 @@ LOST. spool/offset_check.py has the rules; docs/where-is-my-data.md what to do.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
 from spool import kafka_topics, offset_check
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    plain,
+    print_json,
+    register_ledger_args,
+)
 from spool.commands.common import since as when
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -40,12 +46,12 @@ left unread (raise --max-read or --timeout)."""
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="check that no record was lost between Kafka and the "
-                       "ledger", description=__doc__.split("\n\n")[0],
+                       "ledger", description=plain(__doc__.split("\n\n")[0]),
                        epilog="example:\n  spool check offsets",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = p.add_subparsers(dest="check_command", metavar="SUBCOMMAND", required=True)
     o = csub.add_parser("offsets", help="offsets the spool job committed that are in no batch",
-                        description=__doc__.split("\n\n")[1], epilog=EXAMPLE,
+                        description=plain(__doc__.split("\n\n")[1]), epilog=EXAMPLE,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(o)
     o.add_argument("--topic", default="spool.fatq", type=_topic_name,
@@ -127,7 +133,7 @@ def check_offsets(args: LedgerArgs) -> int:
         ledger.close()
     rows = result["partitions"]
     if args.json:
-        print(json.dumps(result, default=str))
+        print_json(result)
     else:
         emit_table(COLUMNS, [(r["partition"], r["committed"], r["from"], r["checked"],
                               r["uncovered"], *(r[k] for k in offset_check.CLASSES),

@@ -8,12 +8,28 @@ import getpass
 import json
 import socket
 import sys
+from datetime import UTC, datetime
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+)
 from spool.ingest import shape as shaping
 from spool.ledger.maps import MapStore
 from spool.ledger.registry import Registry
-from spool.maps import CannotApply, MapError, compile_map, load_text, parse
+from spool.maps import (
+    CannotApply,
+    MapError,
+    StreamMap,
+    changes,
+    compile_map,
+    load_text,
+    parse,
+)
 from spool.secrets import SecretError
 from spool.warehouse import naming
 
@@ -33,6 +49,34 @@ A map (docs/stream-maps.md):
   alias: people"""
 
 
+TEST_HELP = """Preview a map: sample records (JSON lines on stdin: envelopes, or bare records)
+are mapped as the spool job would map them, and printed as JSON lines, one per input line:
+{"line": N, "stream": S, "data": {...}}, {"line": N, "filtered": true} or {"line": N,
+"rejected": WHY}. A summary and the columns the records would make go to stderr. Nothing is
+read from Kafka, written anywhere or stored."""
+TEST_EXAMPLE = """examples:
+  spool maps test acme users < sample.jsonl                         # the map in force
+  spool maps test acme users --file users-map.yaml < sample.jsonl   # a draft
+  head -100 records.jsonl | spool maps test acme users"""
+SHOW_HELP = """The map in force for each stream of a tenant: its version and the map itself (with
+--json, the map as a JSON object). A removed map is not listed."""
+SHOW_EXAMPLE = """examples:
+  spool maps show acme
+  spool maps show acme users --json"""
+HISTORY_HELP = """Every version of a tenant's maps, oldest first: when it was set (set_at) and
+by whom, the batches the spool job made under it and the records its filter dropped. A
+removal is a version too (map "(removed)"; with --json, null)."""
+HISTORY_EXAMPLE = """examples:
+  spool maps history acme
+  spool maps history acme users --json"""
+REMOVE_HELP = """Stop mapping a stream: its records timestamped after the removal is stored load
+unmapped. The removal is stored as a new version; the old versions stay in the history.
+Removing a map that hashes, masks, drops or keeps out fields needs --yes."""
+REMOVE_EXAMPLE = """examples:
+  spool maps remove acme users
+  spool maps remove acme users --by ann --yes"""
+
+
 def register(sub) -> None:
     p = sub.add_parser("maps", help="per-tenant stream maps: drop, hash, mask, rename, "
                                     "filter, alias", epilog=EXAMPLE,
@@ -44,37 +88,52 @@ def register(sub) -> None:
     _common(s)
     s.add_argument("--file", default="-", help="the map, JSON or YAML (default: stdin)")
     s.add_argument("--by", default=None, help="who sets it (default: user@host)")
+    s.add_argument("--yes", action="store_true",
+                   help="store it even though it lets fields through that the version in "
+                        "force keeps out (a hash, mask or drop removed, a field added to keep)")
     s.set_defaults(func=set_map)
 
     t = msub.add_parser("test", help="preview a map on sample records (JSON lines on stdin): "
-                                     "nothing is read from Kafka or written anywhere")
+                                     "nothing is read from Kafka or written anywhere",
+                        description=TEST_HELP, epilog=TEST_EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(t)
     t.add_argument("--file", default=None, help="a draft map to test instead of the one in "
                                                 "force")
     t.set_defaults(func=test_map)
 
-    for name, helptext, func in (("show", "the maps in force", show_maps),
-                                 ("history", "every version, who set it and when, the batches "
-                                             "it made and the records its filter dropped",
-                                  map_history)):
-        sp = msub.add_parser(name, help=helptext)
+    for name, helptext, description, example, func in (
+            ("show", "the maps in force", SHOW_HELP, SHOW_EXAMPLE, show_maps),
+            ("history", "every version, who set it and when, the batches it made and the "
+                        "records its filter dropped", HISTORY_HELP, HISTORY_EXAMPLE,
+             map_history)):
+        sp = msub.add_parser(name, help=helptext, description=description, epilog=example,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         register_ledger_args(sp)
-        sp.add_argument("tenant")
-        sp.add_argument("stream", nargs="?")
+        sp.add_argument("tenant", help="the tenant whose maps to list ('spool tenants list' "
+                                       "shows them)")
+        sp.add_argument("stream", nargs="?", help="only this stream's (default: every stream "
+                                                  "of the tenant)")
         sp.add_argument("--json", action="store_true", help="print JSON lines")
         sp.set_defaults(func=func)
 
-    r = msub.add_parser("remove", help="stop mapping a stream (from the next window; the "
-                                       "history keeps the old versions)")
+    r = msub.add_parser("remove", help="stop mapping a stream (records sent from now on; the "
+                                       "history keeps the old versions)",
+                        description=REMOVE_HELP, epilog=REMOVE_EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("--by", default=None, help="who removes it (default: user@host)")
+    r.add_argument("--yes", action="store_true",
+                   help="remove it even though it hashes, masks, drops or keeps out fields")
     r.set_defaults(func=remove_map)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     register_ledger_args(p)
-    p.add_argument("tenant")
-    p.add_argument("stream")
+    p.add_argument("tenant", help="the tenant, as its records name it ('spool tenants list' "
+                                  "shows them)")
+    p.add_argument("stream", help="the stream (the table its records load into), as its "
+                                  "records name it")
 
 
 def _by(args) -> str:
@@ -109,10 +168,47 @@ def set_map(args: LedgerArgs) -> int:
     except MapError as exc:
         raise SystemExit(f"error: map for {args.tenant}/{args.stream} not stored: {exc}") \
             from None
-    version = store.save(args.tenant, args.stream, doc, _by(args))
-    print(f"map of {args.tenant}/{args.stream} is now version {version}; the spool job "
-          "applies it from its next window")
+    _show_changes(store, args, m, "stored")
+    saved = store.save(args.tenant, args.stream, doc, _by(args))
+    print(f"map of {args.tenant}/{args.stream} is now version {saved.version}; it applies to "
+          f"every record with a Kafka timestamp from {_from(saved)} on")
     return 0
+
+
+def _show_changes(store: MapStore, args, m: StreamMap, what: str) -> None:
+    """Print what ``m`` changes against the version in force; exit 2 when that lets
+    through what the version in force keeps out and ``--yes`` was not given."""
+    against, found = _in_force(store, args.tenant, args.stream)
+    changed = changes(found, m)
+    loosened = [str(c) for c in changed if c.loosens]
+    if loosened and not args.yes:
+        print(f"error: map for {args.tenant}/{args.stream} not {what}: it lets through what "
+              f"{against} keeps out of the warehouse ({'; '.join(loosened)}); pass --yes if "
+              "that is what you want", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"changes against {against}:" if changed else f"no rule changes against {against}")
+    for change in changed:
+        print(f"  {change}")
+
+
+def _in_force(store: MapStore, tenant: str, stream: str):
+    """(what to call the version in force, it parsed; None: there is no map)."""
+    history = store.history(tenant, stream)
+    if not history:
+        return "no map", None
+    last = history[-1]
+    if last.document is None:
+        return f"version {last.version} (no map: it removed the map)", None
+    try:
+        return f"version {last.version}", parse(last.document, resolve_secret=False)
+    except MapError:  # stored by an older Spool: every rule of the new one is new
+        return f"version {last.version} (unreadable, so every rule counts as new)", None
+
+
+def _from(version) -> str:
+    """When a version applies from, by the ledger's clock, to the millisecond."""
+    at = datetime.fromtimestamp(version.from_ms / 1000, UTC)
+    return f"{at:%Y-%m-%d %H:%M:%S}.{version.from_ms % 1000:03d} UTC"
 
 
 class Keys:
@@ -175,18 +271,21 @@ def _keys_agree(keys: Keys, stream: str, m) -> None:
 
 def remove_map(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     current = store.history(args.tenant, args.stream)
     if not current or current[-1].document is None:
         raise SystemExit(f"error: {args.tenant}/{args.stream} has no map")
-    version = store.save(args.tenant, args.stream, None, _by(args))
-    print(f"map of {args.tenant}/{args.stream} removed (version {version}); the spool job "
-          "stops applying it from its next window")
+    _show_changes(store, args, StreamMap(), "removed")
+    saved = store.save(args.tenant, args.stream, None, _by(args))
+    print(f"map of {args.tenant}/{args.stream} removed (version {saved.version}); records with "
+          f"a Kafka timestamp from {_from(saved)} on load unmapped")
     return 0
 
 
 def show_maps(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
-    rows = [(m.stream, m.version, json.dumps(m.document, ensure_ascii=False))
+    require_tenant(store.ledger, args.tenant)
+    rows = [(m.stream, m.version, m.document)
             for m in store.current() if m.tenant_id == args.tenant
             and (args.stream is None or m.stream == args.stream)]
     emit_table(["stream", "version", "map"], rows, args.json)
@@ -195,10 +294,12 @@ def show_maps(args: LedgerArgs) -> int:
 
 def map_history(args: LedgerArgs) -> int:
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     counts = store.counts(args.tenant)
-    rows = [(m.stream, m.version, m.created_at.isoformat(timespec="seconds"), m.created_by,
+    removed = None if args.json else "(removed)"
+    rows = [(m.stream, m.version, m.created_at, m.created_by,
              *counts.get((m.stream, m.version), (0, 0)),
-             "(removed)" if m.document is None else json.dumps(m.document, ensure_ascii=False))
+             removed if m.document is None else m.document)
             for m in store.history(args.tenant, args.stream)]
     emit_table(["stream", "version", "set_at", "by", "batches", "records_filtered", "map"],
                rows, args.json)
@@ -208,6 +309,7 @@ def map_history(args: LedgerArgs) -> int:
 def test_map(args: LedgerArgs) -> int:
     """Mapped records as JSON lines, then the columns they would produce."""
     store = MapStore(ledger_from(args))
+    require_tenant(store.ledger, args.tenant)
     keys = Keys(store, args.tenant).sent(args.stream) or ()
     if args.file:
         doc = load_text_or_exit(_read(args.file))
@@ -238,15 +340,14 @@ def test_map(args: LedgerArgs) -> int:
             got = apply(data, keys)
         except CannotApply as exc:
             counts["rejected"] += 1
-            print(json.dumps({"line": n, "rejected": str(exc)}, ensure_ascii=False))
+            print_json({"line": n, "rejected": str(exc)})
             continue
         if got.data is None:
             counts["filtered"] += 1
-            print(json.dumps({"line": n, "filtered": True}))
+            print_json({"line": n, "filtered": True})
             continue
         counts["mapped"] += 1
-        print(json.dumps({"line": n, "stream": got.stream, "data": got.data},
-                         ensure_ascii=False))
+        print_json({"line": n, "stream": got.stream, "data": got.data})
         for table_path, row in shaping.shape(got.data, rid="preview", sequence=0,
                                              received_at_ms=0, key_names=got.key_names):
             table = naming.table_name(got.stream, [json.loads(p) for p in table_path])

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    count,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+)
 from spool.ledger import queries
 
 EXAMPLE = """examples:
@@ -22,7 +29,7 @@ def register(sub) -> None:
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(p)
     p.add_argument("--tenant", help="only this tenant")
-    p.add_argument("--samples", type=int, default=1, help="samples per reason (default 1)")
+    p.add_argument("--samples", type=count, default=1, help="samples per reason (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.set_defaults(func=rejected)
 
@@ -30,7 +37,9 @@ def register(sub) -> None:
 def rejected(args: LedgerArgs) -> int:
     counts: dict = {}
     samples: dict = {}
-    for tenant, meta in queries.rejection_summaries(ledger_from(args), args.tenant):
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    for tenant, meta in queries.rejection_summaries(ledger, args.tenant):
         for code, n in (meta.get("rejected") or {}).items():
             counts[(tenant, code)] = counts.get((tenant, code), 0) + n
             keep = samples.setdefault((tenant, code), [])
@@ -44,8 +53,8 @@ def rejected(args: LedgerArgs) -> int:
                          s.get("record_id", ""), s.get("reason", ""), s.get("record", "")))
     if args.json:
         for (tenant, code), n in sorted(counts.items()):
-            print(json.dumps({"tenant": tenant, "reason_code": code, "count": n,
-                              "samples": samples.get((tenant, code), [])}, ensure_ascii=False))
+            print_json({"tenant": tenant, "reason_code": code, "count": n,
+                        "samples": samples.get((tenant, code), [])})
         return 0
     emit_table(["tenant", "reason", "count", "sample record", "why", "message"], rows)
     if not rows:

@@ -9,10 +9,16 @@ grows; once it has one, it is a tenant like any other.
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, timedelta
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+)
 from spool.ledger import outbox, queries
 from spool.ledger.queries import REJECTED, UNASSIGNED_TENANT
 
@@ -38,15 +44,15 @@ def register(sub) -> None:
 
 def status(args: LedgerArgs) -> int:
     ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
     rows = queries.status(ledger, args.tenant, args.table)
     asked = args.tenant in (None, UNASSIGNED_TENANT) and args.table in (None, REJECTED)
     messages, batches = queries.held(ledger) if asked else (0, 0)
     emit_table(queries.STATUS_COLUMNS, rows, as_json=args.json)
     if messages or batches:
         if args.json:
-            print(json.dumps({"tenant": UNASSIGNED_TENANT, "table": REJECTED,
-                              "held_messages": messages, "held_batches": batches,
-                              "hint": HELD_HINT}))
+            print_json({"tenant": UNASSIGNED_TENANT, "table": REJECTED,
+                        "held_messages": messages, "held_batches": batches, "hint": HELD_HINT})
         else:
             print(f"{UNASSIGNED_TENANT}: {messages} messages held (no tenant matched); "
                   f"{HELD_HINT}")
@@ -65,9 +71,9 @@ def _failing_webhooks(ledger, args: LedgerArgs) -> None:
     for tenant, url, pending, age, attempts, code, error in outbox.failing(ledger,
                                                                             args.tenant):
         if args.json:
-            print(json.dumps({"tenant": tenant, "webhook": url, "pending_events": pending,
-                              "oldest_pending_age": str(age), "attempts": attempts,
-                              "last_status": code, "last_error": error}))
+            print_json({"tenant": tenant, "webhook": url, "pending_events": pending,
+                        "oldest_pending_age": age, "attempts": attempts,
+                        "last_status": code, "last_error": error})
         else:
             print(f"{tenant}: webhook failing: {pending} event(s) waiting, the oldest "
                   f"{age} old, after {attempts} attempt(s); last error: {error}; "
@@ -81,10 +87,10 @@ def _stalled_reads(ledger, args: LedgerArgs) -> None:
     for st in queries.read_stalls(ledger):
         since = st.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if args.json:
-            print(json.dumps({"topic": st.topic, "partition": st.partition,
-                              "consumer_group": st.consumer_group,
-                              "stalled_seconds": round(st.stalled_seconds),
-                              "since": st.started_at.isoformat(), "error": st.error}))
+            print_json({"topic": st.topic, "partition": st.partition,
+                        "consumer_group": st.consumer_group,
+                        "stalled_seconds": round(st.stalled_seconds),
+                        "since": st.started_at, "error": st.error})
         else:
             print(f"reading {st.topic} partition {st.partition} (group {st.consumer_group}): "
                   f"stalled for {_age(st.stalled_seconds)} since {since}: {st.error}; the "

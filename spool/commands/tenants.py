@@ -10,14 +10,27 @@ a literal ``--webhook-secret``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+    usage_error,
+)
 from spool.ledger import outbox
 from spool.ledger.registry import Registry
 from spool.warehouse import probe
-from spool.warehouse.destination import KINDS, Destination, DestinationError
+from spool.warehouse.destination import (
+    KINDS,
+    TENANT_PATTERN,
+    Destination,
+    DestinationError,
+    tenant_name_problem,
+)
 from spool.webhooks.delivery import secret_problem, url_problem
 
 ADD_EXAMPLE = """examples:
@@ -61,7 +74,8 @@ def register(sub) -> None:
     add = tsub.add_parser("add", help="register a tenant, or change its destination",
                           epilog=ADD_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     register_ledger_args(add)
-    add.add_argument("tenant", help="the tenant id used in envelopes and Singer headers")
+    add.add_argument("tenant", help="the tenant id used in envelopes and Singer headers: "
+                     f"lower-case letters, digits and _ ({TENANT_PATTERN})")
     add.add_argument("--warehouse", choices=KINDS, default="none",
                      help="the kind of warehouse (default none: spooled, not loaded)")
     add.add_argument("--dsn", help="connection string BY REFERENCE: env:NAME or file:/path")
@@ -128,17 +142,21 @@ def _checked_webhook(args: LedgerArgs) -> tuple[str, str] | None:
         return None
     problem = url_problem(args.webhook) or secret_problem(args.webhook_secret)
     if problem:
-        raise SystemExit(f"error: {problem}")
+        usage_error(problem)
     return args.webhook, args.webhook_secret
 
 
 def add_tenant(args: LedgerArgs) -> int:
+    bad_name = tenant_name_problem(args.tenant)
+    if bad_name and Registry(ledger_from(args)).tenant(args.tenant) is None:
+        print(f"error: {bad_name}", file=sys.stderr)  # a tenant from before the check may
+        return 2  # change its destination; a new one gets a name that is safe everywhere
     try:
         dest = Destination.register(args.tenant, args.warehouse, args.dsn, args.schema,
                                     args.staging_uri, args.iam_role, args.path,
                                     args.storage_integration)
     except DestinationError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        usage_error(str(exc))
     hook = _checked_webhook(args)
     registry = Registry(ledger_from(args))
     if dest.kind != "none":
@@ -197,13 +215,12 @@ def check_tenants(args: LedgerArgs) -> int:
 def update_tenant(args: LedgerArgs) -> int:
     hook = _checked_webhook(args)
     if hook and args.no_webhook:
-        raise SystemExit("error: --no-webhook and --webhook together; give one of them")
+        usage_error("--no-webhook and --webhook together; give one of them")
     if not hook and not args.no_webhook:
-        raise SystemExit("error: nothing to change: give --webhook URL --webhook-secret "
-                         "env:NAME, or --no-webhook")
+        usage_error("nothing to change: give --webhook URL --webhook-secret env:NAME, or "
+                    "--no-webhook")
     ledger = ledger_from(args)
-    if Registry(ledger).tenant(args.tenant) is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+    require_tenant(ledger, args.tenant)
     if hook:
         outbox.set_webhook(ledger, args.tenant, *hook)
         print(f"tenant {args.tenant!r}: webhook {hook[0]}, signed with {hook[1]}")
@@ -217,7 +234,7 @@ def update_tenant(args: LedgerArgs) -> int:
 
 def list_tenants(args: LedgerArgs) -> int:
     rows = [(r.tenant_id, r.destination_kind, r.schema_name,
-             json.dumps(r.connection, sort_keys=True), r.created_at)
+             r.connection, r.created_at)
             for r in Registry(ledger_from(args)).tenants()]
     emit_table(["tenant", "warehouse", "schema", "connection", "since"], rows,
                as_json=args.json)
@@ -228,19 +245,20 @@ def show_tenant(args: LedgerArgs) -> int:
     ledger = ledger_from(args)
     record = Registry(ledger).tenant(args.tenant)
     if record is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows them")
+        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
+                         "registered ones")
     dest = Destination.from_record(record)
     hook = outbox.webhook(ledger, args.tenant)
-    print(json.dumps({"tenant": dest.tenant_id, "warehouse": dest.kind,
-                      "schema": dest.schema, "connection": dest.connection,
-                      "load_options": dest.load_options,
-                      "webhook": {"url": hook[0], "secret": hook[1]} if hook else None},
-                     indent=2))
+    print_json({"tenant": dest.tenant_id, "warehouse": dest.kind,
+                "schema": dest.schema, "connection": dest.connection,
+                "load_options": dest.load_options,
+                "webhook": {"url": hook[0], "secret": hook[1]} if hook else None}, indent=2)
     return 0
 
 
 def remove_tenant(args: LedgerArgs) -> int:
     if not Registry(ledger_from(args)).remove_tenant(args.tenant):
-        raise SystemExit(f"error: no tenant {args.tenant!r}")
+        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
+                         "registered ones")
     print(f"tenant {args.tenant!r} removed; its batches and warehouse data are kept")
     return 0

@@ -11,7 +11,7 @@ import argparse
 import os
 
 from spool import kafka_topics
-from spool.commands.common import emit_table
+from spool.commands.common import emit_table, plain
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 
@@ -70,12 +70,12 @@ def _kafka_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("topics", help="create and list the Kafka topics Spool reads",
-                       description=__doc__.split("\n\n")[0], epilog=CREATE_EXAMPLE,
+                       description=plain(__doc__.split("\n\n")[0]), epilog=CREATE_EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     tsub = p.add_subparsers(dest="topics_command", metavar="SUBCOMMAND", required=True)
 
     create = tsub.add_parser("create", help="create a topic with its partitions and retention",
-                             description=__doc__.split("\n\n")[1], epilog=CREATE_EXAMPLE,
+                             description=plain(__doc__.split("\n\n")[1]), epilog=CREATE_EXAMPLE,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     create.add_argument("topic", type=_topic_name, help="the topic: letters, digits, . _ -")
     create.add_argument("--partitions", type=_positive, default=6,

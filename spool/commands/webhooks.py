@@ -9,14 +9,23 @@ endpoint is back), ``test`` sends a signed ``ping`` at once (docs/webhooks.md).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 import time
 from datetime import UTC, datetime
 
 from spool import secrets
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    count,
+    emit_table,
+    ledger_from,
+    plain,
+    print_json,
+    register_ledger_args,
+    require_tenant,
+    usage_error,
+)
 from spool.ledger import outbox
 from spool.webhooks import events
 from spool.webhooks.delivery import Deliverer, DeliveryConfig, headers_for, post
@@ -32,7 +41,7 @@ EXAMPLE = """examples:
 
 def register(sub) -> None:
     p = sub.add_parser("webhooks", help="deliver | list | retry | test: events sent to "
-                       "tenants' webhooks", description=__doc__, epilog=EXAMPLE,
+                       "tenants' webhooks", description=plain(__doc__), epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
 
@@ -64,7 +73,7 @@ def register(sub) -> None:
     ls.add_argument("--failing", action="store_true",
                     help="only events whose last attempt failed")
     ls.add_argument("--delivered", action="store_true", help="delivered events too")
-    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON lines")
     ls.set_defaults(func=list_events)
 
@@ -88,7 +97,7 @@ def register(sub) -> None:
 
 def _positive(flag: str, value: float) -> float:
     if not value > 0:
-        raise SystemExit(f"error: {flag} {value}: give a number of seconds above 0")
+        usage_error(f"{flag} {value}: give a number of seconds above 0")
     return value
 
 
@@ -113,7 +122,9 @@ def deliver(args: LedgerArgs) -> int:
 
 
 def list_events(args: LedgerArgs) -> int:
-    rows = outbox.events(ledger_from(args), args.tenant, failing=args.failing,
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    rows = outbox.events(ledger, args.tenant, failing=args.failing,
                          delivered=args.delivered, limit=args.limit)
     emit_table(outbox.EVENT_COLUMNS, rows, as_json=args.json)
     if not rows and not args.json:
@@ -122,13 +133,18 @@ def list_events(args: LedgerArgs) -> int:
 
 
 def retry(args: LedgerArgs) -> int:
-    n = outbox.retry_now(ledger_from(args), args.tenant)
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    n = outbox.retry_now(ledger, args.tenant)
     print(f"{n} event(s) due now; a running loader or 'spool webhooks deliver' sends them")
     return 0
 
 
 def ping(args: LedgerArgs) -> int:
-    hook = outbox.webhook(ledger_from(args), args.tenant)
+    timeout = _positive("--timeout", args.timeout)
+    ledger = ledger_from(args)
+    require_tenant(ledger, args.tenant)
+    hook = outbox.webhook(ledger, args.tenant)
     if hook is None:
         raise SystemExit(f"error: tenant {args.tenant!r} has no webhook; add one with 'spool "
                          f"tenants update {args.tenant} --webhook URL --webhook-secret env:NAME'")
@@ -143,9 +159,9 @@ def ping(args: LedgerArgs) -> int:
                      secret_ref)
     body = events.body(due.event_id, due.type, due.tenant, due.created_at, due.payload)
     answer = post(url, body, headers_for(due, secret, body, time.time()),
-                  _positive("--timeout", args.timeout))
+                  timeout)
     if answer.error is not None:
         raise SystemExit(f"error: {url} did not take the ping: {answer.error}")
-    print(json.dumps({"tenant": args.tenant, "url": url, "status": answer.status,
-                      "event_id": due.event_id}))
+    print_json({"tenant": args.tenant, "url": url, "status": answer.status,
+                "event_id": due.event_id})
     return 0

@@ -10,8 +10,9 @@ spool job's Beam step and the plain-consumer baseline of the benchmark both use 
 so they do identical per-record work.
 
 Control messages act here: a Singer SCHEMA updates the stream's key properties (in the
-ledger, through the directory), STATE is saved as the tenant's latest state, and
-ACTIVATE_VERSION marks the stream's part so the loader can retire older table versions.
+ledger, through the directory), STATE is saved as the latest state of its (tenant, state
+id), and ACTIVATE_VERSION marks the stream's part so the loader can retire older table
+versions.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ChunkStats:
 
 class ChunkShaper:
     def __init__(self, decoder: Decoder, directory, window_ms: int,
-                 save_state: Callable[[str, object, str], None],
+                 save_state: Callable[[str, str, object, str], None],
                  part_max_rows: int = 25_000, part_max_bytes: int = 16 * 1024 * 1024,
                  clock: Callable[[], float] = time.time, maps=None) -> None:
         self.decoder = decoder
@@ -95,9 +96,12 @@ class ChunkShaper:
         """Shape a chunk; returns the partition's event-time floor after it."""
         decode = self.decoder.decode
         tp = sdc.queue_position(topic, partition)
-        states: dict[str, tuple] = {}
+        states: dict[tuple[str, str], tuple] = {}  # (tenant, state id) → (value, record)
         event_ms = floor_ms
         ceiling = timestamp_ceiling(self.clock())
+        if self.maps is not None and records:  # the maps known must cover every record
+            top = max(r.timestamp for r in records)
+            self.maps.cover(max(floor_ms, queue_time(top, ceiling)))
         for r in records:
             offset, kafka_ms, value, headers = r.offset, r.timestamp, r.value, r.headers
             if kafka_ms > ceiling or kafka_ms < 0:
@@ -167,9 +171,8 @@ class ChunkShaper:
                 keys = tuple(self.directory.stream_keys(decoded.tenant, decoded.stream) or ())
                 stream, made_by = decoded.stream, None
                 if self.maps is not None:  # where the stream's map sends its records
-                    stream, keys, made_by = self.maps.routed(
-                        decoded.tenant, decoded.stream, event_ms - event_ms % self.window_ms,
-                        keys)
+                    stream, keys, made_by = self.maps.routed(decoded.tenant, decoded.stream,
+                                                             event_ms, keys)
                 part = self._part(decoded.tenant, stream, event_ms, keys)
                 if made_by is not None:  # (the batch's keys come from that map)
                     part.note_map(decoded.stream, made_by)
@@ -177,12 +180,12 @@ class ChunkShaper:
                                             decoded.table_version)
                 part.note_record(tp, offset, len(value), event_ms)
                 # its place among the stream's records: batches load in sequence order
-                part.note_sequence(default_sequence(kafka_ms, offset))
+                part.note_sequence(default_sequence(kafka_ms))
             else:  # STATE
-                states[decoded.tenant] = (decoded.data["value"], rid)
+                states[(decoded.tenant, decoded.state_id)] = (decoded.data["value"], rid)
         self.stats.records += len(records)
-        for tenant, (state, rid) in states.items():
-            self.save_state(tenant, state, rid)
+        for (tenant, state_id), (state, rid) in states.items():
+            self.save_state(tenant, state_id, state, rid)
         return event_ms
 
     def _filed(self, decoded: Decoded, source: str, version: int | None, rid: str,
@@ -209,8 +212,7 @@ class ChunkShaper:
         with the reason; the map's version (of a removed map too: the version that removed
         it); and whether a map was applied. Raises maps.Inexact (unless ``exact``) where a
         number the fast decoder may have rounded meets a hash or a comparison."""
-        found = self.maps.at(decoded.tenant, decoded.stream,
-                             event_ms - event_ms % self.window_ms)
+        found = self.maps.at(decoded.tenant, decoded.stream, event_ms)
         if found is None:
             return decoded, None, False
         version, apply = found
@@ -235,8 +237,7 @@ class ChunkShaper:
                 tp: str, offset: int) -> None:
         tenant = rejected_tenant(decoded, self.decoder.is_tenant)
         if value is not None and self.maps is not None and decoded.stream is not None and \
-                (self.maps.at(tenant, decoded.stream,
-                              event_ms - event_ms % self.window_ms) or (0, None))[1]:
+                (self.maps.at(tenant, decoded.stream, event_ms) or (0, None))[1]:
             # a stream with a map keeps some of what its records hold out of the warehouse:
             # its rejected messages are kept without their text (the topic has them, at
             # their _sdc_record_id)

@@ -102,7 +102,7 @@ class Decoder:
         """Decode one message; ``exact`` parses with the standard library (for the rare
         message whose numbers orjson cannot hold exactly)."""
         header_tenant = header_value(headers, self.rules.tenant_header) if headers else None
-        result = self._decode(value, header_tenant, exact)
+        result = self._decode(value, header_tenant, exact, headers)
         if result.kind is Kind.REJECTED and result.tenant is None and header_tenant:
             result.tenant = header_tenant
         if result.tenant == sdc.UNASSIGNED_TENANT and result.kind is not Kind.REJECTED:
@@ -122,7 +122,8 @@ class Decoder:
                 tenant=result.tenant, stream=result.stream)
         return result
 
-    def _decode(self, value: bytes | None, header_tenant: str | None, exact: bool) -> Decoded:
+    def _decode(self, value: bytes | None, header_tenant: str | None, exact: bool,
+                headers) -> Decoded:
         if value is None:
             return reject(Reason.NOT_OBJECT, "the message has no value (a tombstone); send a "
                           "JSON object")
@@ -138,5 +139,6 @@ class Decoder:
             return reject(Reason.NOT_OBJECT, f"the message is a JSON {type(obj).__name__}, "
                           "not an object; send an envelope or a Singer message")
         if "type" in obj and "data" not in obj:
-            return decode_singer(obj, header_tenant, self.rules.tenant_header, self.stream_keys)
+            return decode_singer(obj, header_tenant, self.rules.tenant_header, self.stream_keys,
+                                 headers)
         return decode_envelope(obj, header_tenant)

@@ -48,6 +48,8 @@ class Directory:
         found = self._keys.get(key)
         if found is not None:
             return found
+        if "\0" in tenant or "\0" in stream:  # PostgreSQL holds no such name: none to ask
+            return None
         now = self._clock()
         if now - self._misses.get(key, -1e18) < self._refresh:
             return None
@@ -78,52 +80,59 @@ class Directory:
 
 
 class MapDirectory:
-    """The tenants' stream maps (spool.maps), by (tenant, stream) and window, compiled once
-    per version.
+    """The tenants' stream maps (spool.maps), by (tenant, stream), compiled once per
+    version.
 
-    A window applies the newest version set before the window started, so a change takes
-    effect from the next window and a replayed record meets the map it met the first time.
-    ``versions`` reads every version from the ledger (spool.ledger.maps.MapStore.versions);
-    it is read again for a window that starts after the last read, at most every
-    ``refresh_seconds``. A map that cannot be compiled here (its secret cannot be read on
-    this worker) rejects its stream's records, never lets them through unmapped.
+    Each record meets the newest version set at or before its time (its Kafka timestamp,
+    as the partition's event time carries it): a record sent after ``spool maps set``
+    returned is always mapped by that version or a newer one, whatever its window, and a
+    record the job reads again meets the same version. ``read`` is
+    spool.ledger.maps.MapStore.read: the versions, and the ledger's clock before it read
+    them, so they are all that will ever apply up to that moment; a record past it sends
+    the job back to the ledger first (:meth:`cover`, once per chunk: a cheap check while
+    nothing changed). A map that cannot be compiled here (its secret cannot be read on this
+    worker) rejects its stream's records, never lets them through unmapped.
     """
 
-    def __init__(self, versions: Callable[[], list], refresh_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.time,
-                 resolve: Callable[[str], str] | None = None) -> None:
-        self._versions = versions
-        self._refresh = refresh_seconds
-        self._clock = clock
+    def __init__(self, read: Callable, resolve: Callable[[str], str] | None = None) -> None:
+        self._read_from = read
         self._resolve = resolve
         self._by_stream: dict[tuple[str, str], list] = {}
         self._compiled: dict[tuple[str, str, int], Callable] = {}
         self._parsed: dict[tuple[str, str, int], maps.StreamMap] = {}
+        self._stamp = None
         self._read_at_ms = -1
         self._read()
 
     def _read(self) -> None:
-        by_stream: dict[tuple[str, str], list] = {}
-        for v in self._versions():  # (set at, in ms; the version)
-            by_stream.setdefault((v.tenant_id, v.stream), []).append(
-                (int(v.created_at.timestamp() * 1000), v))
-        for found in by_stream.values():
-            found.sort(key=lambda pair: pair[1].version)
-        self._by_stream = by_stream
-        self._read_at_ms = int(self._clock() * 1000)
+        snapshot = self._read_from(self._stamp)
+        if snapshot.versions is not None:
+            by_stream: dict[tuple[str, str], list] = {}
+            for v in snapshot.versions:  # (from when, in ms; the version)
+                by_stream.setdefault((v.tenant_id, v.stream), []).append((v.from_ms, v))
+            for found in by_stream.values():
+                found.sort(key=lambda pair: pair[1].version)
+            self._by_stream = by_stream
+        self._stamp = snapshot.stamp
+        self._read_at_ms = snapshot.read_at_ms
 
-    def at(self, tenant: str, stream: str, window_start_ms: int):
-        """(version, apply) of the map in force for a window: apply is None when that
-        version removed the map; None when the stream never had one by then."""
-        if window_start_ms >= self._read_at_ms and \
-                self._clock() * 1000 - self._read_at_ms >= self._refresh * 1000:
+    def cover(self, event_ms: int) -> None:
+        """Make sure the versions known here are all that apply to records up to
+        ``event_ms``: read them again if it is past the last read."""
+        if event_ms > self._read_at_ms:
+            self._read()
+
+    def at(self, tenant: str, stream: str, event_ms: int):
+        """(version, apply) of the map in force for a record of ``event_ms``: apply is None
+        when that version removed the map; None when the stream had none by then."""
+        if event_ms > self._read_at_ms:
             self._read()
         found = self._by_stream.get((tenant, stream))
         if not found:
             return None
         current = None
-        for set_ms, v in found:
-            if set_ms <= window_start_ms:
+        for from_ms, v in found:
+            if from_ms <= event_ms:
                 current = v
         if current is None:
             return None
@@ -135,13 +144,13 @@ class MapDirectory:
             apply = self._compiled[key] = self._compile(current, stream)
         return current.version, apply
 
-    def routed(self, tenant: str, stream: str, window_start_ms: int,
+    def routed(self, tenant: str, stream: str, event_ms: int,
                key_names: tuple[str, ...]) -> tuple[str, tuple[str, ...], int | None]:
-        """The stream a window's records of ``stream`` load into (its map's alias), their
+        """The stream records of ``stream`` at ``event_ms`` load into (its map's alias), their
         key properties as the map renames them, and the map's version (None: no map made
         them): where a control message for the stream (an activation) belongs. A map that
         cannot be used here (its records are rejected) sends nothing anywhere."""
-        found = self.at(tenant, stream, window_start_ms)
+        found = self.at(tenant, stream, event_ms)
         m = self._parsed.get((tenant, stream, found[0])) if found and found[1] else None
         if m is None:
             return stream, key_names, None

@@ -84,7 +84,8 @@ def _fast(obj: dict, header_tenant: str | None) -> Decoded | None:
     if not (tenant.__class__ is str and stream.__class__ is str and data.__class__ is dict
             and obj.keys() <= FAST_FIELDS and header_tenant in (None, tenant)
             and 0 < len(tenant) <= MAX_NAME_CHARS and 0 < len(stream) <= MAX_NAME_CHARS
-            and not tenant.isspace() and not stream.isspace()):
+            and not tenant.isspace() and not stream.isspace()
+            and "\0" not in tenant and "\0" not in stream):
         return None
     seq = obj.get("sequence")
     if seq is not None and not (seq.__class__ is int and INT64_MIN <= seq <= INT64_MAX):

@@ -67,6 +67,7 @@ class Decoded:
     reason: Reason | None = None
     message: str | None = None  # REJECTED: what was wrong and what to do
     singer: bool = False
+    state_id: str | None = None  # STATE: whose state it is (of the tenant's taps)
 
 
 def reject(reason: Reason, message: str, tenant: str | None = None,
@@ -85,6 +86,9 @@ def name_field(obj: dict, field: str, what: str) -> tuple[str | None, Decoded | 
     if len(value) > MAX_NAME_CHARS:
         return None, reject(Reason.WRONG_TYPE, f"'{field}' is longer than {MAX_NAME_CHARS} "
                             "characters")
+    if "\0" in value:  # no database stores it in a name (the ledger's, the warehouse's)
+        return None, reject(Reason.WRONG_TYPE, f"'{field}' holds a NUL character (\\u0000); "
+                            "send the name without it")
     return value, None
 
 

@@ -232,7 +232,7 @@ def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,
     assert decoded.kind is Kind.RECORD
     seq = decoded.sequence
     if seq is None:
-        seq = shaping.default_sequence(kafka_ms, offset)
+        seq = shaping.default_sequence(kafka_ms)
     return shaping.shape(decoded.data, rid=rid, sequence=seq, received_at_ms=kafka_ms,
                          key_names=decoded.key_names or (),
                          extracted_at_us=decoded.extracted_at,

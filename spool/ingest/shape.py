@@ -15,8 +15,9 @@ The rule (docs/batch-format.md has the long form):
   their decimal text (a string value); a float that is not finite (JSON like 1e999) is kept
   as its text.
 * The root row gets the system fields ``_sdc_record_id`` (``topic/partition/offset``),
-  ``_sdc_sequence`` (the envelope's, else Kafka time in ms * 1,000,000 + offset mod
-  1,000,000, which orders a partition's records), ``_sdc_received_at`` (Kafka time, ms),
+  ``_sdc_sequence`` (the envelope's, else the Kafka time in ms, the scale of the envelope's
+  documented example: records of one ms tie, and ties go to the later arrival),
+  ``_sdc_received_at`` (Kafka time, ms),
   ``_sdc_extracted_at`` and ``_sdc_table_version`` when given.
 
 A row is a dict with string keys: a data field's key is its path as compact JSON (always
@@ -86,8 +87,11 @@ def _child_key(prefix: str, name: str) -> str:
     return key
 
 
-def default_sequence(timestamp_ms: int, offset: int) -> int:
-    return timestamp_ms * 1_000_000 + offset % 1_000_000
+def default_sequence(timestamp_ms: int) -> int:
+    """The sequence of a record sent without one: its Kafka time in ms, the scale of an
+    explicit sequence in epoch ms (docs/envelope.md), so the two compare as times. Records of
+    one ms tie; upserts break ties by arrival (queue partition and offset, then load)."""
+    return timestamp_ms
 
 
 def _scalar(v):

@@ -3,6 +3,11 @@
 A Singer message names no tenant: it comes in a Kafka header (``--tenant_header``), set by
 ``spool produce --singer --tenant T``. A RECORD needs its stream's SCHEMA first, whose
 ``key_properties`` become the record's key names.
+
+A STATE is saved per (tenant, state id): the state id names the tap (or the connection of a
+tap) whose state it is, in the Kafka header ``state_id``, set by ``spool produce --singer
+--state-id NAME``; a STATE without it is the tenant's state ``default``. Two taps feeding
+one tenant thus keep a state each.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 from collections.abc import Callable
 
 from spool.ingest.messages import (
+    MAX_NAME_CHARS,
     Decoded,
     Kind,
     Reason,
@@ -23,12 +29,32 @@ from spool.ingest.messages import (
 )
 
 SINGER_TYPES = {"RECORD", "SCHEMA", "ACTIVATE_VERSION", "STATE"}
+STATE_ID_HEADER = "state_id"
+DEFAULT_STATE_ID = "default"
+
+
+def state_id_of(headers) -> tuple[str | None, str | None]:
+    """(state id, None) of a STATE message's headers, or (None, what is wrong with it)."""
+    for key, value in headers or ():
+        if key == STATE_ID_HEADER and value is not None:
+            try:
+                name = value.decode("utf-8")
+            except UnicodeDecodeError:
+                name = ""
+            if not name.strip() or len(name) > MAX_NAME_CHARS:
+                return None, (f"the '{STATE_ID_HEADER}' header must be a name of 1 to "
+                              f"{MAX_NAME_CHARS} characters in UTF-8; send the tap's output "
+                              "with 'spool produce --singer --state-id NAME'")
+            return name, None
+    return DEFAULT_STATE_ID, None
 
 
 def decode_singer(obj: dict, tenant: str | None, tenant_header: str,
-                  stream_keys: Callable[[str, str], tuple[str, ...] | None]) -> Decoded:
+                  stream_keys: Callable[[str, str], tuple[str, ...] | None],
+                  headers=None) -> Decoded:
     """A Singer message; ``stream_keys`` gives the key properties a SCHEMA declared
-    for (tenant, stream), or None when none was seen yet."""
+    for (tenant, stream), or None when none was seen yet; a STATE's state id is in
+    ``headers`` (the Kafka record's)."""
     mtype = obj.get("type")
     if mtype not in SINGER_TYPES:
         return reject(Reason.UNSUPPORTED, f"unsupported Singer message type "
@@ -42,7 +68,11 @@ def decode_singer(obj: dict, tenant: str | None, tenant_header: str,
         if "value" not in obj:
             return reject(Reason.MISSING_FIELD, "a Singer STATE message needs 'value'",
                           tenant)
-        return Decoded(Kind.STATE, tenant=tenant, data={"value": obj["value"]})
+        state_id, why = state_id_of(headers)
+        if why:
+            return reject(Reason.WRONG_TYPE, why, tenant)
+        return Decoded(Kind.STATE, tenant=tenant, data={"value": obj["value"]},
+                       state_id=state_id)
     stream, err = name_field(obj, "stream", f"Singer {mtype} message")
     if err:
         err.tenant = tenant

@@ -7,23 +7,24 @@ batch's records, not the moment it was written. The name::
 
     <tenant>/<stream>/<window start, UTC>/<pane>-<partition>-<offset>-<digest>
 
-``tenant`` and ``stream`` are percent-encoded (any text is a safe key), ``pane`` is the
-batch's number within its (tenant, stream, window), ``partition-offset`` its first record,
-and ``digest`` a hash of all its record ids, so two batches share a name only when they hold
-the same records.
+``tenant`` and ``stream`` are encoded into one safe segment each (spool.ingest.keys: no
+segment is ``.`` or ``..``), and the key is checked to lie under the tenant's prefix before
+anything is written. ``pane`` is the batch's number within its (tenant, stream, window),
+``partition-offset`` its first record, and ``digest`` a hash of all its record ids, so two
+batches share a name only when they hold the same records.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spool import sdc
 from spool.ingest import batchfile
+from spool.ingest.keys import check_under, segment
 from spool.ingest.parts import Part
 from spool.ledger.store import BatchRecord, Ledger
 from spool.objectstore import ObjectStore
@@ -51,8 +52,8 @@ def batch_key(tenant: str, stream: str, window_start_ms: int, pane: int, part: P
     start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
     partition, offset = _first_record(part.offsets)
     part.seal()
-    return (f"{quote(tenant, safe='')}/{quote(stream, safe='')}/"
-            f"{start:%Y%m%dT%H%M%SZ}/{pane:05d}-{partition}-{offset}-{_digest(part.table)}")
+    return (f"{segment(tenant)}/{segment(stream)}/{start:%Y%m%dT%H%M%SZ}/"
+            f"{pane:05d}-{partition}-{offset}-{_digest(part.table)}")
 
 
 def merge_parts(parts: list[Part]) -> Part:
@@ -71,7 +72,7 @@ def assemble(tenant: str, stream: str, window_start_ms: int, window_ms: int, pan
     newest queue time (event time) of the batch's records: by then it held all of them.
     ``late``: every record of the batch reached its window after the window had closed."""
     part.seal()
-    key = batch_key(tenant, stream, window_start_ms, pane, part)
+    key = check_under(batch_key(tenant, stream, window_start_ms, pane, part), tenant)
     uri = f"{base_uri.rstrip('/')}/{key}.parquet"
     window_start = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC)
     window_end = datetime.fromtimestamp((window_start_ms + window_ms) / 1000, tz=UTC)
@@ -163,6 +164,12 @@ def rejection_summary(table: pa.Table, samples: int = 3) -> dict:
                                          table.column("record").to_pylist(), strict=True):
         reasons[code] = reasons.get(code, 0) + 1
         if len(examples.setdefault(code, [])) < samples:
-            examples[code].append({"record_id": rid, "reason": reason,
-                                   "record": (record or "")[:200]})
+            examples[code].append({"record_id": rid, "reason": _storable(reason),
+                                   "record": _storable((record or "")[:200])})
     return {"rejected": reasons, "rejected_samples": examples}
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as the ledger's JSON can hold it: PostgreSQL stores no NUL character, and a
+    reason may quote one a producer sent (a field name, a Kafka header)."""
+    return text.replace("\0", "\\u0000") if text else text

@@ -1,13 +1,32 @@
 """Stream maps in the ledger: one row per version, the newest is in force; nothing is
-deleted (removing a map stores a version without a document). See spool.maps."""
+deleted (removing a map stores a version without a document). See spool.maps.
+
+A version applies to the records whose Kafka timestamp is at or after its ``created_at``:
+the ledger's clock when ``set`` stored it, read after taking the maps' lock. The spool job
+reads the versions under the same lock, shared (:meth:`MapStore.read`), with the ledger's
+clock: every version it does not see was set after that moment, so the versions it read are
+all that will ever apply to records up to it, and a record after it sends the job back to
+the ledger before it is shaped (spool.ingest.directory.MapDirectory).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from spool.ledger.store import Ledger
+
+# the maps' lock (a two-key advisory lock: apart from the one-key locks elsewhere): `set`
+# holds it alone while it stores a version, readers share it
+LOCK = (0x5370, 0x6D61)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(at: datetime, up: bool) -> int:
+    """``at`` in whole milliseconds since the epoch, rounded up or down."""
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000) if up else micros // 1000
 
 
 @dataclass(frozen=True)
@@ -16,8 +35,22 @@ class MapVersion:
     stream: str
     version: int
     document: dict | None  # None: removed
-    created_at: datetime
+    created_at: datetime  # the ledger's clock when it was set: it applies from then on
     created_by: str
+
+    @property
+    def from_ms(self) -> int:
+        """The first Kafka timestamp (ms) the version applies to."""
+        return _ms(self.created_at, up=True)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the spool job knows of the maps (:meth:`MapStore.read`)."""
+
+    read_at_ms: int  # the ledger's clock: every version set up to this ms is in ``versions``
+    stamp: tuple  # changes whenever a version is stored
+    versions: list[MapVersion] | None  # None: the same as when ``stamp`` was read
 
 
 def _row(row) -> MapVersion:
@@ -31,21 +64,23 @@ class MapStore:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def save(self, tenant_id: str, stream: str, document: dict | None, by: str) -> int:
-        """A new version (``document`` None: the map removed); returns its number."""
+    def save(self, tenant_id: str, stream: str, document: dict | None, by: str) -> MapVersion:
+        """A new version (``document`` None: the map removed), as stored."""
 
         def q(cur):
-            # versions of one stream are numbered one after the other: take turns
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
-                        (f"spool-map:{tenant_id}:{stream}",))
+            # alone: versions of a stream are numbered one after the other, and a version is
+            # stamped with the clock after every reader that might have missed it is done
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK)
             cur.execute("""INSERT INTO stream_maps (tenant_id, stream, version, document,
                                                     created_at, created_by)
-                            SELECT %s, %s, coalesce(max(version), 0) + 1, %s, now(), %s
+                            SELECT %s, %s, coalesce(max(version), 0) + 1, %s,
+                                   clock_timestamp(), %s
                             FROM stream_maps WHERE tenant_id = %s AND stream = %s
-                            RETURNING version""",
+                            RETURNING tenant_id, stream, version, document, created_at,
+                                      created_by""",
                         (tenant_id, stream, json.dumps(document) if document is not None
                          else None, by, tenant_id, stream))
-            return cur.fetchone()[0]
+            return _row(cur.fetchone())
 
         return self.ledger.run(q)
 
@@ -78,12 +113,27 @@ class MapStore:
         return self.ledger.run(q)
 
     def versions(self) -> list[MapVersion]:
-        """Every version of every map (the spool job picks one per window)."""
+        """Every version of every map."""
+        return self.read().versions or []
+
+    def read(self, stamp: tuple | None = None) -> Snapshot:
+        """Every version of every map, with the ledger's clock before they were read (the
+        spool job picks a version per record by its timestamp); ``versions`` is None when
+        nothing was stored since ``stamp`` (a Snapshot's), so a check costs little."""
 
         def q(cur):
+            # after the lock, so no `set` is half done: one stores its version alone, later,
+            # with a later clock
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", LOCK)
+            cur.execute("SELECT statement_timestamp(), count(*), coalesce(sum(version), 0) "
+                        "FROM stream_maps")
+            at, n, total = cur.fetchone()
+            now = (int(n), int(total))
+            if now == stamp:
+                return Snapshot(_ms(at, up=False), now, None)
             cur.execute("SELECT tenant_id, stream, version, document, created_at, created_by "
                         "FROM stream_maps ORDER BY tenant_id, stream, version")
-            return [_row(r) for r in cur.fetchall()]
+            return Snapshot(_ms(at, up=False), now, [_row(r) for r in cur.fetchall()])
 
         return self.ledger.run(q)
 

@@ -233,4 +233,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        10,
+        "load reports count superseded records (lost to a stored higher sequence)",
+        """
+        ALTER TABLE load_reports ADD COLUMN rows_superseded bigint NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        11,
+        "Singer state per (tenant, state id): two taps of one tenant keep a state each",
+        """
+        -- the state a tenant had before is the state of its id 'default' (what a STATE sent
+        -- without a state id is saved as), so a tap resumes from it as before
+        ALTER TABLE tenant_state ADD COLUMN state_id text NOT NULL DEFAULT 'default';
+        ALTER TABLE tenant_state ALTER COLUMN state_id DROP DEFAULT;
+        ALTER TABLE tenant_state DROP CONSTRAINT tenant_state_pkey;
+        ALTER TABLE tenant_state ADD PRIMARY KEY (tenant_id, state_id);
+        """,
+    ),
 ]

@@ -75,6 +75,21 @@ def status(ledger: Ledger, tenant: str | None = None, stream: str | None = None)
     return ledger.run(q)
 
 
+def tenant_known(ledger: Ledger, tenant: str) -> bool:
+    """Whether the ledger knows ``tenant``: registered, reserved (``_unassigned``), or with
+    batches left from before it was removed. An unknown one is a typo, not an empty tenant."""
+    if tenant == UNASSIGNED_TENANT:
+        return True
+
+    def q(cur):
+        cur.execute("""SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = %(t)s)
+                              OR EXISTS (SELECT 1 FROM batches WHERE tenant_id = %(t)s)""",
+                    {"t": tenant})
+        return bool(cur.fetchone()[0])
+
+    return ledger.run(q)
+
+
 def held(ledger: Ledger) -> tuple[int, int]:
     """(messages, batches) of ``_unassigned`` not loaded while it has no destination: the
     rejected messages that named no registered tenant, which nothing loads until an operator

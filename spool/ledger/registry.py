@@ -28,6 +28,16 @@ class TenantRecord:
     created_at: object = None
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """The latest Singer STATE of one state id of a tenant."""
+
+    state_id: str
+    updated_at: object
+    record_id: str  # the queue record it came in (topic/partition/offset)
+    value: object  # the STATE message's value: what a tap takes with --state
+
+
 def _json(value) -> dict:
     return value if isinstance(value, dict) else json.loads(value or "{}")
 
@@ -139,14 +149,26 @@ class Registry:
 
         self.ledger.run(q)
 
-    def save_tenant_state(self, tenant_id: str, state, record_id: str) -> None:
-        """The latest Singer STATE of a tenant, and the record it came in."""
+    def save_tenant_state(self, tenant_id: str, state_id: str, state,
+                          record_id: str) -> None:
+        """The latest Singer STATE of a tenant's state id, and the record it came in."""
 
         def q(cur):
             cur.execute(
-                """INSERT INTO tenant_state (tenant_id, state, record_id) VALUES (%s, %s, %s)
-                   ON CONFLICT (tenant_id) DO UPDATE SET state = EXCLUDED.state,
+                """INSERT INTO tenant_state (tenant_id, state_id, state, record_id)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (tenant_id, state_id) DO UPDATE SET state = EXCLUDED.state,
                      record_id = EXCLUDED.record_id, updated_at = now()""",
-                (tenant_id, json.dumps(state), record_id))
+                (tenant_id, state_id, json.dumps(state), record_id))
 
         self.ledger.run(q)
+
+    def tenant_states(self, tenant_id: str) -> list[SavedState]:
+        """A tenant's saved Singer states, by state id (``spool state``)."""
+
+        def q(cur):
+            cur.execute("SELECT state_id, updated_at, record_id, state FROM tenant_state "
+                        "WHERE tenant_id = %s ORDER BY state_id", (tenant_id,))
+            return [SavedState(*row) for row in cur.fetchall()]
+
+        return self.ledger.run(q)

@@ -16,15 +16,15 @@ def save(cur, tenant: str, reports) -> None:
         return
     added = execute_values(cur, """
         INSERT INTO load_reports (tenant_id, load_id, stream, table_name, rows_inserted,
-            rows_updated, rows_retired, rows_rejected, values_cut, min_received_at,
-            max_received_at, min_extracted_at, max_extracted_at, batch_ids, started_at,
-            finished_at)
+            rows_updated, rows_superseded, rows_retired, rows_rejected, values_cut,
+            min_received_at, max_received_at, min_extracted_at, max_extracted_at, batch_ids,
+            started_at, finished_at)
         VALUES %s ON CONFLICT (load_id, table_name) DO NOTHING
         RETURNING load_id, table_name""",
         [(tenant, r.load_id, r.stream, r.table, r.rows_inserted, r.rows_updated,
-          r.rows_retired, r.rows_rejected, r.values_cut, r.min_received_at, r.max_received_at,
-          r.min_extracted_at, r.max_extracted_at, list(r.batch_ids), r.started_at,
-          r.finished_at) for r in reports], fetch=True)
+          r.rows_superseded, r.rows_retired, r.rows_rejected, r.values_cut,
+          r.min_received_at, r.max_received_at, r.min_extracted_at, r.max_extracted_at,
+          list(r.batch_ids), r.started_at, r.finished_at) for r in reports], fetch=True)
     # per stream, only what this transaction added counts (a report recorded before, by a
     # retried transaction, is not counted twice)
     new = {tuple(row) for row in added}
@@ -49,8 +49,8 @@ def save(cur, tenant: str, reports) -> None:
          for stream, (at, load_id, rows) in newest.items()])
 
 
-REPORT_COLUMNS = ["loaded", "tenant", "table", "inserted", "updated", "retired", "rejected",
-                  "cut", "newest_row", "ms", "batches", "load_id"]
+REPORT_COLUMNS = ["loaded", "tenant", "table", "inserted", "updated", "superseded",
+                  "retired", "rejected", "cut", "newest_row", "ms", "batches", "load_id"]
 
 
 def recent(ledger, tenant: str | None = None, table: str | None = None, since=None,
@@ -60,7 +60,7 @@ def recent(ledger, tenant: str | None = None, table: str | None = None, since=No
     def q(cur):
         cur.execute("""
             SELECT date_trunc('second', recorded_at), tenant_id, table_name, rows_inserted,
-                   rows_updated, rows_retired, rows_rejected, values_cut,
+                   rows_updated, rows_superseded, rows_retired, rows_rejected, values_cut,
                    date_trunc('second', max_received_at),
                    (extract(epoch FROM finished_at - started_at) * 1000)::bigint,
                    cardinality(batch_ids), load_id

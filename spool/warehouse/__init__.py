@@ -1,3 +1,3 @@
 """The warehouse side: the contract (names, types, system columns), dialects, loading."""
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3

@@ -55,14 +55,18 @@ def schema_changes(d, load_id: str, groups: list[StagedGroup], plans: list[Plan]
                 path, json_type = fields[(tp.name, col)]
                 first = st.observed.first.get((path, json_type), 0) if st else 0
                 batch = _batch_at(group, st, first)
-                detail = f"values of type {json_type} of a field whose first type has the " \
-                    "base name" if split else None
+                base = tp.columns.get((path, st.observed.declared.get(path))) if st else None
+                owner = "declared" if base and (tp.name, base) not in plan.split else "first"
+                detail = f"values of type {json_type} of a field whose {owner} type has " \
+                    "the base name" if split else None
                 made_by = _made_by(group, batch)
                 if made_by:
                     detail = f"{detail}; {made_by}" if detail else made_by
                 change(r.SPLIT_COLUMN_ADDED if split else r.COLUMN_ADDED, tp, batch,
                        column=col, source_path=path, json_type=json_type, new_type=sql_type,
                        detail=detail)
+            if st is not None and st.observed.moved:
+                _declared_applied(d, change, tp, group, st, state)
             sources = {c: k for k, c in tp.columns.items()}
             for col, wider in tp.widen:
                 path, json_type = sources.get(col, (None, None))
@@ -107,6 +111,28 @@ def _map_changes(out: list, load_id: str, group: StagedGroup, table: str,
                        "). "
                        "'spool maps history' shows what each version does (a removal is a "
                        "version too: its records load unmapped)"))
+
+
+def _declared_applied(d, change, tp: TablePlan, group: StagedGroup, st: StagedTable,
+                      state: CatalogState) -> None:
+    """A ``declared_type_applied`` row for each field whose values of one type now go to
+    the column of the type the stream's Singer schema declares (contract v3), where an
+    earlier load gave that type a column of its own: once per table, field and type."""
+    before = state.columns.get(tp.name, {})
+    for (path, own), (declared, first) in sorted(st.observed.moved.items()):
+        old_col = before.get((path, own))
+        if old_col is None or (tp.name, path, own) in state.declared_applied:
+            continue
+        state.declared_applied.add((tp.name, path, own))
+        col = tp.columns[(path, declared)]
+        physical = state.physical.get(tp.name, {})
+        old_sql = d.types.spelled(physical[old_col]) if old_col in physical else None
+        new_sql = d.types.spelled(physical[col]) if col in physical else tp.sql_types[col]
+        change(r.DECLARED_TYPE_APPLIED, tp, _batch_at(group, st, first), column=col,
+               source_path=path, json_type=own, old_type=old_sql, new_type=new_sql,
+               detail=f"{own} values of this field go to {col} ({declared}, as the "
+                      f"stream's Singer schema declares) from this batch on; {old_col} "
+                      "keeps those loaded before (warehouse contract v3)")
 
 
 def _made_by(group: StagedGroup, batch_id: str | None) -> str | None:
@@ -158,8 +184,8 @@ def change_rows(changes: list[r.SchemaChange]) -> list[tuple]:
 
 def load_rows(reports: list[r.TableReport], loader: str) -> list[tuple]:
     """``_sdc_loads`` rows, in the contract's column order."""
-    return [(x.load_id, x.stream, x.table, x.rows_inserted, x.rows_updated, x.rows_retired,
-             x.rows_rejected, x.values_cut, x.min_received_at, x.max_received_at,
-             x.min_extracted_at, x.max_extracted_at,
+    return [(x.load_id, x.stream, x.table, x.rows_inserted, x.rows_updated,
+             x.rows_superseded, x.rows_retired, x.rows_rejected, x.values_cut,
+             x.min_received_at, x.max_received_at, x.min_extracted_at, x.max_extracted_at,
              json.dumps(x.batch_ids)[:65535], x.started_at, x.finished_at, loader)
             for x in reports]

@@ -1,4 +1,4 @@
-"""The warehouse contract as data: system columns, catalog tables, types (version 2).
+"""The warehouse contract as data: system columns, catalog tables, types (version 3).
 
 docs/warehouse-contract.md is the prose; golden tests pin both. A change that would alter
 existing output is a new CONTRACT_VERSION.
@@ -74,7 +74,8 @@ CATALOG = {
     REJECTED_TABLE: REJECTED_COLUMNS,
     LOADS_TABLE: [("load_id", "string", 64), ("stream", "string", 1024),
                   ("table_name", "string", 512), ("rows_inserted", "integer", 0),
-                  ("rows_updated", "integer", 0), ("rows_retired", "integer", 0),
+                  ("rows_updated", "integer", 0), ("rows_superseded", "integer", 0),
+                  ("rows_retired", "integer", 0),
                   ("rows_rejected", "integer", 0), ("values_cut", "integer", 0),
                   ("min_received_at", "date-time", 0), ("max_received_at", "date-time", 0),
                   ("min_extracted_at", "date-time", 0), ("max_extracted_at", "date-time", 0),
@@ -92,6 +93,10 @@ CATALOG = {
 
 # what a schema of an older contract version needs to become this one: (table, column)
 # added to a table it already has (the new tables are created like in a new schema)
-UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")]}
+# (v3 also changes how a Singer stream's values are typed: that adds nothing here)
+UPGRADES = {1: [(LOAD_LOG_TABLE, "load_id")], 2: [(LOADS_TABLE, "rows_superseded")]}
+# the version that added a catalog table (the others are in every version): a schema of an
+# older version got it created whole, so no upgrade adds columns to it
+TABLE_SINCE = {LOADS_TABLE: 2, SCHEMA_CHANGES_TABLE: 2}
 
 __all__ = ["CATALOG", "CONTRACT_VERSION"]

@@ -23,6 +23,9 @@ COPY_STDIN = "copy_stdin"
 _LITERAL_SECRET = re.compile(r"://[^/@\s]*:[^@\s]+@|password\s*=", re.I)
 # a schema name every warehouse takes as it is: no quoting surprises in users' own SQL
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# a new tenant's id: the same, so it is its own default schema, a plain word in envelopes,
+# Singer headers and batch keys (tenants registered before names were checked keep theirs)
+TENANT_PATTERN = "[a-z_][a-z0-9_]{0,62}"
 # a Snowflake storage integration: an account-level name, written into COPY as it is
 _INTEGRATION = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 
@@ -34,6 +37,15 @@ class DestinationError(ValueError):
 def default_schema(tenant: str) -> str:
     """A tenant's schema unless it names one: its id, normalised like a table name."""
     return segment(tenant, empty="tenant")
+
+
+def tenant_name_problem(tenant: str) -> str | None:
+    """Why ``tenant`` cannot be a new tenant's id, or None when it can."""
+    if re.fullmatch(TENANT_PATTERN, tenant):
+        return None
+    return (f"tenant name {tenant!r} does not match {TENANT_PATTERN}: use lower-case letters, "
+            "digits and _, starting with a letter or _, at most 63 characters; for example "
+            f"{default_schema(tenant)[:63]}")
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,10 @@ class Loader:
             if not groups:
                 return LoadResult([], sorted(done), 0, [], reports=before[0],
                                   changes=before[1])
-            state = tenant_schema.read_state(d, cur, schema, [g.stream for g in groups],
-                                             [g.stream for g in groups if any(g.map_versions)])
+            state = tenant_schema.read_state(
+                d, cur, schema, [g.stream for g in groups],
+                [g.stream for g in groups if any(g.map_versions)],
+                moved=any(st.observed.moved for g in groups for st in g.tables.values()))
             plans = []
             for group in groups:
                 observed = {t: st.observed for t, st in group.tables.items()}
@@ -211,11 +213,12 @@ def earlier_loads(d, cur, schema: str,
     if not load_ids:
         return [], []
     cur.execute(d.bookkeeping.loads_of(schema), (tuple(sorted(load_ids)),))
-    reports = [TableReport(load_id, stream, table, ins, upd, ret, rej, cut, r0, r1, e0, e1,
-                           batch_ids=json.loads(batch_ids or "[]"), started_at=started,
-                           finished_at=finished)
-               for (load_id, stream, table, ins, upd, ret, rej, cut, r0, r1, e0, e1, batch_ids,
-                    started, finished, _loader) in cur.fetchall()]
+    # (rows_superseded is NULL in rows written before contract v3)
+    reports = [TableReport(load_id, stream, table, ins, upd, sup or 0, ret, rej, cut, r0, r1,
+                           e0, e1, batch_ids=json.loads(batch_ids or "[]"),
+                           started_at=started, finished_at=finished)
+               for (load_id, stream, table, ins, upd, sup, ret, rej, cut, r0, r1, e0, e1,
+                    batch_ids, started, finished, _loader) in cur.fetchall()]
     return reports, logged_changes(d, cur, schema, load_ids)
 
 

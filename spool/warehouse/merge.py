@@ -10,7 +10,8 @@
   them: upsert by key and ``_sdc_sequence`` (a stored row is replaced unless its sequence is
   higher), or append deduplicated on ``_sdc_record_id``.
 * After an ACTIVATE_VERSION, rows of older table versions are retired.
-* What each table gained and lost is counted for the load report: in memory where the
+* What each table gained and lost is counted for the load report (and the records of an
+  upsert that lost to a stored higher sequence: superseded): in memory where the
   load knows it (fresh tables); otherwise, where the warehouse counts rows per table and
   transaction (PostgreSQL's ``pg_stat_xact_user_tables``), from those counters after the
   merge and after retiring, one query each for the whole load; elsewhere (Redshift) by
@@ -108,7 +109,8 @@ class Tally:
 
     def __init__(self, d) -> None:
         self.counters = d.catalog.transaction_counts()  # SQL, or None
-        self.upserted: set[str] = set()  # root tables merged by key: deleted = updated
+        # root tables merged by key (deleted = updated), with the rows staged for each
+        self.upserted: dict[str, int] = {}
         self.merged: set[str] = set()  # appended, child tables: inserted rows
         self.retiring: set[str] = set()
         self.before: list[tuple[str, Callable[[int, int], None]]] = []
@@ -146,7 +148,7 @@ def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: 
                      reports)
     # the counters hold what the session did since they were last flushed, which may
     # include earlier transactions: the load counts the difference
-    baseline = tally.read(cur, schema, tally.upserted | tally.merged)
+    baseline = tally.read(cur, schema, set(tally.upserted) | tally.merged)
     if stage.parts:
         stage.send(stager, cur)
         failpoint("load.copy")
@@ -154,12 +156,14 @@ def load_streams(d, stager, cur, schema: str, groups: list[StagedGroup], plans: 
     tally.run(d, cur, tally.before)
     merges.flush()
     tally.run(d, cur, tally.after)
-    merged = tally.read(cur, schema, tally.upserted | tally.merged | tally.retiring)
+    merged = tally.read(cur, schema, set(tally.upserted) | tally.merged | tally.retiring)
     for table, (ins, dels) in merged.items():
         ins0, dels0 = baseline.get(table, (0, 0))
         if table in tally.upserted:
             reports[table].rows_updated += dels - dels0
             reports[table].rows_inserted += (ins - ins0) - (dels - dels0)
+            # a staged record the insert left out lost to a stored higher sequence
+            reports[table].rows_superseded += tally.upserted[table] - (ins - ins0)
         elif table in tally.merged:
             reports[table].rows_inserted += ins - ins0
     finish.flush()
@@ -247,6 +251,7 @@ def _retired(report: TableReport) -> Callable[[int, int], None]:
 def _upserted(report: TableReport, staged: int) -> Callable[[int, int], None]:
     """(a) staged rows lost to stored ones, (b) stored rows replaced; the rest are new."""
     def count(a: int, b: int) -> None:
+        report.rows_superseded += a
         report.rows_updated += b
         report.rows_inserted += staged - a - b
     return count
@@ -279,7 +284,7 @@ def _merge_upsert(d, schema: str, group: StagedGroup, plan: Plan, state: Catalog
         tally.before.append((d.merge.count_replaced(target, stage.name, slot, keys, seq),
                              _upserted(reports[root.name], _rows(arrays[ROOT_TABLE_KEY]))))
     else:
-        tally.upserted.add(root.name)
+        tally.upserted[root.name] = tally.upserted.get(root.name, 0) + _rows(arrays[ROOT_TABLE_KEY])
     staged_columns = {c for c, _v, _t in columns}
     for sql in d.merge.upsert(target, stage.name, slot, columns, keys, seq,
                               [c for c in root.sql_types if c not in staged_columns]):

@@ -12,6 +12,8 @@ warehouse-contract.md):
   the table, with ``_2``, ``_3`` for collisions;
 * a string field the stream's Singer schema marks ``format: date-time`` has the logical type
   ``date-time``; values that do not parse as one land in its ``string`` split column;
+* (contract v3) a new field the Singer schema declares one type of gives that type its base
+  name (created even when this load has only values of other types); its other types split;
 * the order of decisions is fixed: tables by depth and path; fields and their types by
   first appearance (the earliest row of the load holding a value), ties by path and type
   name; so the same input always gets the same names.
@@ -73,6 +75,8 @@ class CatalogState:
     unindexed_large: set[str] = field(default_factory=set)  # big tables without our index
     # (stream, the map's stream) → the newest stream map version logged (map_changed)
     map_versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (table, field path, type) whose values go to their declared type's column, logged
+    declared_applied: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -84,6 +88,10 @@ class Observed:
     first: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, type) → first row
     depth: int = 0  # array levels (child tables)
     mapped: bool = False  # rows a stream map made (with _sdc_map_version) are among them
+    # contract v3, Singer streams: path → the type its schema declares (base_type), and
+    # (path, the values' own type) → (the declared type they went to instead, first row)
+    declared: dict[str, str] = field(default_factory=dict)
+    moved: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
     def add(self, path: str, json_type: str, count: int, max_bytes: int = 0,
             first_row: int = 0) -> None:
@@ -120,38 +128,58 @@ class Plan:
     split: set[tuple[str, str]] = field(default_factory=set)  # (table, column): split columns
 
 
-def date_time_paths(schema: dict | None) -> set[tuple[str, str]]:
-    """(table path key, field path key) of every ``format: date-time`` string in a Singer
-    JSON schema, following objects (flattened) and arrays (child tables)."""
-    out: set[tuple[str, str]] = set()
+SCALAR_TYPES = ("string", "integer", "number", "boolean")
+
+
+def declared_types(schema: dict | None) -> dict[tuple[str, str], frozenset[str]]:
+    """(table path key, field path key) → the JSON types a Singer JSON schema declares for
+    the field (``null`` left out; ``date-time`` for a string of ``format: date-time``),
+    following objects (flattened) and arrays (child tables; their scalars at ``["value"]``).
+    ``anyOf``/``oneOf`` alternatives add up."""
+    out: dict[tuple[str, str], set[str]] = {}
 
     def types_of(node) -> set[str]:
         t = node.get("type", [])
-        return {t} if isinstance(t, str) else set(t or [])
+        return {t} if isinstance(t, str) else {x for x in t or [] if isinstance(x, str)}
 
-    def walk(node, table: list, prefix: list) -> None:
+    def visit(node, table: list, path: list) -> None:
+        """The schema ``node`` of the field at ``path`` of ``table`` (an array's element
+        when ``path`` is ``["value"]`` of a child table)."""
         if not isinstance(node, dict):
             return
-        for name, sub in (node.get("properties") or {}).items():
-            if not isinstance(sub, dict):
+        for alt in [node, *(node.get("anyOf") or []), *(node.get("oneOf") or [])]:
+            if not isinstance(alt, dict):
                 continue
-            for alt in [sub, *(sub.get("anyOf") or [])]:
-                if not isinstance(alt, dict):
-                    continue
-                kinds = types_of(alt)
-                if alt.get("format") == "date-time" and ("string" in kinds or not kinds):
-                    out.add((table_key(table), path_key([*prefix, name])))
-                if "object" in kinds or "properties" in alt:
-                    walk(alt, table, [*prefix, name])
-                if "array" in kinds and isinstance(alt.get("items"), dict):
-                    items = alt["items"]
-                    child = [*table, [*prefix, name]]
-                    if items.get("format") == "date-time":
-                        out.add((table_key(child), path_key(["value"])))
-                    walk(items, child, [])
+            kinds = types_of(alt)
+            here = out.setdefault((table_key(table), path_key(path)), set())
+            here.update(kinds & set(SCALAR_TYPES))
+            if alt.get("format") == "date-time" and ("string" in kinds or not kinds):
+                here.add("date-time")
+            if "object" in kinds or "properties" in alt:
+                element = path == ["value"] and len(table) > 0
+                for name, sub in (alt.get("properties") or {}).items():
+                    visit(sub, table, [name] if element else [*path, name])
+            if "array" in kinds and isinstance(alt.get("items"), dict):
+                visit(alt["items"], [*table, path], ["value"])
 
-    walk(schema or {}, [], [])
-    return out
+    if isinstance(schema, dict):
+        for name, sub in (schema.get("properties") or {}).items():
+            visit(sub, [], [name])
+    return {k: frozenset(v) for k, v in out.items() if v}
+
+
+def base_type(declared: frozenset[str] | None) -> str | None:
+    """The type whose column takes a declared field's base name (contract v3): ``date-time``
+    for a date-time string, else its one declared scalar type (``number`` for integer or
+    number); None when the schema does not say (the field's first value decides)."""
+    if not declared:
+        return None
+    if "date-time" in declared:
+        return "date-time"
+    scalars = declared & set(SCALAR_TYPES)
+    if scalars == {"integer", "number"}:
+        return "number"
+    return next(iter(scalars)) if len(scalars) == 1 else None
 
 
 @dataclass
@@ -267,8 +295,13 @@ def _plan_field(ctx: _Stream, table: str, path: str, obs: Observed, is_root: boo
     if not present:
         return None
     existing = [t for (p, t) in mapped if p == path]
-    # the first type a path ever got owns its base name
-    order = sorted(present, key=lambda t: (t not in existing, obs.first.get((path, t), 0), t))
+    declared = obs.declared.get(path)
+    if declared and not existing and declared not in present:
+        present.append(declared)  # a new field's declared type has its base name (v3)
+    # the first type a path ever got owns its base name: its declared type, else the type
+    # of its first value
+    order = sorted(present, key=lambda t: (t not in existing, t != declared,
+                                           obs.first.get((path, t), 0), t))
     base = naming.path_name(json.loads(path), top_level_system=is_root)
     for json_type in order:
         size = obs.max_bytes.get((path, json_type), 0)

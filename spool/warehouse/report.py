@@ -20,8 +20,12 @@ COLUMN_WIDENED = "column_widened"
 VERSION_ACTIVATED = "table_version_activated"
 VIEW_REBUILT = "view_rebuilt"
 MAP_CHANGED = "map_changed"  # a newer version of a stream map made the stream's records
+# v3: values of a field's type go to the column of the type its Singer schema declares,
+# no longer to the column of their own type that an earlier load made
+DECLARED_TYPE_APPLIED = "declared_type_applied"
 CHANGE_KINDS = (TABLE_CREATED, CHILD_TABLE_CREATED, COLUMN_ADDED, SPLIT_COLUMN_ADDED,
-                COLUMN_WIDENED, VERSION_ACTIVATED, VIEW_REBUILT, MAP_CHANGED)
+                COLUMN_WIDENED, VERSION_ACTIVATED, VIEW_REBUILT, MAP_CHANGED,
+                DECLARED_TYPE_APPLIED)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -37,6 +41,8 @@ class TableReport:
     table: str
     rows_inserted: int = 0  # rows that were not there before (new keys, appended rows)
     rows_updated: int = 0  # stored rows replaced by a newer record of the same key
+    rows_superseded: int = 0  # records that lost to a stored row of their key with a higher
+    # sequence: nothing of theirs was written
     rows_retired: int = 0  # rows of older table versions deleted after ACTIVATE_VERSION
     rows_rejected: int = 0  # records of the stream that went to _sdc_rejected instead
     values_cut: int = 0  # values changed to fit the warehouse (reported in _sdc_rejected)

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 
 from psycopg2.extras import execute_values
 
+from spool import sdc
+from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse import CONTRACT_VERSION
-from spool.warehouse.contract import CATALOG, STAGE_TABLE, UPGRADES
-from spool.warehouse.dialects import TerminalError
+from spool.warehouse.contract import CATALOG, STAGE_TABLE, TABLE_SINCE, UPGRADES
+from spool.warehouse.dialects import TerminalError, qualified
 from spool.warehouse.plan import CatalogState, Plan
 from spool.warehouse.statements import Statements
 
@@ -56,15 +58,50 @@ def _check_contract(d, cur, schema: str) -> None:
         batch = Statements(cur)
         for old in range(version or CONTRACT_VERSION, CONTRACT_VERSION):
             for table, column in UPGRADES.get(old, []):
+                if TABLE_SINCE.get(table, 1) > version:
+                    continue  # created above, with the column
                 logical, size = next((t, n) for c, t, n in CATALOG[table] if c == column)
                 batch.add(d.ddl.add_column(schema, table, column,
                                            d.types.column_type(logical, size)))
         batch.flush()
+        if version is not None and version < 3:
+            _rescale_sequences(d, cur, schema)
         cur.execute(d.bookkeeping.insert_contract(schema),
                     (CONTRACT_VERSION, datetime.now(tz=UTC)))
     elif version > CONTRACT_VERSION:
         raise TerminalError(f"schema {schema} was loaded with warehouse contract v{version}; "
                             f"this loader knows v{CONTRACT_VERSION}: upgrade Spool")
+
+
+def _rescale_sequences(d, cur, schema: str) -> None:
+    """Upgrading a schema loaded before contract v3: its rows' default sequences of the old
+    scale become Kafka ms (docs/warehouse-contract.md), every stream's root table first."""
+    cur.execute(d.bookkeeping.every_catalog_table(schema))
+    streams: dict[str, tuple[str | None, list[str]]] = {}
+    names = []
+    for stream, path, name in cur.fetchall():
+        root, children = streams.get(stream, (None, []))
+        if path == ROOT_TABLE_KEY:
+            root = name
+        else:
+            children.append(name)
+        streams[stream] = (root, children)
+        names.append(name)
+    if not names:
+        return
+    cur.execute(d.catalog.physical_columns(), (schema, tuple(names)))
+    physical: dict[str, set[str]] = {}
+    for table, column, _type in cur.fetchall():
+        physical.setdefault(table, set()).add(column)
+    batch = Statements(cur)
+    for root, children in streams.values():
+        if root is None or not {sdc.SEQUENCE, sdc.RECEIVED_AT} <= physical.get(root, set()):
+            continue  # a table a user dropped, or a stream with no sequences
+        children = [qualified(schema, c) for c in sorted(children)
+                    if {sdc.SEQUENCE, sdc.RECORD_ID} <= physical.get(c, set())]
+        for sql in d.bookkeeping.rescale_sequences(qualified(schema, root), children):
+            batch.add(sql)
+    batch.flush()
 
 
 def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> dict[str, str | None]:
@@ -75,9 +112,10 @@ def loaded_batches(d, cur, schema: str, batch_ids: list[str]) -> dict[str, str |
 
 
 def read_state(d, cur, schema: str, streams: list[str],
-               mapped: list[str] = ()) -> CatalogState:
+               mapped: list[str] = (), moved: bool = False) -> CatalogState:
     """What the schema has for ``streams``; for the ``mapped`` ones (stream maps made some of
-    their records) also the newest map versions their tables were loaded under."""
+    their records) also the newest map versions their tables were loaded under; when values
+    were ``moved`` to their declared type, which such moves were logged before."""
     state = CatalogState()
     if mapped:
         cur.execute(d.bookkeeping.map_changes(schema), (tuple(mapped),))
@@ -94,6 +132,9 @@ def read_state(d, cur, schema: str, streams: list[str],
         cur.execute(d.bookkeeping.catalog_columns(schema), (names,))
         for t, source, json_type, col in cur.fetchall():
             state.columns.setdefault(t, {})[(source, json_type)] = col
+        if moved:
+            cur.execute(d.bookkeeping.declared_types_applied(schema), (names,))
+            state.declared_applied = {tuple(row) for row in cur.fetchall()}
         cur.execute(d.catalog.physical_columns(), (schema, (*names, STAGE_TABLE)))
         for t, col, sql_type in cur.fetchall():
             state.physical.setdefault(t, {})[col] = sql_type

@@ -8,6 +8,11 @@ the system columns, and what was observed (types, longest strings) for planning:
   spool is at-least-once, the warehouse is not;
 * strings a Singer schema marks ``date-time`` become timestamps; a value that does not
   parse keeps its text and goes to the field's ``string`` column (nothing is cast away);
+* (contract v3) integers of a field the schema declares ``number`` (not ``integer``) are
+  numbers (those a double holds exactly: up to 2**53), and whole numbers of a field it
+  declares ``integer`` (not ``number``) are integers; other values keep their own type;
+  each field notes its declared type, which takes the base name (spool.warehouse.plan). Not
+  for batches a stream map made: the schema describes the records before the map;
 * NUL characters are removed from strings (PostgreSQL cannot store them) and the removal is
   reported like a truncation;
 * where the dialect caps VARCHAR (Redshift, 65,535 bytes), a longer string is cut at a
@@ -30,12 +35,15 @@ from spool import sdc
 from spool.ingest import batchfile
 from spool.ingest.batchfile import ROOT_TABLE_KEY
 from spool.warehouse.contract import BATCH_INDEX, STAGE_ORDINAL
-from spool.warehouse.plan import Observed, date_time_paths
+from spool.warehouse.plan import Observed, base_type, declared_types
 
 TS_US = pa.timestamp("us", tz="UTC")
 TS_MS = pa.timestamp("ms", tz="UTC")
 TEXT_SYSTEM_COLUMNS = ("record", "reason", "table_name")
 LEVEL_PREFIX = sdc.LEVEL_ID.split("{")[0]
+# a sequence at least this high may be a default of the old scale (Kafka ms * 1,000,000 +
+# offset mod 1,000,000; ms of 1973 and later): see rescaled_sequences
+OLD_DEFAULT_FLOOR = 10**17
 
 
 @dataclass
@@ -177,6 +185,7 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
         if sdc.RECORD_ID not in table.column_names:  # no rows (an activation only)
             row_counts.append(0)
             continue
+        table = rescaled_sequences(table)
         tpaths = {json.dumps(t, separators=(",", ":"), ensure_ascii=False)
                   for t in meta.tables}
         if index < len(batches) - 1 or seen:  # a later batch may repeat a record id
@@ -207,21 +216,58 @@ def stage_batches(stream: str, batches: list[tuple[str, batchfile.BatchMeta, pa.
             start = int(np.searchsorted(names, tpath, side="left"))
             end = int(np.searchsorted(names, tpath, side="right"))
             parts.setdefault(tpath, []).append(ordered.slice(start, end - start))
-    dt_paths = date_time_paths(schema)
+    declared = declared_types(schema)
+    # a stream map made records (it may hash, mask or rename fields): the tap's schema
+    # describes them as they were, so only its date-times apply, as in contract v2
+    typed = not any(map_versions)
     cuts: list[Cut] = []
     staged: dict[str, StagedTable] = {}
     for tpath, tables in parts.items():
         rows = batchfile.concat([batchfile.rows_of_table(t, tpath, only=True)
                                  for t in tables])
         # only upserts break ties by arrival: the root table of a keyed stream
-        staged[tpath] = _stage_table(tpath, rows, dt_paths, limit, cuts,
+        staged[tpath] = _stage_table(tpath, rows, declared, typed, limit, cuts,
                                      ranked=bool(key_names) and tpath == ROOT_TABLE_KEY)
     return StagedGroup(stream=stream, key_names=list(key_names), tables=staged,
                        batch_ids=[b for b, _m, _t in batches], activate_version=activate,
                        cuts=cuts, row_counts=row_counts, map_versions=map_versions)
 
 
-def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
+def rescaled_sequences(table: pa.Table) -> pa.Table:
+    """A batch file's rows with default sequences of the old scale made Kafka ms.
+
+    Before contract v3 a record sent without a sequence got its Kafka time in ms * 1,000,000
+    + offset mod 1,000,000; a batch written then and loaded now would beat every later
+    default (Kafka ms) and every explicit sequence in ms. A root row holds such a default
+    when its sequence is exactly that of its own Kafka time and offset: it becomes the ms,
+    and so do its child rows (same record id). Explicit sequences are left alone. A file of
+    today's scale costs one max."""
+    if sdc.SEQUENCE not in table.column_names or sdc.RECEIVED_AT not in table.column_names:
+        return table
+    top = pc.max(table.column(sdc.SEQUENCE)).as_py()
+    if top is None or top < OLD_DEFAULT_FLOOR:
+        return table
+    ids = table.column(sdc.RECORD_ID).combine_chunks()
+    try:
+        _partition, offsets = sdc.split_record_ids(ids)
+    except (pa.ArrowInvalid, pa.ArrowIndexError):  # not queue record ids: not defaults
+        return table
+    seq = table.column(sdc.SEQUENCE).combine_chunks().fill_null(-1).to_numpy()
+    received = table.column(sdc.RECEIVED_AT).combine_chunks().cast(pa.int64()) \
+        .fill_null(-1).to_numpy()
+    offsets = offsets.fill_null(0).to_numpy()
+    old_root = (received >= 0) & (seq == received * 1_000_000 + offsets % 1_000_000)
+    if not old_root.any():
+        return table
+    old = pc.is_in(ids, value_set=pc.filter(ids, pa.array(old_root))).to_numpy(
+        zero_copy_only=False) & (seq >= OLD_DEFAULT_FLOOR)
+    rescaled = pa.array(np.where(old, seq // 1_000_000, seq), pa.int64(),
+                        mask=table.column(sdc.SEQUENCE).combine_chunks().is_null()
+                        .to_numpy(zero_copy_only=False))
+    return table.set_column(table.column_names.index(sdc.SEQUENCE), sdc.SEQUENCE, rescaled)
+
+
+def _stage_table(tpath: str, rows: pa.Table, declared, typed: bool, limit, cuts,
                  ranked: bool) -> StagedTable:
     st = StagedTable(path=tpath, rows=rows.num_rows)
     ids = rows.column(sdc.RECORD_ID)
@@ -243,16 +289,28 @@ def _stage_table(tpath: str, rows: pa.Table, dt_paths, limit, cuts,
             st.system[name] = col
         else:
             _t, path, json_type = info
+            types = declared.get((tpath, path), ())
+            if typed and base_type(types):
+                st.observed.declared[path] = base_type(types)
             if json_type == "null":
                 st.observed.add(path, "null", 0)
                 continue
             if json_type == "string":
                 col = _clean_strings(col, limit, ids, batches, tpath, path, cuts)
-                if (tpath, path) in dt_paths:
+                if "date-time" in types:
                     stamps, rest = _parse_times(col)
                     _put(st, path, "date-time", stamps)
                     if rest.null_count < len(rest):
                         _put(st, path, "string", rest)
+                    continue
+            other = {"integer": "number", "number": "integer"}.get(json_type)
+            if typed and other in types and json_type not in types:
+                moved, col = _as_declared(col, other)
+                if moved.null_count < len(moved):
+                    first = pc.index(pc.is_valid(moved), True).as_py()
+                    st.observed.moved[(path, json_type)] = (other, first)
+                    _put(st, path, other, moved)
+                if col.null_count == len(col):
                     continue
             _put(st, path, json_type, col)
     if ranked:
@@ -283,11 +341,31 @@ def arrival_ordinal(rows: pa.Table) -> pa.Array:
     return pa.array(ranks)
 
 
+def _as_declared(values: pa.Array, declared: str) -> tuple[pa.Array, pa.Array]:
+    """(values as the ``declared`` type, the rest as they were): integers a double holds
+    exactly become numbers; whole numbers within 64 bits become integers. Each non-null
+    value is in exactly one of the two."""
+    if declared == "number":
+        fits = pc.less_equal(pc.abs(values), 2 ** 53)
+    else:
+        fits = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), 2.0 ** 63))
+    fits = pc.fill_null(fits, False)
+    moved = pc.cast(pc.if_else(fits, values, pa.scalar(None, values.type)),
+                    pa.float64() if declared == "number" else pa.int64())
+    rest = pc.if_else(fits, pa.scalar(None, values.type), values)
+    return moved, rest
+
+
 def _put(st: StagedTable, path: str, json_type: str, values: pa.Array) -> None:
+    """Stage ``values`` as the field's ``json_type`` (with those staged as it before: the
+    schema's declared type gathers values of two types)."""
     count = len(values) - values.null_count
     if not count:
         return
-    st.data[(path, json_type)] = values
+    key = (path, json_type)
+    if key in st.data:  # one row has one value: at most one of the two is set
+        values = pc.coalesce(st.data[key], values)
+    st.data[key] = values
     first = 0 if not values.null_count else pc.index(pc.is_valid(values), True).as_py()
     st.observed.add(path, json_type, count,
                     _max_bytes(values) if json_type == "string" else 0, first)

@@ -63,6 +63,7 @@ def for_load(tenant: str, reports: list, changes: list) -> list[Event]:
             "batch_ids": batch_ids,
             "rows_inserted": _sum(reports, "rows_inserted"),
             "rows_updated": _sum(reports, "rows_updated"),
+            "rows_superseded": _sum(reports, "rows_superseded"),
             "rows_retired": _sum(reports, "rows_retired"),
             "rows_rejected": _sum(reports, "rows_rejected"),
             "values_cut": _sum(reports, "values_cut"),

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -17,11 +18,23 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spool.ingest import batchfile
 from spool.ledger.maps import MapStore
 from spool.ledger.store import Ledger
 from spool.objectstore import ObjectStore
 from tests.corpus import Message, produce
-from tests.e2e.jobs import job_env, ledger_rows, run_spool_job
+from tests.e2e.jobs import (
+    batches,
+    job_env,
+    kill,
+    ledger_rows,
+    register_tenants,
+    run_spool_job,
+    spooled,
+    start_spool_job,
+    store,
+    wait_for,
+)
 from tests.e2e.test_loader import drop_schemas, register, run_loader  # noqa: F401
 
 KEY = "e2e-map-key"
@@ -220,3 +233,80 @@ def test_a_map_changed_mid_stream_loads_each_record_under_the_version_of_its_win
         {json.dumps(v, sort_keys=True) for v, early in seen if early} <= \
         {'{"users": 1}', '{"legacy_users": 1}', '{"legacy_users": 1, "users": 1}'}
     assert {json.dumps(v) for v, early in seen if not early} == {'{"users": 2}'}
+
+
+def emails(objects: ObjectStore, ledger_dsn: str) -> dict[str, list]:
+    """record id → [(its e-mail, its _sdc_map_version)] in every batch file it is in."""
+    out: dict[str, list] = {}
+    for _b, _t, _s, uri, _state, _n, _c, _w in batches(ledger_dsn):
+        _, table = batchfile.decode(objects.read(uri))
+        for row in table.to_pylist():
+            if row[batchfile.TABLE_COLUMN] != batchfile.ROOT_TABLE_KEY:
+                continue
+            email = [v for k, v in row.items() if '["email"]' in k and v is not None]
+            out.setdefault(row["_sdc_record_id"], []).append(
+                (email[0] if email else None, row.get("_sdc_map_version")))
+    return out
+
+
+def test_every_record_sent_after_maps_set_returned_is_mapped_mid_window_and_after_restart(
+        stack, prism, make_topic, ledger_dsn, unique, tmp_path):
+    """A running spool job with hour-long windows, which would not read the maps again for
+    an hour by its own refresh: records sent right after 'spool maps set' returned, in the
+    window the job was already filling, are all hashed; so are those a restarted job reads.
+    Records sent before it may load as they were."""
+    from kafka import KafkaProducer
+
+    topic = make_topic(partitions=1)
+    register_tenants(ledger_dsn, ["acme"])
+    env = dict(job_env(stack, ledger_dsn), SPOOL_TEST_MAP_KEY=KEY)
+    objects = store(stack)
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    sent: dict[str, str] = {}  # record id → e-mail sent
+
+    def send(first: int, n: int) -> list[str]:
+        ids = []
+        for seq in range(first, first + n):
+            email = f"user{seq}@pii.example"
+            meta = producer.send(topic, json.dumps({
+                "tenant": "acme", "stream": "users", "key_names": ["id"], "sequence": seq,
+                "data": {"id": seq, "email": email}}).encode(), partition=0).get(30)
+            ids.append(f"{topic}/0/{meta.offset}")
+            sent[ids[-1]] = email
+        producer.flush()
+        return ids
+
+    def digest(email: str) -> str:
+        return hmac.new(KEY.encode(), email.encode(), hashlib.sha256).hexdigest()
+
+    log = tmp_path / "job.log"
+    job_args = [f"--topic={topic}", f"--consumer_group={unique}",
+                f"--spool_location={tmp_path / 'spool'}", "--batch_seconds=3600",
+                "--batch_max_rows=1", "--tenant_refresh_seconds=3600"]
+    job = start_spool_job([*job_args, "--mode=streaming", "--log_level=INFO"], env, log)
+    try:
+        wait_for("the job reading its partition",
+                 lambda: "to the end of time" in log.read_text(), 90)
+        before = send(1, 5)
+        wait_for("the records sent before the map spooled",
+                 lambda: set(before) <= set(spooled(ledger_dsn, objects)), 120, interval=1)
+        res = subprocess.run([sys.executable, "-m", "spool.cli", "maps", "set", "acme", "users",
+                              "--ledger-dsn", ledger_dsn], input=json.dumps(
+                                  {"hash": ["email"], "secret": "env:SPOOL_TEST_MAP_KEY"}),
+                             capture_output=True, text=True, env=env, check=False)
+        assert res.returncode == 0, res.stderr
+        after = send(6, 20)  # at once: in the window the job is filling
+        wait_for("the records sent after the map spooled",
+                 lambda: set(after) <= set(spooled(ledger_dsn, objects)), 120, interval=1)
+    finally:
+        kill(job, signal.SIGTERM, timeout=60)
+    restarted = send(26, 5)
+    producer.close()
+    run_spool_job(job_args, env)  # drain: a new job reads the maps from the ledger
+
+    found = emails(objects, ledger_dsn)
+    assert set(before) | set(after) | set(restarted) <= set(found)
+    assert all(found[rid] for rid in before)  # before the map: hashed or not, both allowed
+    wrong = {rid: found[rid] for rid in after + restarted
+             if any(got != (digest(sent[rid]), 1) for got in found[rid])}
+    assert not wrong, f"{len(wrong)} records sent after 'maps set' not mapped: {wrong}"

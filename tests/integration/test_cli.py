@@ -21,13 +21,13 @@ def spool(ledger_dsn, *args):
 def test_tenants_are_registered_by_reference_and_never_with_a_password(ledger_dsn):
     rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "postgresql://bob:hunter2@db/x")
-    assert rc == 1 and "by reference" in err and "hunter2" not in err
+    assert rc == 2 and "by reference" in err and "hunter2" not in err
     rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "postgresql://:hunter2@db/x")
-    assert rc == 1 and "by reference" in err and "hunter2" not in err
+    assert rc == 2 and "by reference" in err and "hunter2" not in err
     rc, _, err = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "env:ACME_DSN", "--schema", 'Acme"; DROP')
-    assert rc == 1 and "--schema 'Acme\"; DROP' is not a plain" in err and "acme_drop" in err
+    assert rc == 2 and "--schema 'Acme\"; DROP' is not a plain" in err and "acme_drop" in err
     rc, out, _ = spool(ledger_dsn, "tenants", "add", "acme", "--warehouse", "postgres",
                        "--dsn", "env:ACME_DSN", "--schema", "acme")
     assert rc == 0 and "acme" in out
@@ -36,7 +36,24 @@ def test_tenants_are_registered_by_reference_and_never_with_a_password(ledger_ds
     assert rc == 1 and "already loads into schema" in err
     rc, out, _ = spool(ledger_dsn, "tenants", "list", "--json")
     (row,) = [json.loads(line) for line in out.splitlines()]
-    assert row["connection"] == '{"dsn": "env:ACME_DSN"}' and row["schema"] == "acme"
+    assert row["connection"] == {"dsn": "env:ACME_DSN"} and row["schema"] == "acme"
+
+
+def test_a_new_tenant_needs_a_plain_name_and_one_from_before_keeps_working(ledger_dsn):
+    for name in ["", "ux bad name", "UX_Upper", "..", "a/../b", "x" * 64]:
+        rc, out, err = spool(ledger_dsn, "tenants", "add", name)
+        assert (rc, out) == (2, ""), name
+        assert err.count("\n") == 1 and "does not match [a-z_][a-z0-9_]{0,62}" in err, err
+    assert "for example ux_upper" in spool(ledger_dsn, "tenants", "add", "UX_Upper")[2]
+    for name in ["t001", "acme", "_unassigned", "x" * 63]:
+        assert spool(ledger_dsn, "tenants", "add", name)[0] == 0, name
+    Registry(Ledger(ledger_dsn)).add_tenant("Old Tenant")  # registered before the check
+    rc, out, _ = spool(ledger_dsn, "tenants", "add", "Old Tenant", "--warehouse", "postgres",
+                       "--dsn", "env:OLD_DSN", "--schema", "old_tenant")
+    assert (rc, out) == (0, "tenant 'Old Tenant' registered: postgres, schema 'old_tenant'\n")
+    rc, out, _ = spool(ledger_dsn, "tenants", "list", "--json")
+    assert sorted(json.loads(line)["tenant"] for line in out.splitlines()) == \
+        ["Old Tenant", "_unassigned", "acme", "t001", "x" * 63]
 
 
 def test_status_and_retry_of_a_failed_batch(ledger_dsn):

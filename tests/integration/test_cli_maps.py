@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC
 
 import pytest
 
-from spool.ledger.maps import MapStore
+from spool.ledger.maps import LOCK, MapStore
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 
@@ -44,7 +45,12 @@ def acme(ledger_dsn):
     ("hash: [email]\nsecret: k3y", "by reference"),
     ("drop: [id]", "key field 'id'"),
     ("filter: {like: [email, '%@x']}", "unknown predicate 'like'"),
-    ("[1, 2", "neither JSON nor YAML"),
+    ("[1, 2", "starts with [ but is not JSON: line 1 column 6"),
+    ('{"drop": ["name",]}', "starts with { but is not JSON: line 1 column 18: Expecting value"),
+    ('\n  {\n  "drop": ["ssn"],\n  "hash": ["email",],\n  "secret": "env:X"\n}',
+     "line 4 column 20"),
+    ('{"drop": ["ssn"], "drop": ["name"]}', '"drop" is given twice'),
+    ("drop: [ssn\nhash: [email]", "the map is not YAML"),
     ("alias: people", "alias people: users's records have key properties id (as their map "
                       "makes them), people's have key properties email; their rows cannot "
                       "share a table"),
@@ -121,12 +127,12 @@ def test_versions_are_kept_with_who_and_when_and_remove_is_a_version(ledger_dsn,
     assert rc == 0 and "version 2" in out
     rc, out, _ = spool(ledger_dsn, "maps", "show", "acme", "--json")
     assert [json.loads(line)["map"] for line in out.splitlines()] == \
-        [json.dumps({"drop": ["ssn", "dob"]})]
-    assert spool(ledger_dsn, "maps", "remove", "acme", "users", "--by", "cy")[0] == 0
+        [{"drop": ["ssn", "dob"]}]
+    assert spool(ledger_dsn, "maps", "remove", "acme", "users", "--by", "cy", "--yes")[0] == 0
     rc, out, _ = spool(ledger_dsn, "maps", "history", "acme", "users", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["version"], r["by"]) for r in rows] == [(1, "ann"), (2, "bob"), (3, "cy")]
-    assert rows[-1]["map"] == "(removed)" and all(r["set_at"] for r in rows)
+    assert rows[-1]["map"] is None and all(r["set_at"] for r in rows)
     assert spool(ledger_dsn, "maps", "show", "acme")[1].count("\n") <= 1  # header only
     rc, _, err = spool(ledger_dsn, "maps", "remove", "acme", "users")
     assert rc == 1 and "has no map" in err
@@ -156,3 +162,78 @@ def test_test_previews_mapped_records_and_their_columns(ledger_dsn, acme, tmp_pa
     assert "people.email string" in err and "people.profile__city string" in err
     assert "ssn" not in out + err and "a@b.c" not in out
     assert acme.history("acme") == []  # a test stores nothing
+
+
+def test_a_version_applies_from_the_moment_set_prints_and_never_reaches_back_past_a_read(
+        ledger_dsn, acme):
+    """`set` prints the moment its version applies from; the spool job's read of the maps
+    (MapStore.read) is a promise that no version will ever apply up to its clock: one being
+    stored meanwhile is waited for, and one stored after comes later by the same clock."""
+    import threading
+
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin="drop: [ssn]")
+    (v1,) = acme.history("acme", "users")
+    assert rc == 0 and f"applies to every record with a Kafka timestamp from " \
+        f"{v1.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}." in out, (out, err)
+    first = acme.read()
+    assert [v.version for v in first.versions] == [1] and first.read_at_ms >= v1.from_ms
+    assert acme.read(first.stamp).versions is None  # nothing new: the check reads no rows
+
+    # a `set` half done (its lock taken, its row not committed) holds the reader back
+    other = Ledger(ledger_dsn)
+    done = threading.Event()
+    got = []
+    with other.transaction() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK)
+        reader = threading.Thread(target=lambda: (got.append(acme.read(first.stamp)),
+                                                  done.set()))
+        reader.start()
+        assert not done.wait(1.0)  # waits on the lock
+        cur.execute("INSERT INTO stream_maps (tenant_id, stream, version, document, "
+                    "created_at, created_by) VALUES ('acme', 'users', 2, '{\"drop\": [\"x\"]}',"
+                    " clock_timestamp(), 'half')")
+    reader.join(30)
+    (after,) = got
+    assert [v.version for v in after.versions] == [1, 2]  # it saw the version it waited for
+    v3 = acme.save("acme", "users", {"drop": ["y"]}, "later")
+    assert v3.from_ms > after.read_at_ms  # stored after the read: applies only after it
+    other.close()
+
+
+def test_set_prints_what_changes_and_letting_a_field_through_needs_yes(ledger_dsn, acme):
+    """Each set prints the rules it adds, removes and changes against the version in force;
+    one that removes a hash, mask or drop (or lets a field into keep) is stored only with
+    --yes: without it, exit 2 and nothing stored. So does removing such a map."""
+    v1 = "drop: [ssn, [profile, pii]]\nhash: [email]\nsecret: env:SPOOL_TEST_MAP_KEY\n" \
+         "mask: {phone: '***'}\nkeep: [id, email, phone, name, ssn, profile]"
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=v1)
+    assert rc == 0, err
+    assert out.splitlines()[:-1] == [
+        "changes against no map:", "  + keep [id, email, phone, name, ssn, profile]",
+        "  + drop ssn", "  + drop [profile, pii]", "  + hash email", '  + mask phone: "***"',
+        "  + secret: env:SPOOL_TEST_MAP_KEY"]
+
+    for loosened, lost in (
+            (v1.replace("hash: [email]\n", ""), "- hash email"),
+            (v1.replace(", [profile, pii]", ""), "- drop [profile, pii]"),
+            (v1.replace("mask: {phone: '***'}\n", ""), "- mask phone"),
+            (v1.replace(", profile]", ", profile, dob]"), "+ keep dob"),
+            (v1.split("\nkeep")[0], "- keep [id, email, phone, name, ssn, profile]")):
+        rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=loosened)
+        assert rc == 2 and err.startswith("error: map for acme/users not stored: it lets "
+                                          "through what version 1 keeps out of the "
+                                          f"warehouse ({lost}); pass --yes"), (lost, err)
+        assert out == ""
+    assert [v.version for v in acme.history("acme", "users")] == [1]
+
+    tighter = v1.replace("'***'", "null").replace("[ssn,", "[ssn, dob,")
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", stdin=tighter)
+    assert rc == 0, err
+    assert out.splitlines()[:-1] == ["changes against version 1:", "  + drop dob",
+                                     '  ~ mask phone: "***" → null']
+    rc, out, err = spool(ledger_dsn, "maps", "set", "acme", "users", "--yes",
+                         stdin=tighter.replace("hash: [email]\n", ""))
+    assert rc == 0 and "  - hash email" in out.splitlines(), err
+    rc, _out, err = spool(ledger_dsn, "maps", "remove", "acme", "users")
+    assert rc == 2 and "(- keep [id, email, phone, name, ssn, profile]; - drop ssn;" in err
+    assert [v.version for v in acme.history("acme", "users")] == [1, 2, 3]

@@ -1,5 +1,5 @@
-"""The warehouse contract pinned: the golden input's rows as PostgreSQL holds them, for both
-dialects' DDL (Redshift's run on PostgreSQL)."""
+"""The warehouse contract pinned: the golden inputs' rows (versions 1 and 3) as PostgreSQL
+holds them, for both dialects' DDL (Redshift's run on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from tests.integration.test_loader_postgres import RS
 from tests.unit.test_contract_golden import check, golden_input
 
 
+@pytest.mark.parametrize("version", ["v1", "v3"])
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
-def test_golden_rows(stack, pg_schema, dialect):
-    spec, batch = golden_input(max_name=63 if dialect == "redshift" else None)
+def test_golden_rows(stack, pg_schema, dialect, version):
+    spec, batch = golden_input(max_name=63 if dialect == "redshift" else None, version=version)
     conn = psycopg2.connect(stack.warehouse_dsn)
     d = RS if dialect == "redshift" else DIALECTS[dialect]
     Loader(d, CopyStdinStager()).load(conn, pg_schema, stage_group(spec["stream"], [batch], d))
@@ -34,4 +35,4 @@ def test_golden_rows(stack, pg_schema, dialect):
                     for row in cur.fetchall()]
             tables[table] = sorted(rows, key=lambda r: sorted(r.items()))
     conn.close()
-    check(f"contract_v1_{dialect}_rows.json", tables)
+    check(f"contract_{version}_{dialect}_rows.json", tables)

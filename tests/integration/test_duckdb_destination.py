@@ -18,10 +18,10 @@ from tests.integration.test_tenant_loader import spool
 
 def test_a_duckdb_tenant_is_registered_loaded_and_its_changes_read(ledger_dsn, tmp_path):
     rc, _, err = cli(ledger_dsn, "tenants", "add", "acme", "--warehouse", "duckdb")
-    assert rc == 1 and "a duckdb warehouse needs --path" in err
+    assert rc == 2 and "a duckdb warehouse needs --path" in err
     rc, _, err = cli(ledger_dsn, "tenants", "add", "acme", "--warehouse", "duckdb",
                      "--path", str(tmp_path / "acme.duckdb"))
-    assert rc == 1 and "named like the schema 'acme'" in err and "warehouse.duckdb" in err
+    assert rc == 2 and "named like the schema 'acme'" in err and "warehouse.duckdb" in err
     path = tmp_path / "warehouse" / "warehouse.duckdb"
     rc, out, err = cli(ledger_dsn, "tenants", "add", "acme", "--warehouse", "duckdb",
                        "--path", str(path), "--schema", "acme")

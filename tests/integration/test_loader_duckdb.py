@@ -8,6 +8,7 @@ the contract says for PostgreSQL.
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from spool.warehouse.dialects.duckdb import DUCKDB
 from spool.warehouse.duckdb_session import DuckDBConnection, literal, render
@@ -15,7 +16,15 @@ from spool.warehouse.load import Loader
 from spool.warehouse.stage import stage_group
 from spool.warehouse.stagers import DuckDBArrowStager
 from tests.unit.test_contract_golden import check, golden_input
-from tests.warehouse_helpers import MAPPED_CHANGES, MAPPED_ROWS, make_batch, mapped_loads
+from tests.warehouse_helpers import (
+    AFTER_V3_TAGS,
+    AFTER_V3_USERS,
+    MAPPED_CHANGES,
+    MAPPED_ROWS,
+    before_v3,
+    make_batch,
+    mapped_loads,
+)
 
 
 def load(conn, stream, *batches):
@@ -31,8 +40,9 @@ def rows(path, sql):
         db.close()
 
 
-def test_golden_rows_on_duckdb(tmp_path):
-    spec, batch = golden_input()
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_golden_rows_on_duckdb(tmp_path, version):
+    spec, batch = golden_input(version=version)
     conn = DuckDBConnection(str(tmp_path / "wh.duckdb"))
     load(conn, spec["stream"], batch)
     tables = {}
@@ -47,7 +57,7 @@ def test_golden_rows_on_duckdb(tmp_path):
                 if v is not None and n not in ("created_at",)} for row in cur.fetchall()]
         tables[table] = sorted(got, key=lambda r: sorted(r.items()))
     conn.close()
-    check("contract_v1_duckdb_rows.json", tables)
+    check(f"contract_{version}_duckdb_rows.json", tables)
 
 
 def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):
@@ -61,7 +71,9 @@ def test_upserts_appends_versions_and_the_change_log_on_duckdb(tmp_path):
         {"id": 2, "name": "older", "age": 7}], key_names=["id"], sequences=[6, 4],
         table_version=1))
     by_table = {r.table: r for r in second.reports}
-    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (0, 1)
+    # key 2's record (sequence 4) lost to the stored one (5): reported as superseded
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated,
+            by_table["users"].rows_superseded) == (0, 1, 1)
     bid, data = make_batch("clicks", [{"n": 1}, {"n": 2}], offsets=[900, 901])
     load(conn, "clicks", (bid, data))
     again = load(conn, "clicks", make_batch("clicks", [{"n": 2}, {"n": 3}], offsets=[901, 902]))
@@ -128,3 +140,23 @@ def test_values_are_rendered_as_literals_that_round_trip():
     assert db.execute("SELECT " + render("%(a)s, %(b)s", {"a": nasty, "b": None})
                       ).fetchall() == [(nasty, None)]
     assert db.execute("SELECT 1 WHERE 'b' IN " + literal(("a", "b"))).fetchall() == [(1,)]
+
+
+def test_default_sequences_stored_before_contract_v3_become_ms_on_duckdb(tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    conn = DuckDBConnection(path)
+
+    def execute(sql):
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+
+    second = before_v3(lambda batch: load(conn, "users", batch), execute,
+                       "tenant.users", "tenant.users__tags", "tenant._sdc_loads",
+                       "tenant._sdc_contract")
+    conn.close()
+    (users,) = [r for r in second.reports if r.table == "users"]
+    assert (users.rows_updated, users.rows_superseded) == (1, 0)
+    assert rows(path, "SELECT id, _sdc_sequence FROM tenant.users ORDER BY id") == \
+        AFTER_V3_USERS
+    assert rows(path, "SELECT _sdc_record_id, _sdc_sequence FROM tenant.users__tags "
+                      "ORDER BY 1") == AFTER_V3_TAGS

@@ -75,6 +75,10 @@ def test_schema_change_log_names_every_kind_of_change(wh, dialect):
     # 3: table version 2 becomes active
     load(wh, "orders", batch("b3", [{"id": 3, "note": "v2"}], table_version=2,
                              activate_version=2), dialect=d)
+    # 4 (contract v3): the stream's Singer schema declares amount a number: its integers
+    # go to a number column (added, as a split column) instead of the integer column
+    load(wh, "orders", batch("b4", [{"id": 4, "amount": 12}], table_version=2,
+                             schema={"properties": {"amount": {"type": "number"}}}), dialect=d)
     got = changes_as_read(wh, names)
     check(f"schema_changes_{dialect}.json", got)
     kinds = {c["kind"] for c in got}
@@ -83,7 +87,7 @@ def test_schema_change_log_names_every_kind_of_change(wh, dialect):
     assert kinds == expected
     assert {c["contract_version"] for c in got} == {CONTRACT_VERSION}
     # the analyst's view survived the widening
-    assert rows(wh, "SELECT id FROM S.order_notes ORDER BY id") == [(3,)]
+    assert rows(wh, "SELECT id FROM S.order_notes ORDER BY id") == [(3,), (4,)]
 
 
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
@@ -101,7 +105,9 @@ def test_load_report_counts_what_each_table_gained_and_lost(wh, dialect):
         {"id": 1, "name": "a2", "tags": ["z"]}, {"id": 2, "name": "old"},
         {"id": 4, "name": "d"}], key_names=["id"], sequences=[6, 4, 6]), dialect=d)
     by_table = {r.table: r for r in second.reports}
-    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated) == (1, 1)
+    # key 2's record lost to the stored higher sequence: superseded, not silently nothing
+    assert (by_table["users"].rows_inserted, by_table["users"].rows_updated,
+            by_table["users"].rows_superseded) == (1, 1, 1)
     assert by_table["users__tags"].rows_inserted == 1
     assert by_table["users"].max_received_at >= by_table["users"].min_received_at
     # an append-only stream: a record delivered twice goes in once
@@ -111,10 +117,10 @@ def test_load_report_counts_what_each_table_gained_and_lost(wh, dialect):
                  dialect=d)
     assert [(r.rows_inserted, r.rows_updated) for r in again.reports] == [(1, 0)]
     # the warehouse has the same, for SQL
-    stored = rows(wh, "SELECT table_name, rows_inserted, rows_updated, rows_retired "
-                      "FROM S._sdc_loads WHERE load_id = %s ORDER BY table_name",
+    stored = rows(wh, "SELECT table_name, rows_inserted, rows_updated, rows_superseded, "
+                      "rows_retired FROM S._sdc_loads WHERE load_id = %s ORDER BY table_name",
                   second.reports[0].load_id)
-    assert stored == [("users", 1, 1, 0), ("users__tags", 1, 0, 0)]
+    assert stored == [("users", 1, 1, 1, 0), ("users__tags", 1, 0, 0, 0)]
 
 
 @pytest.mark.parametrize("dialect", ["postgres", "redshift"])
@@ -195,11 +201,59 @@ def test_a_schema_of_contract_v1_is_upgraded_by_its_next_load(wh):
     # a new loader (a new process) meets the schema for the first time
     result = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group(
         "legacy", [make_batch("legacy", [{"id": 2, "new": "x"}], key_names=["id"])], PG))
-    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(1,), (2,)]
+    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == \
+        [(1,), (CONTRACT_VERSION,)]
     assert rows(wh, "SELECT kind, column_name FROM S._sdc_schema_changes") == \
         [("column_added", "new")]
     assert rows(wh, "SELECT count(*) FROM S._sdc_load_log WHERE load_id = %s",
                 result.reports[0].load_id) == [(1,)]
+
+
+def test_a_schema_of_contract_v2_gets_the_superseded_column_with_its_next_load(wh):
+    conn, schema = wh
+    load(wh, "legacy", make_batch("legacy", [{"id": 1}], key_names=["id"], sequences=[5]))
+    with conn, conn.cursor() as cur:  # as Spool 0.2 left it
+        cur.execute(f'ALTER TABLE "{schema}"._sdc_loads DROP COLUMN rows_superseded')
+        cur.execute(f'UPDATE "{schema}"._sdc_contract SET version = 2')
+    result = Loader(PG, CopyStdinStager()).load(conn, schema, stage_group(
+        "legacy", [make_batch("legacy", [{"id": 1}], key_names=["id"], sequences=[4])], PG))
+    assert rows(wh, "SELECT version FROM S._sdc_contract ORDER BY version") == [(2,), (3,)]
+    assert rows(wh, "SELECT rows_superseded FROM S._sdc_loads ORDER BY finished_at") == \
+        [(None,), (1,)]
+    assert [r.rows_superseded for r in result.reports] == [1]
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "redshift"])
+def test_default_sequences_stored_before_contract_v3_become_ms_and_lose_to_updates(wh,
+                                                                                  dialect):
+    d = RS if dialect == "redshift" else PG
+    conn, schema = wh
+    ms = 1_700_000_000_000  # make_batch's records arrive at this + their offset
+    explicit = (ms + 5_000) * 1_000_000  # an explicit sequence in ns: not a default
+
+    def old(offset: int) -> int:  # what Spool 0.2 gave a record sent without a sequence
+        return (ms + offset) * 1_000_000 + offset % 1_000_000
+
+    load(wh, "users", make_batch("users", [{"id": 1, "tags": ["a"]}, {"id": 2},
+                                           {"id": 3, "tags": ["c"]}], key_names=["id"],
+                                 offsets=[61, 62, 63], sequences=[0, explicit, 0]), dialect=d)
+    with conn, conn.cursor() as cur:  # as Spool 0.2 left them
+        for table in ("users", "users__tags"):
+            for offset in (61, 63):
+                cur.execute(f'UPDATE "{schema}".{table} SET _sdc_sequence = %s '
+                            "WHERE _sdc_record_id = %s", (old(offset), f"q/0/{offset}"))
+        cur.execute(f'ALTER TABLE "{schema}"._sdc_loads DROP COLUMN rows_superseded')
+        cur.execute(f'UPDATE "{schema}"._sdc_contract SET version = 2')
+    # a loader of v3 meets the schema: key 1 again, sent without a sequence a second later
+    second = load(wh, "users", make_batch("users", [{"id": 1, "tags": ["b"]}],
+                                          key_names=["id"], offsets=[1061],
+                                          sequences=[ms + 1061]), dialect=d)
+    (users,) = [r for r in second.reports if r.table == "users"]
+    assert (users.rows_updated, users.rows_superseded) == (1, 0)
+    assert rows(wh, "SELECT id, _sdc_sequence FROM S.users ORDER BY id") == \
+        [(1, ms + 1061), (2, explicit), (3, ms + 63)]
+    assert rows(wh, "SELECT _sdc_record_id, _sdc_sequence FROM S.users__tags ORDER BY 1") == \
+        [("q/0/1061", ms + 1061), ("q/0/63", ms + 63)]
 
 
 def test_rejections_that_name_no_stream_are_counted_by_reason(wh):

@@ -7,6 +7,7 @@ warehouse that is down sends its batches back with a backoff and is left alone f
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -25,8 +26,9 @@ _offsets = itertools.count(1)
 
 
 def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict],
-          tenant: str = "acme") -> str:
-    """A batch of ``records`` on disk and READY in the ledger, as the spool job leaves it."""
+          tenant: str = "acme", old_name: str | None = None) -> str:
+    """A batch of ``records`` on disk and READY in the ledger, as the spool job leaves it;
+    at ``old_name`` under ``folder`` when given (a file written under an older naming)."""
     part = Part(key_names=("id",))
     for data in records:
         offset = next(_offsets)
@@ -36,6 +38,9 @@ def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict],
         part.note_sequence(offset)
     uri, data, record = assemble(tenant, stream, 1_699_999_980_000, 60_000, 0, part,
                                  str(folder))
+    if old_name:
+        uri = str(folder / old_name / Path(uri).parent.name / Path(uri).name)
+        record = dataclasses.replace(record, uri=uri)
     ObjectStore().put_atomic(uri, data)
     ledger.record_batches([record])
     return record.batch_id
@@ -104,3 +109,22 @@ def test_a_warehouse_that_is_down_is_retried_later_and_left_alone_meanwhile(ledg
     assert [a.status for a in loader.load("acme", ["orders"])] == [Status.RETRY]
     assert states(ledger)[batch][:2] == ("READY", 2)
     loader.close()
+
+
+def test_a_batch_file_named_before_issue_28_still_loads(ledger, stack, pg_schema, tmp_path):
+    """Stream ``.cfg`` was written to ``acme/.cfg/`` then, to ``acme/%2Ecfg/`` now: the file
+    already there keeps its name, and the loader reads it at the URI of its ledger row."""
+    batch = spool(ledger, tmp_path, ".cfg", [{"id": 1}, {"id": 2}], old_name="acme/.cfg")
+    assert not (tmp_path / "acme" / "%2Ecfg").exists()
+    loader = TenantLoader(ledger, ObjectStore(), LoaderConfig(), owner="test")
+    assert [(a.status, a.batch_ids) for a in loader.load("acme", [".cfg"])] == [
+        (Status.LOADED, (batch,))]
+    loader.close()
+    conn = psycopg2.connect(stack.warehouse_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_name NOT LIKE '\\_sdc%%'", (pg_schema,))
+        (table,) = [r[0] for r in cur.fetchall()]
+        cur.execute(f'SELECT id FROM "{pg_schema}"."{table}" ORDER BY id')
+        assert cur.fetchall() == [(1,), (2,)]
+    conn.close()

@@ -16,6 +16,7 @@ from spool.ingest.decode import Decoder, DecodeRules
 from spool.ingest.parts import Part, rejected_row, rejected_tenant
 from spool.ingest.writer import assemble
 from spool.ledger import claims
+from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig, Status, TenantLoader
 from spool.objectstore import ObjectStore
@@ -72,6 +73,7 @@ def test_status_holds_them_apart_until_unassigned_has_a_destination(
     assert (rc, [json.loads(line) for line in out.splitlines()]) == (0, [
         {"tenant": "_unassigned", "table": "_sdc_rejected", "held_messages": 3,
          "held_batches": 1, "hint": HINT}])
+    Registry(held_batch).add_tenant("acme")  # a tenant asked for by name must exist
     rc, out, _ = spool_cli(ledger_dsn, "status", "--tenant", "acme")
     assert rc == 0 and "_unassigned" not in out
 

@@ -1,6 +1,9 @@
-"""The warehouse contract pinned: golden input → DDL for PostgreSQL and Redshift.
+"""The warehouse contract pinned: golden input → DDL for every target.
 
-The rows the same input loads are pinned by tests/integration/test_contract_rows.py. To
+Two inputs: version 1's (``contract_v1_input.json``; its output is unchanged since) and
+version 3's (``contract_v3_input.json``: a Singer stream whose schema declares the types of
+its fields). The rows they load are pinned by tests/integration/test_contract_rows.py (and
+the DuckDB and Snowflake loader tests). To
 accept an intended change (a new contract version), run with SPOOL_UPDATE_GOLDEN=1 and
 review the diff of tests/golden/.
 """
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+import pytest
 
 from spool.warehouse.dialects import DIALECTS
 from spool.warehouse.dialects.duckdb import DUCKDB
@@ -21,21 +26,23 @@ from tests.warehouse_helpers import make_batch
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
-def golden_input(max_name: int | None = None):
-    """The golden input; ``max_name`` drops fields with longer names (PostgreSQL cuts
-    identifiers at 63 bytes, so Redshift's 127-byte names cannot run there)."""
-    spec = json.loads((GOLDEN / "contract_v1_input.json").read_text())
+def golden_input(max_name: int | None = None, version: str = "v1"):
+    """The golden input of a contract ``version``; ``max_name`` drops fields with longer
+    names (PostgreSQL cuts identifiers at 63 bytes, so Redshift's 127-byte names cannot run
+    there)."""
+    spec = json.loads((GOLDEN / f"contract_{version}_input.json").read_text())
     if max_name:
         for rec in spec["records"]:
             for name in [n for n in rec if len(n) > max_name]:
                 del rec[name]
     batch = make_batch(spec["stream"], spec["records"], key_names=spec["key_names"],
-                       schema=spec["schema"], offsets=[1, 2])
+                       schema=spec["schema"],
+                       offsets=list(range(1, len(spec["records"]) + 1)))
     return spec, batch
 
 
-def ddl(dialect_name: str) -> list[str]:
-    spec, batch = golden_input()
+def ddl(dialect_name: str, version: str = "v1") -> list[str]:
+    spec, batch = golden_input(version=version)
     d = {"duckdb": DUCKDB, "snowflake": SNOWFLAKE}.get(dialect_name) or DIALECTS[dialect_name]
     group = stage_group(spec["stream"], [batch], d)
     plan = plan_load(d, spec["stream"], group.key_names,
@@ -55,19 +62,25 @@ def check(name: str, got) -> None:
     assert got == json.loads(path.read_text()), f"contract output changed: {name}"
 
 
-def test_postgres_ddl_is_the_contract():
-    check("contract_v1_postgres_ddl.json", ddl("postgres"))
+VERSIONS = pytest.mark.parametrize("version", ["v1", "v3"])
 
 
-def test_redshift_ddl_is_the_contract():
-    check("contract_v1_redshift_ddl.json", ddl("redshift"))
+@VERSIONS
+def test_postgres_ddl_is_the_contract(version):
+    check(f"contract_{version}_postgres_ddl.json", ddl("postgres", version))
 
 
-def test_duckdb_ddl_is_the_contract_and_runs_on_duckdb():
+@VERSIONS
+def test_redshift_ddl_is_the_contract(version):
+    check(f"contract_{version}_redshift_ddl.json", ddl("redshift", version))
+
+
+@VERSIONS
+def test_duckdb_ddl_is_the_contract_and_runs_on_duckdb(version):
     import duckdb
 
-    got = ddl("duckdb")
-    check("contract_v1_duckdb_ddl.json", got)
+    got = ddl("duckdb", version)
+    check(f"contract_{version}_duckdb_ddl.json", got)
     conn = duckdb.connect()  # a real DuckDB, in memory
     conn.execute('CREATE SCHEMA "tenant"')
     for sql in got:
@@ -79,12 +92,13 @@ def test_duckdb_ddl_is_the_contract_and_runs_on_duckdb():
                       if sql.startswith("CREATE TABLE")}
 
 
-def test_snowflake_ddl_is_the_contract_and_parses_as_snowflake_sql():
+@VERSIONS
+def test_snowflake_ddl_is_the_contract_and_parses_as_snowflake_sql(version):
     import sqlglot
     from sqlglot import exp
 
-    got = ddl("snowflake")
-    check("contract_v1_snowflake_ddl.json", got)
+    got = ddl("snowflake", version)
+    check(f"contract_{version}_snowflake_ddl.json", got)
     for sql in got:
         if not sql.startswith("--"):
             assert isinstance(sqlglot.parse_one(sql, read="snowflake"), exp.Create), sql

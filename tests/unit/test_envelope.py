@@ -104,7 +104,9 @@ def test_fast_and_full_paths_agree():
                nasty.env({"id": 1}, sequence=True),
                nasty.env({"id": 1}, tenant=""),
                nasty.env({"id": 1}, tenant=" "),
-               nasty.env({"id": 1}, tenant="x" * 300)]
+               nasty.env({"id": 1}, tenant="x" * 300),
+               nasty.env({"id": 1}, stream="a\u0000b"),
+               nasty.env({"id": 1}, tenant="\u0000")]
     for value in samples:
         obj = json.loads(value)
         a = decode_envelope(obj, None, fast=True)
@@ -128,3 +130,21 @@ def test_no_message_can_claim_the_reserved_unassigned_tenant_even_once_it_has_a_
     assert (got.kind, got.reason) == (Kind.REJECTED, Reason.UNKNOWN_TENANT)
     assert got.message == ("tenant '_unassigned' is reserved for messages that name no "
                            "registered tenant; send the record under its own tenant")
+
+
+def test_a_singer_state_names_whose_state_it_is_from_its_header():
+    dec, h = decoder(), [("tenant", b"acme")]
+    msg = json.dumps({"type": "STATE", "value": {"bookmarks": {"users": 3}}}).encode()
+    assert dec.decode(msg, h).state_id == "default"  # sent without --state-id
+    assert dec.decode(msg, [*h, ("state_id", b"tap-a")]).state_id == "tap-a"
+    for bad in (b"", b"  ", b"\xff", b"x" * 256):
+        got = dec.decode(msg, [*h, ("state_id", bad)])
+        assert (got.kind, got.reason, got.tenant) == (Kind.REJECTED, Reason.WRONG_TYPE, "acme")
+        assert "'state_id' header" in got.message and "--state-id" in got.message
+
+
+def test_spool_produce_sends_the_state_id_in_the_header_the_spool_job_reads():
+    from spool.commands import produce
+    from spool.ingest import singer
+
+    assert produce.STATE_ID_HEADER == singer.STATE_ID_HEADER

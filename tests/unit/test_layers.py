@@ -41,7 +41,10 @@ ALLOWED: dict[str, set[str]] = {
                        "spool.warehouse.history", "spool.warehouse.probe",
                        "spool.secrets", "spool.webhooks", "spool.offset_check",
                        # spool maps test: a map's records shaped and named as they would load
-                       "spool.maps", "spool.ingest.shape", "spool.warehouse.naming"},
+                       "spool.maps", "spool.ingest.shape", "spool.warehouse.naming",
+                       # spool produce: each line checked as the spool job decodes it
+                       "spool.ingest.decode", "spool.ingest.envelope",
+                       "spool.ingest.messages"},
     "spool.cli": {"spool", "spool.commands"},
     "spool": set(),
     "transforms": {"spool"},

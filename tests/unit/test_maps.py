@@ -70,6 +70,29 @@ def test_yaml_and_json_say_the_same():
         load_text("- drop")
 
 
+def test_text_that_starts_like_json_is_json_or_refused_with_line_and_column():
+    assert load_text('  {"drop": ["ssn"]}') == {"drop": ["ssn"]}
+    with pytest.raises(MapError, match=r"starts with \{ but is not JSON: line 2 column 18"):
+        load_text('{"hash": ["email"],\n "drop": ["name",]}')  # YAML would drop no rule
+    with pytest.raises(MapError, match=r"starts with \{ but is not JSON: line 1 column 2"):
+        load_text("{drop: [ssn]}")  # YAML's flow style: write it as drop: [ssn]
+
+
+def test_changes_name_each_rule_added_removed_or_changed_and_what_lets_fields_through():
+    from spool.maps import changes
+
+    old = parse({"filter": {"eq": ["status", "active"]}, "rename": {"email": "mail"},
+                 "alias": "people", "keep": ["id", "email"]}, resolve_secret=False)
+    new = parse({"filter": {"ne": ["status", "test"]}, "rename": {"email": "contact"},
+                 "keep": ["id", "email", ["address", "city"]]}, resolve_secret=False)
+    got = [(str(c), c.loosens) for c in changes(old, new)]
+    assert got == [('~ filter: {"eq": ["status", "active"]} → {"ne": ["status", "test"]}', False),
+                   ("+ keep [address, city]", True),
+                   ("~ rename email: mail → contact", False),
+                   ("- alias", False)]
+    assert changes(new, new) == []
+
+
 def test_keep_drop_mask_rename_and_alias_on_nested_fields():
     data = {"id": 7, "email": "a@b.c", "ssn": "123", "n": 1.5,
             "profile": {"pii": {"dob": "1990"}, "city": "Oslo"}, "phone": "555"}
@@ -219,6 +242,15 @@ def _version(n: int, document: dict | None, at_ms: int, stream: str = "users"):
                       "test")
 
 
+ID, EMAIL = '[[],["id"],"integer"]', '[[],["email"],"string"]'  # columns of a part
+
+
+def _snapshots(versions, read_at_ms=10_000_000):
+    """A MapStore.read of ``versions``, read at ``read_at_ms`` by the ledger's clock."""
+    from spool.ledger.maps import Snapshot
+    return lambda stamp: Snapshot(read_at_ms, (len(versions),), list(versions))
+
+
 def _shaper(versions, resolve=resolve):
     from spool.ingest.chunks import ChunkShaper
     from spool.ingest.decode import Decoder, DecodeRules
@@ -231,7 +263,7 @@ def _shaper(versions, resolve=resolve):
         def stream_keys(self, t, s):
             return None
 
-    maps = MapDirectory(lambda: versions, clock=lambda: 10_000.0, resolve=resolve)
+    maps = MapDirectory(_snapshots(versions), resolve=resolve)
     return ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: None),
                        Directory(), 60_000, lambda *a: None, maps=maps)
 
@@ -284,16 +316,47 @@ def test_the_spool_job_maps_filters_and_rejects_records_by_the_version_of_their_
     assert sh.take_stats().filtered == {("acme", "users", 1): 1}
 
 
-def test_a_map_set_after_a_window_started_applies_from_the_next_window():
+def test_a_map_set_mid_window_applies_to_every_record_timestamped_after_it():
     later = _version(2, {"drop": ["email"]}, 130_000)  # set inside the window [120 s, 180 s)
     sh = _shaper([_version(1, {"drop": ["ssn"]}, 0), later])
-    sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "e", "ssn": "s"}, at_ms=125_000))
-    sh.add_chunk("q", 0, 0, _messages({"id": 2, "email": "e", "ssn": "s"}, at_ms=185_000))
-    versions = sorted((part.map_versions["users"], part.table.column_names)
-                      for (_t, _s, _w, _k), part in sh.take_parts())
-    assert [v for v, _cols in versions] == [1, 2]
-    assert any("email" in c for c in versions[0][1]) and \
-        not any("email" in c for c in versions[1][1])
+    first, second = (_messages({"id": n, "email": "e", "ssn": "s"}, at_ms=at)[0]
+                     for n, at in ((1, 129_999), (2, 130_000)))
+    sh.add_chunk("q", 0, 0, [first, second._replace(offset=1)])
+    ((_t, _s, window, _k), part), = sh.take_parts()  # one window: one part, both versions
+    rows = {r[ID]: (r["_sdc_map_version"], r.get(EMAIL))
+            for r in part.table.to_pylist()}
+    assert window == 120_000 and rows == {1: (1, "e"), 2: (2, None)}
+    assert part.map_versions == {"users": 2}  # the batch names the newest that made it
+
+
+def test_a_record_past_the_last_read_of_the_maps_reads_them_again_before_it_is_shaped():
+    from spool.ledger.maps import Snapshot
+
+    stored = [_version(1, {"drop": ["ssn"]}, 0)]
+    reads = []
+
+    def read(stamp):  # the ledger: its clock at 130 s, then at 200 s with v2 (set at 150 s)
+        reads.append(stamp)
+        if len(reads) == 1:
+            return Snapshot(130_000, (1,), list(stored))
+        stored.append(_version(2, {"drop": ["email"]}, 150_000))
+        return Snapshot(200_000, (2,), list(stored))
+
+    from spool.ingest.chunks import ChunkShaper
+    from spool.ingest.decode import Decoder, DecodeRules
+    from spool.ingest.directory import MapDirectory
+
+    sh = ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: None),
+                     None, 3_600_000, lambda *a: None,
+                     maps=MapDirectory(read, resolve=resolve))
+    sh.add_chunk("q", 0, 0, _messages({"id": 1, "email": "e"}, at_ms=125_000))
+    assert reads == [None]  # covered by the first read: no second
+    sh.add_chunk("q", 0, 0, _messages({"id": 2, "email": "e"}, at_ms=160_000))
+    assert reads == [None, (1,)]
+    (_key, part), = sh.take_parts()
+    rows = {r[ID]: (r["_sdc_map_version"], r.get(EMAIL))
+            for r in part.table.to_pylist()}
+    assert rows == {1: (1, "e"), 2: (2, None)}
 
 
 def test_a_map_whose_secret_cannot_be_read_rejects_records_never_passes_them_unmapped():
@@ -391,8 +454,7 @@ def test_an_activation_joins_the_records_of_a_stream_whose_map_renames_its_key(d
         def stream_keys(self, t, s):
             return ("id",)
 
-    maps = MapDirectory(lambda: [_version(1, doc, 0)], clock=lambda: 10_000.0,
-                        resolve=resolve)
+    maps = MapDirectory(_snapshots([_version(1, doc, 0)]), resolve=resolve)
     sh = ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: ("id",)),
                      Directory(), 60_000, lambda *a: None, maps=maps)
     tenant = [("tenant", b"acme")]
@@ -420,8 +482,7 @@ def test_an_activation_stays_with_its_stream_when_the_map_cannot_be_used_on_the_
             return ("id",)
 
     doc = {"hash": ["id"], "secret": "env:MAP_KEY", "alias": "people"}
-    maps = MapDirectory(lambda: [_version(1, doc, 0)], clock=lambda: 10_000.0,
-                        resolve=unreadable)
+    maps = MapDirectory(_snapshots([_version(1, doc, 0)]), resolve=unreadable)
     sh = ChunkShaper(Decoder(DecodeRules(), {"acme"}.__contains__, lambda t, s: ("id",)),
                      Directory(), 60_000, lambda *a: None, maps=maps)
     sh.add_chunk("q", 0, 0, [Rec(0, 120_000, json.dumps(

@@ -62,8 +62,12 @@ def test_fast_parser_floats_beyond_int64_ask_for_an_exact_parse():
     assert root['["n"]'] == 1.5e29
 
 
-def test_default_sequence_orders_a_partition():
-    assert default_sequence(1000, 5) < default_sequence(1000, 6) < default_sequence(1001, 0)
+def test_default_sequence_is_the_kafka_time_in_ms_like_the_documented_example():
+    # docs/envelope.md's example sequence is a time in ms: an explicit sequence taken a ms
+    # later than a record's Kafka time is higher than that record's default, one before lower
+    kafka_ms = 1_732_612_345_000
+    assert default_sequence(kafka_ms) < kafka_ms + 1
+    assert default_sequence(kafka_ms) > kafka_ms - 1
 
 
 def shaper():

@@ -68,6 +68,9 @@ class DuckDBBookkeeping(PostgresBookkeeping):
     def lock_schema(self, schema: str) -> tuple[str, tuple]:
         return "SELECT 1", ()  # one writing process per database file: nothing to wait for
 
+    def millionths(self, expr: str) -> str:
+        return f"({expr} // 1000000)"  # DuckDB's / of integers is a float
+
 
 class DuckDBCatalog(UncountedCatalog):
     def relations(self) -> str:

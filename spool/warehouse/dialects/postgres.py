@@ -32,7 +32,7 @@ from spool.warehouse.dialects.base import (
     qualified,
     quote,
 )
-from spool.warehouse.report import MAP_CHANGED
+from spool.warehouse.report import DECLARED_TYPE_APPLIED, MAP_CHANGED
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator, tx
 # lock timeout, cancelled statement, a replica still read-only after a failover
@@ -50,6 +50,7 @@ TERMINAL_CONNECT_MESSAGES = ("fe_sendauth", "password authentication failed",
                              "permission denied")
 _MISSING = re.compile(r'(database|role|schema) "[^"]*" does not exist')
 RID, SEQ = quote(sdc.RECORD_ID), quote(sdc.SEQUENCE)
+OLD_SCALE_FLOOR = 10**17  # a default sequence of the old scale is above (ms of 1973 on)
 
 
 class PostgresTypes:
@@ -328,6 +329,13 @@ class PostgresBookkeeping:
                 f"{qualified(schema, SCHEMA_CHANGES_TABLE)} "
                 f"WHERE kind = '{MAP_CHANGED}' AND stream IN %s")
 
+    def declared_types_applied(self, schema: str) -> str:
+        """(table, field path, the values' own type) of every ``declared_type_applied`` row
+        of the tables (``%s``)."""
+        return (f"SELECT table_name, source, json_type FROM "
+                f"{qualified(schema, SCHEMA_CHANGES_TABLE)} "
+                f"WHERE kind = '{DECLARED_TYPE_APPLIED}' AND table_name IN %s")
+
     def contract_version(self, schema: str) -> str:
         return f"SELECT max(version) FROM {qualified(schema, CONTRACT_TABLE)}"
 
@@ -338,6 +346,32 @@ class PostgresBookkeeping:
     def catalog_tables(self, schema: str) -> str:
         return (f"SELECT stream, table_path, table_name FROM {qualified(schema, TABLES_TABLE)} "
                 "WHERE stream IN %s")
+
+    def every_catalog_table(self, schema: str) -> str:
+        return f"SELECT stream, table_path, table_name FROM {qualified(schema, TABLES_TABLE)}"
+
+    def rescale_sequences(self, root: str, children: list[str]) -> list[str]:
+        """Once, upgrading to contract v3: default sequences stored on the old scale (Kafka
+        ms * 1,000,000 + offset mod 1,000,000) become the Kafka ms, today's default. A root
+        row holds one when its sequence's ms are its ``_sdc_received_at``; its child rows
+        (same record id) follow. ``root``, ``children``: qualified table names."""
+        ms = self.millionths(SEQ)
+        received = self.epoch_ms(quote(sdc.RECEIVED_AT))
+        out = [f"UPDATE {root} SET {SEQ} = {ms} WHERE {SEQ} >= {OLD_SCALE_FLOOR} "
+               f"AND {ms} = {received}"]
+        for child in children:
+            out.append(f"UPDATE {child} SET {SEQ} = {ms} WHERE {SEQ} >= {OLD_SCALE_FLOOR} "
+                       f"AND EXISTS (SELECT 1 FROM {root} AS r WHERE r.{RID} = {child}.{RID} "
+                       f"AND r.{SEQ} = {self.millionths(f'{child}.{SEQ}')})")
+        return out
+
+    def millionths(self, expr: str) -> str:
+        """An integer divided by 1,000,000, exactly (rounded towards zero)."""
+        return f"({expr} / 1000000)"
+
+    def epoch_ms(self, expr: str) -> str:
+        """A timestamp (with time zone) as ms since 1970."""
+        return f"CAST(round(extract(epoch FROM {expr}) * 1000) AS bigint)"
 
     def insert_catalog_table_values(self, schema: str) -> str:
         return (f"INSERT INTO {qualified(schema, TABLES_TABLE)} (stream, table_path, "

@@ -122,6 +122,12 @@ class SnowflakeBookkeeping(PostgresBookkeeping):
         table = qualified(schema, CONTRACT_TABLE)
         return f"UPDATE {table} SET {quote('version')} = {quote('version')}", ()
 
+    def millionths(self, expr: str) -> str:
+        return f"TRUNC({expr} / 1000000)"  # NUMBER division is exact, with decimals
+
+    def epoch_ms(self, expr: str) -> str:
+        return f"DATE_PART(EPOCH_MILLISECOND, {expr})"
+
 
 class SnowflakeCatalog(UncountedCatalog):
     def relations(self) -> str:
