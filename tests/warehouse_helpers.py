@@ -35,6 +35,33 @@ def make_batch(stream: str, records: list[dict], key_names=(), tenant: str = "ac
     return record.batch_id, data
 
 
+def ready_batch(ledger, location: str, stream: str, records: list[dict], tenant: str = "acme",
+                store=None, old_name: str | None = None):
+    """A batch of ``records`` stored under ``location`` (a folder or s3://) and READY in the
+    ledger, as the spool job leaves it; at ``old_name`` under ``location`` when given (a file
+    written under an older naming). Returns its BatchRecord."""
+    import dataclasses
+    from pathlib import PurePosixPath
+
+    from spool.objectstore import ObjectStore
+
+    part = Part(key_names=("id",))
+    for data in records:
+        offset = next(_offsets)
+        part.rows.extend(shape(data, rid=f"q/0/{offset}", sequence=offset,
+                               received_at_ms=1_700_000_000_000 + offset, key_names=["id"]))
+        part.note_record("q/0", offset, 10, 1_700_000_000_000 + offset)
+        part.note_sequence(offset)
+    uri, data, record = assemble(tenant, stream, 1_699_999_980_000, 60_000, 0, part, location)
+    if old_name:
+        path = PurePosixPath(uri)
+        uri = f"{location.rstrip('/')}/{old_name}/{path.parent.name}/{path.name}"
+        record = dataclasses.replace(record, uri=uri)
+    (store or ObjectStore()).put_atomic(uri, data)
+    ledger.record_batches([record])
+    return record
+
+
 def mapped_loads() -> list[list[tuple[str, bytes]]]:
     """Three loads of ``users``: no map; map v1; v2 with a late batch of v1 after it."""
     return [[make_batch("users", [{"id": 1, "name": "a"}], key_names=["id"])],

@@ -4,7 +4,6 @@ reason, and exits 1."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 import subprocess
 import sys
@@ -12,32 +11,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from spool.ingest.parts import Part
-from spool.ingest.shape import shape
-from spool.ingest.writer import assemble
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 from spool.objectstore import ObjectStore, S3Config
 from tests.e2e.jobs import ROOT, job_env, ledger_rows
 from tests.e2e.test_loader import drop_schemas  # noqa: F401 - a fixture
-
-_offsets = itertools.count(1)
+from tests.warehouse_helpers import ready_batch
 
 
 def spool_batch(ledger: Ledger, store: ObjectStore, location: str, tenant: str,
                 records: list[dict]) -> str:
     """A batch written and recorded READY as the spool job leaves it."""
-    part = Part(key_names=("id",))
-    for data in records:
-        offset = next(_offsets)
-        part.rows.extend(shape(data, rid=f"q/0/{offset}", sequence=offset,
-                               received_at_ms=1_700_000_000_000 + offset, key_names=["id"]))
-        part.note_record("q/0", offset, 10, 1_700_000_000_000 + offset)
-        part.note_sequence(offset)
-    uri, data, record = assemble(tenant, "orders", 1_699_999_980_000, 60_000, 0, part, location)
-    store.put_atomic(uri, data)
-    ledger.record_batches([record])
-    return uri
+    return ready_batch(ledger, location, "orders", records, tenant, store=store).uri
 
 
 def drain(env: dict, *args: str) -> subprocess.CompletedProcess:

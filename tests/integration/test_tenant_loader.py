@@ -7,43 +7,21 @@ warehouse that is down sends its batches back with a backoff and is left alone f
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from spool.ingest.parts import Part
-from spool.ingest.shape import shape
-from spool.ingest.writer import assemble
 from spool.ledger.registry import Registry
 from spool.ledger.store import Ledger
 from spool.loader.tenant import LoaderConfig, Status, TenantLoader
 from spool.objectstore import ObjectStore
-
-_offsets = itertools.count(1)
+from tests.warehouse_helpers import ready_batch
 
 
 def spool(ledger: Ledger, folder: Path, stream: str, records: list[dict],
           tenant: str = "acme", old_name: str | None = None) -> str:
-    """A batch of ``records`` on disk and READY in the ledger, as the spool job leaves it;
-    at ``old_name`` under ``folder`` when given (a file written under an older naming)."""
-    part = Part(key_names=("id",))
-    for data in records:
-        offset = next(_offsets)
-        part.rows.extend(shape(data, rid=f"q/0/{offset}", sequence=offset,
-                               received_at_ms=1_700_000_000_000 + offset, key_names=["id"]))
-        part.note_record("q/0", offset, 10, 1_700_000_000_000 + offset)
-        part.note_sequence(offset)
-    uri, data, record = assemble(tenant, stream, 1_699_999_980_000, 60_000, 0, part,
-                                 str(folder))
-    if old_name:
-        uri = str(folder / old_name / Path(uri).parent.name / Path(uri).name)
-        record = dataclasses.replace(record, uri=uri)
-    ObjectStore().put_atomic(uri, data)
-    ledger.record_batches([record])
-    return record.batch_id
+    return ready_batch(ledger, str(folder), stream, records, tenant, old_name=old_name).batch_id
 
 
 @pytest.fixture
