@@ -180,17 +180,21 @@ SPOOL_LIMIT = 64 << 20  # stdin is kept in memory up to this, on disk beyond
 
 
 def _open_input(path: str):
-    """The input, to be read twice (checked, then sent): the file, or stdin copied aside."""
-    if path == "-":
-        copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
-        while chunk := sys.stdin.buffer.read(1 << 20):
-            copy.write(chunk)
-        copy.seek(0)
-        return copy
+    """The input, to be read twice (checked, then sent): the file, or what cannot be read
+    twice (stdin, a pipe such as <(tap ...), a FIFO) copied aside."""
     try:
-        return open(path, "rb")
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         usage_error(f"cannot read {path}: {exc.strerror}")
+    if stream.seekable():
+        return stream
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
+    while chunk := stream.read(1 << 20):
+        copy.write(chunk)
+    if stream is not sys.stdin.buffer:
+        stream.close()
+    copy.seek(0)
+    return copy
 
 
 def _problem(args: argparse.Namespace, line: bytes) -> tuple[str, bool]:

@@ -95,6 +95,15 @@ def test_skip_invalid_sends_the_good_lines_and_names_the_skipped(stack, make_top
     assert [json.loads(r.value)["data"]["i"] for r in got] == [1, 2, 3, 5, 7]
 
 
+def test_a_pipe_given_as_a_path_is_checked_then_sent(stack, make_topic):
+    """``spool produce <(tap ...)`` or /dev/stdin: a path that cannot be read twice."""
+    topic = make_topic(partitions=1)
+    good = b"".join(envelope(i) + b"\n" for i in (1, 2, 3, 5, 7))
+    res = produce(dict(os.environ, **stack.env), "/dev/stdin", "--topic", topic, stdin=good)
+    assert res.returncode == 0, res.stderr.decode()
+    assert res.stdout.decode().strip() == f"5 message(s) delivered to {topic}"
+
+
 def test_a_missing_file_is_one_line_and_exit_2(stack, tmp_path):
     res = produce(dict(os.environ, **stack.env), str(tmp_path / "nope.jsonl"))
     assert res.returncode == 2
