@@ -223,7 +223,10 @@ def troubles(ledger: Ledger, since) -> list[Trouble]:
                                count(*), max(attempts)
                         FROM batches
                         WHERE updated_at >= %s AND last_error IS NOT NULL
-                          AND state IN ('{BatchState.FAILED.value}', '{READY}')
+                          AND (state = '{BatchState.FAILED.value}'
+                               -- set to retry later (mark_retry), not merely released or
+                               -- given a second chance by 'spool batches retry'
+                               OR (state = '{READY}' AND next_attempt_at > updated_at))
                         GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC, 3""", (since,))
         return [Trouble(*r) for r in cur.fetchall()]
 

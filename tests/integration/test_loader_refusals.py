@@ -180,3 +180,19 @@ def test_a_following_loader_tells_each_tenant_and_reason_at_most_once_a_minute(
     watch.check(ledger, since)
     assert [r.getMessage()[:61] for r in caplog.records if r.name == "spool.loader"] == [
         "tenant acme: 1 batch(es) waiting on a retry (attempt 4 of 20)"]
+
+
+def test_a_failed_batch_given_a_second_chance_is_not_reported_as_undone(ledger, tmp_path):
+    """'spool batches retry' makes a FAILED batch READY again with its old error kept: a
+    drain or a following loader must not call it 'waiting on a retry' (exit 1)."""
+    from spool.ledger import claims
+
+    since = claims.ledger_now(ledger)
+    batch = spool(ledger, tmp_path, "orders", [{"id": 1}])
+    ledger.run(lambda cur: cur.execute(
+        "UPDATE batches SET state = 'FAILED', last_error = 'boom', updated_at = now() "
+        "WHERE batch_id = %s", (batch,)))
+    assert [(t.failed, t.error) for t in claims.troubles(ledger, since)] == [(True, "boom")]
+    claims.retry_failed(ledger, [batch])
+    assert states(ledger)[batch][0] == "READY"
+    assert claims.troubles(ledger, since) == []
