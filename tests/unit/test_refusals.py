@@ -36,5 +36,13 @@ def test_a_snowflake_login_refused_is_terminal_and_a_lost_connection_transient()
     gone = sf_errors.ProgrammingError(msg="Database 'NOPE' does not exist or not authorized.",
                                       errno=2003, sqlstate="02000")
     assert errors.classify(gone) is TerminalError
+    # an expired token is mended by a new connection; one table's absence is that table's
+    expired = sf_errors.DatabaseError(msg="Authentication token has expired.  The user must "
+                                      "authenticate again.", errno=390114, sqlstate="08001")
+    assert not errors.refused(expired)
+    table = sf_errors.ProgrammingError(msg="Table 'ORDERS' does not exist or not authorized.",
+                                       errno=2003, sqlstate="42S02")
+    assert not errors.refused(table)
+    assert errors.refused(gone)
     lost = sf_errors.OperationalError(msg="Connection reset by peer", errno=250003)
     assert not errors.refused(lost) and errors.classify(lost) is TransientError

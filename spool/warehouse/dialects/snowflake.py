@@ -21,6 +21,8 @@ rendered on the client as psycopg2 does) and stages with ``COPY INTO`` from Parq
 
 from __future__ import annotations
 
+import re
+
 from spool.warehouse.contract import CONTRACT_TABLE
 from spool.warehouse.dialects.base import (
     Capabilities,
@@ -149,9 +151,14 @@ class SnowflakeErrors(PostgresErrors):
     TRANSIENT_MESSAGES = ("lock", "timeout", "try again", "resuming", "queued",
                           "temporarily unavailable")
     # the account refuses the user, role, database or schema: no batch can load until a
-    # person fixes it (390100-390199: the login's error codes; 28xxx: SQL's own)
-    TERMINAL_MESSAGES = ("incorrect username or password", "does not exist or not authorized",
-                         "insufficient privileges", "user is locked", "user is disabled")
+    # person fixes it (390100-390199: the login's error codes, but for an expired session or
+    # token, which a new connection mends; 28xxx: SQL's own). A table's own "does not exist
+    # or not authorized" or missing privilege is that table's, not the destination's.
+    LOGIN_EXPIRED = (390112, 390114)
+    TERMINAL_MESSAGES = re.compile(
+        r"incorrect username or password|user is locked|user is disabled"
+        r"|(database|schema) '[^']*' does not exist or not authorized"
+        r"|insufficient privileges to operate on (database|schema)")
 
     def refused(self, exc: BaseException) -> bool:
         import snowflake.connector.errors as sf_errors
@@ -161,8 +168,9 @@ class SnowflakeErrors(PostgresErrors):
         errno = getattr(exc, "errno", None)
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         text = str(exc).lower()
-        return (isinstance(errno, int) and 390100 <= errno < 390200) or \
-            sqlstate.startswith("28") or any(m in text for m in self.TERMINAL_MESSAGES)
+        return (isinstance(errno, int) and 390100 <= errno < 390200
+                and errno not in self.LOGIN_EXPIRED) or \
+            sqlstate.startswith("28") or bool(self.TERMINAL_MESSAGES.search(text))
 
     def classify(self, exc: BaseException) -> type[Exception]:
         if isinstance(exc, (TransientError, TerminalError)):
