@@ -41,10 +41,10 @@ def state_id_of(headers) -> tuple[str | None, str | None]:
                 name = value.decode("utf-8")
             except UnicodeDecodeError:
                 name = ""
-            if not name.strip() or len(name) > MAX_NAME_CHARS:
+            if not name.strip() or len(name) > MAX_NAME_CHARS or "\0" in name:
                 return None, (f"the '{STATE_ID_HEADER}' header must be a name of 1 to "
-                              f"{MAX_NAME_CHARS} characters in UTF-8; send the tap's output "
-                              "with 'spool produce --singer --state-id NAME'")
+                              f"{MAX_NAME_CHARS} characters in UTF-8, without NUL; send the "
+                              "tap's output with 'spool produce --singer --state-id NAME'")
             return name, None
     return DEFAULT_STATE_ID, None
 
