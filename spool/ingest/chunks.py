@@ -129,7 +129,7 @@ class ChunkShaper:
             if kind is Kind.RECORD:
                 try:
                     try:
-                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=exact,
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, exact=exact,
                                                   map_version=version if applied else None)
                     except InexactNumber:
                         decoded = decode(value, headers, exact=True)
@@ -141,7 +141,7 @@ class ChunkShaper:
                             if self._filed(decoded, source, version, rid, kafka_ms, event_ms,
                                            len(value), tp, offset):
                                 continue
-                        rows, seq = shape_decoded(decoded, rid, kafka_ms, offset, exact=True,
+                        rows, seq = shape_decoded(decoded, rid, kafka_ms, exact=True,
                                                   map_version=version if applied else None)
                 except ShapeError as exc:
                     decoded = Decoded(Kind.REJECTED, tenant=decoded.tenant,

@@ -124,9 +124,9 @@ class MapDirectory:
 
     def at(self, tenant: str, stream: str, event_ms: int):
         """(version, apply) of the map in force for a record of ``event_ms``: apply is None
-        when that version removed the map; None when the stream had none by then."""
-        if event_ms > self._read_at_ms:
-            self._read()
+        when that version removed the map; None when the stream had none by then. The
+        caller has called :meth:`cover` for ``event_ms`` (once per chunk): reading again per
+        record could find nothing newer while the ledger's clock is behind the record's."""
         found = self._by_stream.get((tenant, stream))
         if not found:
             return None

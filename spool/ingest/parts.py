@@ -225,7 +225,7 @@ def rejected_tenant(decoded: Decoded, is_tenant) -> str:
     return sdc.UNASSIGNED_TENANT
 
 
-def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int, offset: int,
+def shape_decoded(decoded: Decoded, rid: str, kafka_ms: int,
                   exact: bool = False, map_version: int | None = None) -> tuple[list, int]:
     """(rows, sequence) of a decoded RECORD (may raise shape.ShapeError, and InexactNumber
     unless ``exact``)."""

@@ -112,10 +112,6 @@ class MapStore:
 
         return self.ledger.run(q)
 
-    def versions(self) -> list[MapVersion]:
-        """Every version of every map."""
-        return self.read().versions or []
-
     def read(self, stamp: tuple | None = None) -> Snapshot:
         """Every version of every map, with the ledger's clock before they were read (the
         spool job picks a version per record by its timestamp); ``versions`` is None when
