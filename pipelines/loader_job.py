@@ -142,10 +142,6 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, ledger_dsn: str):
     """Wire the loader's transforms onto ``pipeline``; returns the pipeline."""
     opts = options.view_as(LoaderOptions)
     follow = options.view_as(JobModeOptions).mode == "follow"
-    if opts.retry_max_attempts < 0:
-        print(f"error: --retry_max_attempts={opts.retry_max_attempts}: give a number of "
-              "attempts, or 0 to retry without end", file=sys.stderr)
-        raise SystemExit(2)
     loader = LoaderConfig(lease_seconds=opts.lease_seconds, max_rows=opts.load_max_rows,
                           max_batches=opts.load_max_batches,
                           backoff_base_seconds=opts.retry_base_seconds,

@@ -12,6 +12,7 @@ from spool.commands.common import (
     LedgerArgs,
     emit_table,
     ledger_from,
+    no_tenant,
     register_history_args,
 )
 from spool.ledger.registry import Registry
@@ -41,8 +42,7 @@ def changes(args: LedgerArgs) -> int:
     if args.tenant:
         record = registry.tenant(args.tenant)
         if record is None:
-            raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows "
-                             "the registered ones")
+            raise no_tenant(args.tenant)
         records = [record]
     else:
         records = registry.tenants()

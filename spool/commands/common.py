@@ -69,12 +69,17 @@ def ledger_from(args: LedgerArgs) -> Ledger:
     return ledger
 
 
+def no_tenant(tenant: str) -> SystemExit:
+    """What ends a command (exit 1) that names a tenant the ledger does not know."""
+    return SystemExit(f"error: no tenant {tenant!r}; 'spool tenants list' shows the "
+                      "registered ones")
+
+
 def require_tenant(ledger: Ledger, tenant: str | None) -> None:
     """End the command (exit 1) when ``tenant`` is given and the ledger does not know it: an
     unknown name must not look like a tenant with nothing yet."""
     if tenant is not None and not queries.tenant_known(ledger, tenant):
-        raise SystemExit(f"error: no tenant {tenant!r}; 'spool tenants list' shows the "
-                         "registered ones")
+        raise no_tenant(tenant)
 
 
 _RST = re.compile(r"``(.+?)``|:[a-z]+:`~?(.+?)`")

@@ -12,7 +12,14 @@ import argparse
 import json
 import sys
 
-from spool.commands.common import LedgerArgs, emit_table, ledger_from, register_ledger_args
+from spool.commands.common import (
+    LedgerArgs,
+    emit_table,
+    ledger_from,
+    no_tenant,
+    print_json,
+    register_ledger_args,
+)
 from spool.ledger.registry import Registry, SavedState
 
 EXAMPLE = """examples:
@@ -62,8 +69,7 @@ def _states(args: LedgerArgs) -> list[SavedState]:
     registry = Registry(ledger_from(args))
     states = registry.tenant_states(args.tenant)
     if not states and registry.tenant(args.tenant) is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
-                         "registered ones")
+        raise no_tenant(args.tenant)
     if args.state_id is None:
         return states
     found = [s for s in states if s.state_id == args.state_id]
@@ -79,9 +85,8 @@ def show(args: LedgerArgs) -> int:
     states = _states(args)
     if args.json:
         for s in states:
-            print(json.dumps({"state_id": s.state_id, "updated": s.updated_at.isoformat(),
-                              "record_id": s.record_id, "state": s.value},
-                             ensure_ascii=False))
+            print_json({"state_id": s.state_id, "updated": s.updated_at,
+                        "record_id": s.record_id, "state": s.value})
         return 0
     if not states:
         print(f"(no Singer STATE saved for tenant {args.tenant} yet)")

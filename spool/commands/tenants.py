@@ -16,6 +16,7 @@ from spool.commands.common import (
     LedgerArgs,
     emit_table,
     ledger_from,
+    no_tenant,
     print_json,
     register_ledger_args,
     require_tenant,
@@ -186,8 +187,7 @@ def check_tenants(args: LedgerArgs) -> int:
     if args.tenant is not None:
         record = registry.tenant(args.tenant)
         if record is None:
-            raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows "
-                             "them")
+            raise no_tenant(args.tenant)
         records = [record]
     else:
         records = list(registry.tenants())
@@ -245,8 +245,7 @@ def show_tenant(args: LedgerArgs) -> int:
     ledger = ledger_from(args)
     record = Registry(ledger).tenant(args.tenant)
     if record is None:
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
-                         "registered ones")
+        raise no_tenant(args.tenant)
     dest = Destination.from_record(record)
     hook = outbox.webhook(ledger, args.tenant)
     print_json({"tenant": dest.tenant_id, "warehouse": dest.kind,
@@ -258,7 +257,6 @@ def show_tenant(args: LedgerArgs) -> int:
 
 def remove_tenant(args: LedgerArgs) -> int:
     if not Registry(ledger_from(args)).remove_tenant(args.tenant):
-        raise SystemExit(f"error: no tenant {args.tenant!r}; 'spool tenants list' shows the "
-                         "registered ones")
+        raise no_tenant(args.tenant)
     print(f"tenant {args.tenant!r} removed; its batches and warehouse data are kept")
     return 0

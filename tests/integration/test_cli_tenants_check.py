@@ -105,4 +105,5 @@ def test_check_tries_each_destination_and_exits_1_if_any_fails(ledger_dsn, dsns)
     assert (one.returncode, one.stdout) == (0, "good: ok (postgres, schema good_x)\n")
     missing = spool(ledger_dsn, dsns, "tenants", "check", "nobody")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: no tenant 'nobody'; 'spool tenants list' shows them"
+    assert missing.stderr.strip() == \
+        "error: no tenant 'nobody'; 'spool tenants list' shows the registered ones"
